@@ -1,0 +1,27 @@
+//! Domain types, validation and pure algorithms of ichnaea.
+//!
+//! This crate does no I/O: no database, no network, no files. Everything here is a
+//! plain function over plain data, so the storage backends, the web tier, the
+//! pipeline and the simulator share one definition of each rule.
+
+pub mod apikey;
+pub mod cell;
+pub mod datamap;
+pub mod export;
+pub mod mac;
+pub mod radio;
+pub mod source;
+pub mod station;
+pub mod stats;
+pub mod validation;
+
+pub use apikey::{ApiKey, ApiKeyPatch, FallbackSchema};
+pub use cell::{AreaKey, CellKey};
+pub use datamap::{DatamapGrid, Quadrant};
+pub use export::{ExportConfig, ExportConfigPatch, ExportSchema};
+pub use mac::Mac;
+pub use radio::Radio;
+pub use source::ReportSource;
+pub use station::{BlueStation, CellArea, CellStation, StationFields, WifiStation};
+pub use stats::{RegionStat, StatKey, StatRow};
+pub use validation::FieldError;
