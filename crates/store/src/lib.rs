@@ -1,1 +1,236 @@
-//! placeholder
+//! The Store: every table of ichnaea behind one narrow interface, with a SQLite
+//! implementation (embedded mode) and a PostgreSQL implementation (cluster mode).
+//!
+//! Each public method is one real operation. SQL is written once where the two
+//! dialects agree (`$n` placeholders, `ON CONFLICT … DO UPDATE`, `RETURNING`) and
+//! side by side where they do not; the schema only changes through the migrations
+//! in [`schema`].
+
+mod apikeys;
+mod areas;
+mod batches;
+mod datamap;
+pub use datamap::DatamapRow;
+mod exports;
+mod migrate;
+mod rows;
+pub mod schema;
+mod stations;
+mod stats;
+
+use sqlx::AssertSqlSafe;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use migrate::MigrationReport;
+
+/// Errors of the store. Database failures keep their cause; the rest say which
+/// rule was broken.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A row with this primary key already exists.
+    #[error("{0} already exists")]
+    Duplicate(String),
+    /// The URL names no supported backend.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// A stored value cannot be represented in the domain types.
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        /// Table holding the row.
+        table: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A key that cannot be encoded for storage.
+    #[error("invalid key: {0}")]
+    Key(#[from] ichnaea_core::cell::KeyError),
+    /// Creating the directory of the SQLite file failed.
+    #[error("cannot create directory for {path}: {source}")]
+    Io {
+        /// Directory that could not be created.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Result type of every store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Connection settings beyond the URL.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Maximum pooled connections.
+    pub max_connections: u32,
+    /// PostgreSQL only: schema to create (if missing) and put first on the
+    /// search path. Tests use one schema each so they run in parallel.
+    pub pg_schema: Option<String>,
+    /// How long to wait for a free connection or a database lock.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 8,
+            pg_schema: None,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Handle to the database; cheap to clone (pools are shared).
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either backend. The body
+/// is compiled once per backend, so SQL written once serves both.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite($pool) => $body,
+            $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+impl Store {
+    /// Opens a pool for `sqlite://PATH` (the file and its directory are created)
+    /// or `postgres://…` / `postgresql://…`.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
+        if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(options.acquire_timeout);
+            let path = connect.get_filename().to_path_buf();
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Ok(Store {
+                backend: Backend::Sqlite(pool),
+            })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let mut connect = PgConnectOptions::from_str(url)?;
+            if let Some(schema) = &options.pg_schema {
+                create_pg_schema(connect.clone(), schema).await?;
+                connect = connect.options([("search_path", schema.as_str())]);
+            }
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Ok(Store {
+                backend: Backend::Postgres(pool),
+            })
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_string()))
+        }
+    }
+
+    /// `"sqlite"` or `"postgres"`, for logs and the heartbeat.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The SQLite pool, so the embedded queue can live in the same file.
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.backend {
+            Backend::Sqlite(pool) => Some(pool),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// A trivial round trip, for the heartbeat.
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for checked-out connections to return.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+
+    /// PostgreSQL only: drops a schema with everything in it (test clean-up).
+    pub async fn drop_pg_schema(&self, schema: &str) -> Result<()> {
+        if let Backend::Postgres(pool) = &self.backend {
+            let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(schema));
+            sqlx::query(AssertSqlSafe(&*sql)).execute(pool).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn create_pg_schema(connect: PgConnectOptions, schema: &str) -> Result<()> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(connect)
+        .await?;
+    let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
+    sqlx::query(AssertSqlSafe(&*sql)).execute(&pool).await?;
+    pool.close().await;
+    Ok(())
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `$1, $2, …, $n` starting after `offset` bound parameters.
+pub(crate) fn placeholders(offset: usize, n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${}", offset + i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Largest number of keys looked up in one `IN (…)` query.
+pub(crate) const LOOKUP_CHUNK: usize = 500;
+
+impl Store {
+    /// Number of rows in one of the tables of [`schema::all_tables`] (operators'
+    /// statistics and tests); `None` for any other name.
+    pub async fn row_count(&self, table: &str) -> Result<Option<i64>> {
+        if !schema::all_tables().iter().any(|t| t == table) {
+            return Ok(None);
+        }
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        with_pool!(self, pool => {
+            let row = sqlx::query(AssertSqlSafe(&*sql)).fetch_one(pool).await?;
+            Ok(Some(sqlx::Row::try_get::<i64, _>(&row, 0)?))
+        })
+    }
+}

@@ -1,0 +1,88 @@
+//! `datamap_ne/nw/se/sw`: grid cells where data was contributed, with the first
+//! and latest day.
+
+use chrono::NaiveDate;
+use ichnaea_core::datamap::{DatamapGrid, Quadrant};
+use sqlx::AssertSqlSafe;
+
+use crate::rows::{SqlRow, corrupt};
+use crate::{LOOKUP_CHUNK, Result, Store, placeholders, with_pool};
+
+/// One stored grid cell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatamapRow {
+    /// The cell.
+    pub grid: DatamapGrid,
+    /// First day data was seen there.
+    pub created: Option<NaiveDate>,
+    /// Latest day data was seen there.
+    pub modified: Option<NaiveDate>,
+}
+
+impl Store {
+    /// The stored rows among `grids` of one quadrant table.
+    pub async fn datamap_rows(
+        &self,
+        quadrant: Quadrant,
+        grids: &[DatamapGrid],
+    ) -> Result<Vec<DatamapRow>> {
+        let table = quadrant.table();
+        let mut out = Vec::with_capacity(grids.len());
+        for chunk in grids.chunks(LOOKUP_CHUNK) {
+            let sql = format!(
+                "SELECT grid, created, modified FROM {table} WHERE grid IN ({})",
+                placeholders(0, chunk.len())
+            );
+            with_pool!(self, pool => {
+                let mut q = sqlx::query(AssertSqlSafe(&*sql));
+                for g in chunk {
+                    q = q.bind(g.to_bytes().to_vec());
+                }
+                for row in q.fetch_all(pool).await? {
+                    let bytes = row.bytes("grid")?;
+                    let grid = DatamapGrid::from_bytes(&bytes)
+                        .ok_or_else(|| corrupt(table, format!("grid of {} bytes", bytes.len())))?;
+                    out.push(DatamapRow {
+                        grid,
+                        created: row.date_opt("created")?,
+                        modified: row.date_opt("modified")?,
+                    });
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks grids as seen on `day`: unknown grids are inserted with
+    /// created = modified = `day`, known ones get modified = `day` (never moved
+    /// backwards). Returns the number of rows inserted or changed.
+    pub async fn touch_datamap(
+        &self,
+        quadrant: Quadrant,
+        grids: &[DatamapGrid],
+        day: NaiveDate,
+    ) -> Result<u64> {
+        let sql = format!(
+            "INSERT INTO {} (grid, created, modified) VALUES ($1, $2, $2) \
+             ON CONFLICT (grid) DO UPDATE SET modified = excluded.modified \
+             WHERE {}.modified IS NULL OR {}.modified < excluded.modified",
+            quadrant.table(),
+            quadrant.table(),
+            quadrant.table()
+        );
+        let mut n = 0;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for g in grids {
+                n += sqlx::query(AssertSqlSafe(&*sql))
+                    .bind(g.to_bytes().to_vec())
+                    .bind(day)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+        });
+        Ok(n)
+    }
+}

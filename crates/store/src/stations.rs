@@ -1,0 +1,229 @@
+//! Station tables: `wifi_shard_*`, `blue_shard_*` (routed by MAC shard) and
+//! `cell_*` (routed by radio).
+
+use sqlx::AssertSqlSafe;
+use std::collections::BTreeMap;
+
+use ichnaea_core::cell::CellKey;
+use ichnaea_core::mac::Mac;
+use ichnaea_core::radio::Radio;
+use ichnaea_core::station::{BlueStation, CellStation, StationFields, WifiStation};
+
+use crate::rows::{STATION_COLUMNS, SqlRow, bind_station_fields, corrupt, station_fields};
+use crate::schema::{blue_table, wifi_table};
+use crate::{LOOKUP_CHUNK, Result, Store, placeholders, with_pool};
+
+#[derive(Copy, Clone)]
+enum MacKind {
+    Wifi,
+    Blue,
+}
+
+impl MacKind {
+    fn table(self, shard: u8) -> String {
+        match self {
+            MacKind::Wifi => wifi_table(shard),
+            MacKind::Blue => blue_table(shard),
+        }
+    }
+}
+
+fn update_clause() -> String {
+    STATION_COLUMNS
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn group_by<K: Ord, T>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> BTreeMap<K, Vec<T>> {
+    let mut groups: BTreeMap<K, Vec<T>> = BTreeMap::new();
+    for item in items {
+        groups.entry(key(&item)).or_default().push(item);
+    }
+    groups
+}
+
+impl Store {
+    async fn mac_stations(&self, kind: MacKind, macs: &[Mac]) -> Result<Vec<(Mac, StationFields)>> {
+        let mut out = Vec::with_capacity(macs.len());
+        for (shard, macs) in group_by(macs.iter().copied(), Mac::shard) {
+            let table = kind.table(shard);
+            for chunk in macs.chunks(LOOKUP_CHUNK) {
+                let sql = format!(
+                    "SELECT mac, {} FROM {table} WHERE mac IN ({})",
+                    STATION_COLUMNS.join(", "),
+                    placeholders(0, chunk.len())
+                );
+                with_pool!(self, pool => {
+                    let mut q = sqlx::query(AssertSqlSafe(&*sql));
+                    for mac in chunk {
+                        q = q.bind(mac.bytes().as_slice());
+                    }
+                    for row in q.fetch_all(pool).await? {
+                        let bytes = row.bytes("mac")?;
+                        let mac = Mac::from_slice(&bytes)
+                            .ok_or_else(|| corrupt(&table, format!("mac of {} bytes", bytes.len())))?;
+                        out.push((mac, station_fields(&row, &table)?));
+                    }
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn upsert_mac_stations(
+        &self,
+        kind: MacKind,
+        rows: &[(Mac, &StationFields)],
+    ) -> Result<()> {
+        let update = update_clause();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for (shard, rows) in group_by(rows.iter(), |(mac, _)| mac.shard()) {
+                let sql = format!(
+                    "INSERT INTO {} (mac, {}) VALUES ({}) ON CONFLICT (mac) DO UPDATE SET {update}",
+                    kind.table(shard),
+                    STATION_COLUMNS.join(", "),
+                    placeholders(0, STATION_COLUMNS.len() + 1)
+                );
+                for (mac, fields) in rows {
+                    let q = sqlx::query(AssertSqlSafe(&*sql)).bind(mac.bytes().as_slice());
+                    bind_station_fields!(q, fields).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The stored Wi-Fi stations among `macs` (unknown ones are absent), read from
+    /// their shard tables.
+    pub async fn wifi_stations(&self, macs: &[Mac]) -> Result<Vec<WifiStation>> {
+        let rows = self.mac_stations(MacKind::Wifi, macs).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(mac, fields)| WifiStation { mac, fields })
+            .collect())
+    }
+
+    /// The stored Bluetooth stations among `macs`.
+    pub async fn blue_stations(&self, macs: &[Mac]) -> Result<Vec<BlueStation>> {
+        let rows = self.mac_stations(MacKind::Blue, macs).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(mac, fields)| BlueStation { mac, fields })
+            .collect())
+    }
+
+    /// Inserts or wholly replaces Wi-Fi station rows, in one transaction.
+    pub async fn upsert_wifi_stations(&self, rows: &[WifiStation]) -> Result<()> {
+        let rows: Vec<_> = rows.iter().map(|r| (r.mac, &r.fields)).collect();
+        self.upsert_mac_stations(MacKind::Wifi, &rows).await
+    }
+
+    /// Inserts or wholly replaces Bluetooth station rows, in one transaction.
+    pub async fn upsert_blue_stations(&self, rows: &[BlueStation]) -> Result<()> {
+        let rows: Vec<_> = rows.iter().map(|r| (r.mac, &r.fields)).collect();
+        self.upsert_mac_stations(MacKind::Blue, &rows).await
+    }
+
+    /// The stored cells among `keys`, read from their radio's table.
+    pub async fn cell_stations(&self, keys: &[CellKey]) -> Result<Vec<CellStation>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for (radio, keys) in group_by(keys.iter().copied(), |k| k.radio) {
+            let table = radio.cell_table();
+            for chunk in keys.chunks(LOOKUP_CHUNK) {
+                let ids = chunk
+                    .iter()
+                    .map(CellKey::to_bytes)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let sql = format!(
+                    "SELECT cellid, radio, mcc, mnc, lac, cid, psc, {} FROM {table} WHERE cellid IN ({})",
+                    STATION_COLUMNS.join(", "),
+                    placeholders(0, ids.len())
+                );
+                with_pool!(self, pool => {
+                    let mut q = sqlx::query(AssertSqlSafe(&*sql));
+                    for id in &ids {
+                        q = q.bind(id.as_slice());
+                    }
+                    for row in q.fetch_all(pool).await? {
+                        out.push(decode_cell(&row, radio)?);
+                    }
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Inserts or wholly replaces cell rows, in one transaction.
+    pub async fn upsert_cell_stations(&self, rows: &[CellStation]) -> Result<()> {
+        let update = format!(
+            "radio = excluded.radio, mcc = excluded.mcc, mnc = excluded.mnc, \
+            lac = excluded.lac, cid = excluded.cid, psc = excluded.psc, {}",
+            update_clause()
+        );
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for (radio, rows) in group_by(rows.iter(), |r| r.key.radio) {
+                let sql = format!(
+                    "INSERT INTO {} (cellid, radio, mcc, mnc, lac, cid, psc, {}) VALUES ({}) \
+                     ON CONFLICT (cellid) DO UPDATE SET {update}",
+                    radio.cell_table(),
+                    STATION_COLUMNS.join(", "),
+                    placeholders(0, STATION_COLUMNS.len() + 7)
+                );
+                for row in rows {
+                    let k = row.key;
+                    let q = sqlx::query(AssertSqlSafe(&*sql))
+                        .bind(k.to_bytes()?)
+                        .bind(i64::from(k.radio.code()))
+                        .bind(i64::from(k.mcc))
+                        .bind(i64::from(k.mnc))
+                        .bind(i64::from(k.lac))
+                        .bind(cid_column(k.cid)?)
+                        .bind(row.psc.map(i64::from));
+                    bind_station_fields!(q, row.fields).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+fn cid_column(cid: u64) -> Result<i64> {
+    i64::try_from(cid).map_err(|_| corrupt("cell", format!("cid {cid}")))
+}
+
+fn decode_cell(row: &impl SqlRow, radio: Radio) -> Result<CellStation> {
+    let table = radio.cell_table();
+    let int = |col: &str| -> Result<i64> { row.i64(col) };
+    let num = |col: &str, max: u64| -> Result<u64> {
+        let v = int(col)?;
+        u64::try_from(v)
+            .ok()
+            .filter(|v| *v <= max)
+            .ok_or_else(|| corrupt(table, format!("{col} {v}")))
+    };
+    let key = CellKey {
+        radio,
+        mcc: num("mcc", u16::MAX.into())? as u16,
+        mnc: num("mnc", u16::MAX.into())? as u16,
+        lac: num("lac", radio.max_lac().into())? as u32,
+        cid: num("cid", radio.max_cid())?,
+    };
+    let psc = row
+        .i64_opt("psc")?
+        .map(|p| i16::try_from(p).map_err(|_| corrupt(table, format!("psc {p}"))))
+        .transpose()?;
+    Ok(CellStation {
+        key,
+        psc,
+        fields: station_fields(row, table)?,
+    })
+}

@@ -1,0 +1,710 @@
+//! Store tests: every table round-trips through SQLite always, and through
+//! PostgreSQL when `ICHNAEA_TEST_POSTGRES_URL` is set (each test in its own schema).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Once;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use futures_util::FutureExt;
+use ichnaea_core::cell::{AreaKey, CellKey};
+use ichnaea_core::datamap::{DatamapGrid, Quadrant};
+use ichnaea_core::export::{ExportConfig, ExportSchema};
+use ichnaea_core::mac::Mac;
+use ichnaea_core::radio::Radio;
+use ichnaea_core::source::ReportSource;
+use ichnaea_core::station::{BlueStation, CellArea, CellStation, StationFields, WifiStation};
+use ichnaea_core::stats::{RegionStat, StatKey, StatRow};
+use ichnaea_core::{ApiKey, ExportConfigPatch};
+use ichnaea_store::{DatamapRow, Store, StoreError, StoreOptions};
+
+static PG_NOTICE: Once = Once::new();
+
+fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Runs `body` against a fresh, migrated SQLite file, then removes it.
+async fn on_sqlite<F, Fut>(body: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir: PathBuf = std::env::temp_dir().join(format!("ichnaea-store-{}", unique()));
+    let url = format!("sqlite://{}/test.db", dir.display());
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let result = std::panic::AssertUnwindSafe(body(store.clone()))
+        .catch_unwind()
+        .await;
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Runs `body` against a fresh, migrated PostgreSQL schema, then drops it; prints a
+/// notice and returns when no PostgreSQL URL is configured.
+async fn on_postgres<F, Fut>(body: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Ok(url) = std::env::var("ICHNAEA_TEST_POSTGRES_URL") else {
+        PG_NOTICE.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTICE: ICHNAEA_TEST_POSTGRES_URL unset: PostgreSQL store tests skipped"
+            );
+        });
+        return;
+    };
+    let schema = format!("test_{}", unique());
+    let options = StoreOptions {
+        pg_schema: Some(schema.clone()),
+        max_connections: 4,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&url, &options).await.unwrap();
+    store.migrate().await.unwrap();
+    let result = std::panic::AssertUnwindSafe(body(store.clone()))
+        .catch_unwind()
+        .await;
+    store.drop_pg_schema(&schema).await.unwrap();
+    store.close().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Generates one test per backend for each `async fn name(store: Store)`.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::on_sqlite(super::$name).await;
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::on_postgres(super::$name).await;
+                }
+            }
+        )*
+    };
+}
+
+backend_tests!(
+    migrations_are_idempotent_and_seed_internal_export,
+    api_keys_round_trip,
+    export_configs_round_trip,
+    wifi_and_blue_stations_round_trip_by_shard,
+    cells_round_trip_for_every_radio,
+    cell_areas_round_trip,
+    stats_round_trip,
+    region_stats_are_replaced,
+    datamap_grids_are_touched,
+    applied_batches_detect_replays,
+);
+
+fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn at(y: i32, m: u32, d: u32, hh: u32, mm: u32, ss: u32) -> NaiveDateTime {
+    day(y, m, d).and_hms_opt(hh, mm, ss).unwrap()
+}
+
+/// Every column set, with edge values.
+fn full_fields() -> StationFields {
+    StationFields {
+        lat: Some(85.051),
+        lon: Some(-179.999999),
+        max_lat: Some(85.051),
+        min_lat: Some(-85.051),
+        max_lon: Some(180.0),
+        min_lon: Some(-180.0),
+        radius: Some(20_000_000),
+        region: Some("XK".into()),
+        samples: Some(u32::MAX as i64),
+        source: Some(ReportSource::Query),
+        weight: Some(1_000_000_000.0),
+        created: Some(at(2024, 1, 12, 23, 59, 59)),
+        modified: Some(at(2024, 2, 29, 0, 0, 0)),
+        last_seen: Some(day(2024, 2, 29)),
+        block_first: Some(day(2000, 1, 1)),
+        block_last: Some(day(2099, 12, 31)),
+        block_count: Some(255),
+    }
+}
+
+async fn migrations_are_idempotent_and_seed_internal_export(store: Store) {
+    assert_eq!(store.schema_version().await.unwrap(), 1);
+    let again = store.migrate().await.unwrap();
+    assert!(again.applied.is_empty());
+    assert_eq!(again.version, 1);
+    let configs = store.export_configs().await.unwrap();
+    assert_eq!(configs, vec![ExportConfig::default_internal()]);
+    store.ping().await.unwrap();
+    assert_eq!(store.row_count("wifi_shard_f").await.unwrap(), Some(0));
+    assert_eq!(store.row_count("no_such_table; --").await.unwrap(), None);
+}
+
+async fn api_keys_round_trip(store: Store) {
+    let defaults = ApiKey::new("test");
+    store.insert_api_key(&defaults).await.unwrap();
+    assert_eq!(store.api_key("test").await.unwrap(), Some(defaults.clone()));
+
+    let full = ApiKey {
+        valid_key: "0d9e1f6c-7A2B-4c3d-8e9f-0a1b2c3d4e5f".into(),
+        maxreq: Some(i64::from(i32::MAX)),
+        allow_locate: Some(false),
+        allow_region: Some(false),
+        allow_fallback: Some(true),
+        fallback_name: Some("f".repeat(40)),
+        fallback_schema: Some("unwiredlabs/v1".into()),
+        fallback_url: Some("https://fallback.example/v2/process.php#TOKEN".into()),
+        fallback_ratelimit: Some(0),
+        fallback_ratelimit_interval: Some(60),
+        fallback_cache_expire: Some(86_400),
+        store_sample_locate: Some(0),
+        store_sample_submit: Some(100),
+    };
+    store.insert_api_key(&full).await.unwrap();
+    let nulls = ApiKey {
+        valid_key: "nulls".into(),
+        maxreq: None,
+        allow_locate: None,
+        allow_region: None,
+        allow_fallback: None,
+        fallback_name: None,
+        fallback_schema: None,
+        fallback_url: None,
+        fallback_ratelimit: None,
+        fallback_ratelimit_interval: None,
+        fallback_cache_expire: None,
+        store_sample_locate: None,
+        store_sample_submit: None,
+    };
+    store.insert_api_key(&nulls).await.unwrap();
+
+    // Case-insensitive lookup returns the stored spelling.
+    let found = store
+        .api_key("0D9E1F6C-7a2b-4C3D-8E9F-0A1B2C3D4E5F")
+        .await
+        .unwrap();
+    assert_eq!(found, Some(full.clone()));
+    assert_eq!(store.api_key("nulls").await.unwrap(), Some(nulls.clone()));
+    assert_eq!(store.api_key("missing").await.unwrap(), None);
+
+    // Duplicates, also in another case, are refused and change nothing.
+    assert!(matches!(
+        store.insert_api_key(&ApiKey::new("TEST")).await,
+        Err(StoreError::Duplicate(_))
+    ));
+    let keys: Vec<String> = store
+        .api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.valid_key)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            full.valid_key.clone(),
+            "nulls".to_string(),
+            "test".to_string()
+        ]
+    );
+
+    let mut changed = defaults.clone();
+    changed.maxreq = Some(5);
+    changed.store_sample_submit = None;
+    assert!(store.update_api_key(&changed).await.unwrap());
+    assert_eq!(store.api_key("test").await.unwrap(), Some(changed));
+    assert!(!store.update_api_key(&ApiKey::new("absent")).await.unwrap());
+
+    assert!(store.delete_api_key("TEST").await.unwrap());
+    assert!(!store.delete_api_key("test").await.unwrap());
+    assert_eq!(store.api_key("test").await.unwrap(), None);
+}
+
+async fn export_configs_round_trip(store: Store) {
+    let s3 = ExportConfig {
+        name: "backup".into(),
+        batch: 1_000_000,
+        schema: ExportSchema::S3,
+        url: Some("s3://bucket/backups/{source}/{api_key}/{year}/{month}/{day}".into()),
+        skip_keys: Some(vec!["partner-a".into(), "partner-b".into()]),
+        skip_sources: Some(vec![ReportSource::Fused, ReportSource::Query]),
+    };
+    let empty_sets = ExportConfig {
+        name: "empty".into(),
+        batch: 0,
+        schema: ExportSchema::Dummy,
+        url: None,
+        skip_keys: Some(vec![]),
+        skip_sources: Some(vec![]),
+    };
+    store.insert_export_config(&s3).await.unwrap();
+    store.insert_export_config(&empty_sets).await.unwrap();
+    assert_eq!(
+        store.export_config("backup").await.unwrap(),
+        Some(s3.clone())
+    );
+    assert_eq!(
+        store.export_config("empty").await.unwrap(),
+        Some(empty_sets.clone())
+    );
+    assert!(matches!(
+        store.insert_export_config(&s3).await,
+        Err(StoreError::Duplicate(_))
+    ));
+
+    let mut changed = s3.clone();
+    ExportConfigPatch {
+        batch: Some(5),
+        skip_keys: Some(None),
+        ..Default::default()
+    }
+    .apply(&mut changed);
+    assert!(store.update_export_config(&changed).await.unwrap());
+    let got = store.export_config("backup").await.unwrap().unwrap();
+    assert_eq!(got.batch, 5);
+    assert_eq!(got.skip_keys, None);
+    assert_eq!(got.skip_sources, s3.skip_sources);
+
+    let names: Vec<String> = store
+        .export_configs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, vec!["backup", "empty", "internal"]);
+    assert!(store.delete_export_config("internal").await.unwrap());
+    assert!(!store.delete_export_config("internal").await.unwrap());
+    assert_eq!(store.export_config("internal").await.unwrap(), None);
+}
+
+async fn wifi_and_blue_stations_round_trip_by_shard(store: Store) {
+    let macs: Vec<Mac> = [
+        "000000000000",
+        "ffffffffffff",
+        "0000f0123456",
+        "3680873e9b83",
+        "11110f000000",
+        "111110000000",
+    ]
+    .iter()
+    .map(|m| Mac::from_hex(m).unwrap())
+    .collect();
+    let wifi: Vec<WifiStation> = macs
+        .iter()
+        .enumerate()
+        .map(|(i, mac)| WifiStation {
+            mac: *mac,
+            fields: if i % 2 == 0 {
+                full_fields()
+            } else {
+                StationFields::default()
+            },
+        })
+        .collect();
+    store.upsert_wifi_stations(&wifi).await.unwrap();
+
+    // Each MAC sits in the table of its fifth hex digit.
+    let expect = [
+        ("wifi_shard_0", 2),
+        ("wifi_shard_f", 2),
+        ("wifi_shard_8", 1),
+        ("wifi_shard_1", 1),
+        ("wifi_shard_2", 0),
+    ];
+    for (table, n) in expect {
+        assert_eq!(store.row_count(table).await.unwrap(), Some(n), "{table}");
+    }
+    let mut got = store.wifi_stations(&macs).await.unwrap();
+    got.sort_by_key(|s| s.mac);
+    let mut want = wifi.clone();
+    want.sort_by_key(|s| s.mac);
+    assert_eq!(got, want);
+    assert!(
+        store
+            .wifi_stations(&[Mac::from_hex("123456789abc").unwrap()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An upsert replaces the whole row, e.g. blocking a station nulls its position.
+    let mut blocked = wifi[0].clone();
+    blocked.fields = StationFields {
+        region: Some("DE".into()),
+        block_count: Some(3),
+        ..StationFields::default()
+    };
+    store
+        .upsert_wifi_stations(std::slice::from_ref(&blocked))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.wifi_stations(&[blocked.mac]).await.unwrap(),
+        vec![blocked.clone()]
+    );
+
+    // Bluetooth uses its own shards; Wi-Fi rows are not visible there.
+    let blue = BlueStation {
+        mac: macs[1],
+        fields: full_fields(),
+    };
+    store
+        .upsert_blue_stations(std::slice::from_ref(&blue))
+        .await
+        .unwrap();
+    assert_eq!(store.blue_stations(&macs).await.unwrap(), vec![blue]);
+    assert_eq!(store.row_count("blue_shard_f").await.unwrap(), Some(1));
+}
+
+async fn cells_round_trip_for_every_radio(store: Store) {
+    let cells = vec![
+        CellStation {
+            key: CellKey {
+                radio: Radio::Gsm,
+                mcc: 1,
+                mnc: 0,
+                lac: 1,
+                cid: 1,
+            },
+            psc: None,
+            fields: StationFields::default(),
+        },
+        CellStation {
+            key: CellKey {
+                radio: Radio::Gsm,
+                mcc: 999,
+                mnc: 999,
+                lac: 65535,
+                cid: u32::MAX.into(),
+            },
+            psc: Some(0),
+            fields: full_fields(),
+        },
+        CellStation {
+            key: CellKey {
+                radio: Radio::Wcdma,
+                mcc: 262,
+                mnc: 2,
+                lac: 65533,
+                cid: 268_435_455,
+            },
+            psc: Some(511),
+            fields: full_fields(),
+        },
+        CellStation {
+            key: CellKey {
+                radio: Radio::Lte,
+                mcc: 262,
+                mnc: 1,
+                lac: 123,
+                cid: 4567,
+            },
+            psc: Some(503),
+            fields: full_fields(),
+        },
+        CellStation {
+            key: CellKey {
+                radio: Radio::Nr,
+                mcc: 310,
+                mnc: 410,
+                lac: (1 << 24) - 1,
+                cid: (1 << 36) - 1,
+            },
+            psc: Some(1007),
+            fields: full_fields(),
+        },
+    ];
+    store.upsert_cell_stations(&cells).await.unwrap();
+    for (table, n) in [
+        ("cell_gsm", 2),
+        ("cell_wcdma", 1),
+        ("cell_lte", 1),
+        ("cell_nr", 1),
+    ] {
+        assert_eq!(store.row_count(table).await.unwrap(), Some(n), "{table}");
+    }
+    let keys: Vec<CellKey> = cells.iter().map(|c| c.key).collect();
+    let mut got = store.cell_stations(&keys).await.unwrap();
+    got.sort_by_key(|c| c.key);
+    assert_eq!(got, cells);
+
+    // Same numbers under another radio are another cell.
+    let other = CellKey {
+        radio: Radio::Lte,
+        ..cells[0].key
+    };
+    assert!(store.cell_stations(&[other]).await.unwrap().is_empty());
+    // Keys the encoding cannot hold are refused, not truncated.
+    let too_big = CellKey {
+        radio: Radio::Lte,
+        mcc: 1,
+        mnc: 1,
+        lac: 70_000,
+        cid: 1,
+    };
+    assert!(matches!(
+        store.cell_stations(&[too_big]).await,
+        Err(StoreError::Key(_))
+    ));
+}
+
+async fn cell_areas_round_trip(store: Store) {
+    let areas = vec![
+        CellArea {
+            key: AreaKey {
+                radio: Radio::Gsm,
+                mcc: 310,
+                mnc: 1,
+                lac: 0,
+            },
+            lat: None,
+            lon: None,
+            radius: None,
+            region: None,
+            avg_cell_radius: None,
+            num_cells: None,
+            last_seen: None,
+            created: None,
+            modified: None,
+        },
+        CellArea {
+            key: AreaKey {
+                radio: Radio::Nr,
+                mcc: 999,
+                mnc: 999,
+                lac: (1 << 24) - 1,
+            },
+            lat: Some(-85.051),
+            lon: Some(180.0),
+            radius: Some(20_000_000),
+            region: Some("PR".into()),
+            avg_cell_radius: Some(4_294_967_295),
+            num_cells: Some(4_294_967_295),
+            last_seen: Some(day(2024, 1, 12)),
+            created: Some(at(2024, 1, 1, 0, 0, 0)),
+            modified: Some(at(2024, 1, 12, 12, 30, 1)),
+        },
+    ];
+    store.upsert_cell_areas(&areas).await.unwrap();
+    let keys: Vec<AreaKey> = areas.iter().map(|a| a.key).collect();
+    let mut got = store.cell_areas(&keys).await.unwrap();
+    got.sort_by_key(|a| a.key);
+    assert_eq!(got, areas);
+    assert_eq!(store.delete_cell_areas(&keys[..1]).await.unwrap(), 1);
+    assert_eq!(store.delete_cell_areas(&keys[..1]).await.unwrap(), 0);
+    assert_eq!(
+        store.cell_areas(&keys).await.unwrap(),
+        vec![areas[1].clone()]
+    );
+}
+
+async fn stats_round_trip(store: Store) {
+    let rows = [
+        StatRow {
+            key: StatKey::UniqueWifi,
+            time: day(2024, 1, 11),
+            value: 0,
+        },
+        StatRow {
+            key: StatKey::UniqueWifi,
+            time: day(2024, 1, 12),
+            value: i64::MAX,
+        },
+        StatRow {
+            key: StatKey::Blue,
+            time: day(2024, 1, 12),
+            value: 7,
+        },
+    ];
+    for r in &rows {
+        store.upsert_stat(r).await.unwrap();
+    }
+    store
+        .upsert_stat(&StatRow {
+            key: StatKey::Blue,
+            time: day(2024, 1, 12),
+            value: 9,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .stats(StatKey::UniqueWifi, day(2024, 1, 1))
+            .await
+            .unwrap(),
+        rows[..2].to_vec()
+    );
+    assert_eq!(
+        store
+            .stats(StatKey::UniqueWifi, day(2024, 1, 12))
+            .await
+            .unwrap(),
+        rows[1..2].to_vec()
+    );
+    assert_eq!(
+        store.stats(StatKey::Blue, day(2024, 1, 1)).await.unwrap(),
+        vec![StatRow {
+            key: StatKey::Blue,
+            time: day(2024, 1, 12),
+            value: 9
+        }]
+    );
+    assert!(
+        store
+            .stats(StatKey::Cell, day(2000, 1, 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn region_stats_are_replaced(store: Store) {
+    let r = |region: &str, n: i64| RegionStat {
+        region: region.into(),
+        gsm: n,
+        wcdma: n + 1,
+        lte: n + 2,
+        nr: n + 3,
+        blue: n + 4,
+        wifi: i64::MAX - n,
+    };
+    store
+        .replace_region_stats(&[r("CA", 1), r("DE", 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.region_stats().await.unwrap(),
+        vec![r("CA", 1), r("DE", 2)]
+    );
+    store
+        .replace_region_stats(&[r("DE", 5), r("US", 0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.region_stats().await.unwrap(),
+        vec![r("DE", 5), r("US", 0)]
+    );
+    store.replace_region_stats(&[]).await.unwrap();
+    assert!(store.region_stats().await.unwrap().is_empty());
+}
+
+async fn datamap_grids_are_touched(store: Store) {
+    let grids = [
+        DatamapGrid {
+            lat: 36_000,
+            lon: 5_000,
+        },
+        DatamapGrid {
+            lat: 85_051,
+            lon: 180_000,
+        },
+        DatamapGrid {
+            lat: 90_000,
+            lon: -180_000,
+        },
+    ];
+    assert_eq!(
+        store
+            .touch_datamap(Quadrant::Ne, &grids, day(2024, 1, 10))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .touch_datamap(Quadrant::Ne, &grids[..1], day(2024, 1, 10))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .touch_datamap(Quadrant::Ne, &grids[..1], day(2024, 1, 12))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .touch_datamap(Quadrant::Ne, &grids[1..2], day(2024, 1, 1))
+            .await
+            .unwrap(),
+        0,
+        "never backwards"
+    );
+    let mut got = store.datamap_rows(Quadrant::Ne, &grids).await.unwrap();
+    got.sort_by_key(|r| r.grid);
+    let mut want = vec![
+        DatamapRow {
+            grid: grids[0],
+            created: Some(day(2024, 1, 10)),
+            modified: Some(day(2024, 1, 12)),
+        },
+        DatamapRow {
+            grid: grids[1],
+            created: Some(day(2024, 1, 10)),
+            modified: Some(day(2024, 1, 10)),
+        },
+        DatamapRow {
+            grid: grids[2],
+            created: Some(day(2024, 1, 10)),
+            modified: Some(day(2024, 1, 10)),
+        },
+    ];
+    want.sort_by_key(|r| r.grid);
+    assert_eq!(got, want);
+    assert!(
+        store
+            .datamap_rows(Quadrant::Sw, &grids)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn applied_batches_detect_replays(store: Store) {
+    let t0 = at(2024, 1, 12, 10, 0, 0);
+    assert!(
+        store
+            .record_applied_batch("update_wifi_0", "b1", t0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_applied_batch("update_wifi_0", "b1", t0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_applied_batch("update_wifi_1", "b1", t0)
+            .await
+            .unwrap()
+    );
+    assert!(store.batch_applied("update_wifi_0", "b1").await.unwrap());
+    assert!(!store.batch_applied("update_wifi_0", "b2").await.unwrap());
+    assert_eq!(
+        store
+            .prune_applied_batches(at(2024, 1, 12, 10, 0, 1))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(!store.batch_applied("update_wifi_0", "b1").await.unwrap());
+}
