@@ -1,1 +1,93 @@
-fn main() {}
+//! The `ichnaea` binary: command line, configuration and the wiring of store,
+//! queue, pipeline and web.
+
+mod admin;
+mod cli;
+mod config;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, LogFormat};
+
+fn init_logging(config: &Config, default_level: &str) {
+    let level = if default_level.is_empty() {
+        config.log_level.as_str()
+    } else {
+        default_level
+    };
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (config, unknown) = Config::load(cli.config.as_deref(), std::env::vars())?;
+    match cli.command {
+        Command::Serve { roles } => {
+            init_logging(&config, "");
+            for var in unknown {
+                tracing::warn!(variable = %var, "unknown ICHNAEA_ variable ignored");
+            }
+            tracing::info!(config = %config.redacted(), "effective configuration");
+            serve::serve(config, roles).await
+        }
+        Command::Migrate => {
+            init_logging(&config, "");
+            let store = serve::open_store(&config).await?;
+            let version = store.schema_version().await?;
+            store.close().await;
+            println!("database schema at version {version}");
+            Ok(())
+        }
+        Command::Apikey(command) => {
+            init_logging(&config, "warn");
+            let store = serve::open_store(&config).await?;
+            let result = admin::apikey(&store, command).await;
+            store.close().await;
+            result
+        }
+        Command::ExportConfig(command) => {
+            init_logging(&config, "warn");
+            let store = serve::open_store(&config).await?;
+            let result = admin::export_config(&store, command).await;
+            store.close().await;
+            result
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<admin::InvalidInput>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -191,6 +191,26 @@ fn base_schema(d: Dialect) -> String {
     sql
 }
 
+/// Every table the migrations create (for row counts and test clean-up).
+pub fn all_tables() -> Vec<String> {
+    let mut t: Vec<String> = [
+        "api_key",
+        "export_config",
+        "cell_area",
+        "stat",
+        "region_stat",
+        "applied_batch",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    t.extend((0..16u8).map(wifi_table));
+    t.extend((0..16u8).map(blue_table));
+    t.extend(Radio::ALL.map(|r| r.cell_table().to_string()));
+    t.extend(Quadrant::ALL.map(|q| q.table().to_string()));
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,24 +237,4 @@ mod tests {
             assert_eq!(sql.matches("CREATE TABLE blue_shard_").count(), 16);
         }
     }
-}
-
-/// Every table the migrations create (for row counts and test clean-up).
-pub fn all_tables() -> Vec<String> {
-    let mut t: Vec<String> = [
-        "api_key",
-        "export_config",
-        "cell_area",
-        "stat",
-        "region_stat",
-        "applied_batch",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
-    t.extend((0..16u8).map(wifi_table));
-    t.extend((0..16u8).map(blue_table));
-    t.extend(Radio::ALL.map(|r| r.cell_table().to_string()));
-    t.extend(Quadrant::ALL.map(|q| q.table().to_string()));
-    t
 }

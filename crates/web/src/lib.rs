@@ -1,1 +1,58 @@
-//! placeholder
+//! The HTTP face of ichnaea: an axum router with the service (operations)
+//! endpoints, the admin API and, as later parts land, the public APIs and site.
+//!
+//! Everything a handler needs lives in [`AppState`]; the router is built by
+//! [`router`] and tested through `tower::ServiceExt::oneshot` without a socket.
+
+mod admin;
+mod headers;
+pub mod metrics;
+mod service;
+
+use std::sync::Arc;
+
+use axum::Router;
+use ichnaea_queue::Queue;
+use ichnaea_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use service::GeoipStatus;
+
+/// Shared state of every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The queue backend (embedded SQLite or Redis).
+    pub queue: Arc<Queue>,
+    /// Bearer token of the admin API; `None` disables `/admin/` entirely.
+    pub admin_token: Option<Arc<str>>,
+    /// Body of `/__version__`.
+    pub version: Arc<serde_json::Value>,
+    /// Renders `/metrics`.
+    pub prometheus: PrometheusHandle,
+    /// What the heartbeat says about GeoIP.
+    pub geoip: GeoipStatus,
+}
+
+/// Builds the complete router for `state`.
+pub fn router(state: AppState) -> Router {
+    let mut app = service::routes();
+    if state.admin_token.is_some() {
+        app = app.nest("/admin", admin::routes(state.clone()));
+    }
+    app.fallback(service::not_found)
+        .layer(axum::middleware::from_fn(metrics::track_requests))
+        .layer(axum::middleware::map_response(headers::security_headers))
+        .with_state(state)
+}
+
+/// The default `/__version__` body: this build's version and source.
+pub fn build_version() -> serde_json::Value {
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "source": env!("CARGO_PKG_REPOSITORY"),
+        "commit": option_env!("ICHNAEA_GIT_COMMIT").unwrap_or(""),
+        "build": option_env!("ICHNAEA_BUILD").unwrap_or(""),
+    })
+}

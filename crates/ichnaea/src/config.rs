@@ -1,0 +1,327 @@
+//! Configuration: defaults, an optional TOML file, then `ICHNAEA_*` environment
+//! variables, each overriding the one before.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (for log collectors).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            other => Err(format!("{other:?} is not json or text")),
+        }
+    }
+}
+
+/// The effective configuration of one process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory for the embedded database and exports (`ICHNAEA_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`; default `sqlite://<data_dir>/ichnaea.db`.
+    pub database_url: Option<String>,
+    /// Redis for queues, counters and caches (cluster mode); unset = embedded.
+    pub redis_url: Option<String>,
+    /// Address the web role listens on.
+    pub listen: String,
+    /// MaxMind GeoIP2/GeoLite2 City or Country database; unset = no GeoIP source.
+    pub geoip_path: Option<PathBuf>,
+    /// Bearer token enabling the `/admin/` API; unset = no admin API.
+    pub admin_token: Option<String>,
+    /// Root of `file://` exports; default `<data_dir>/exports`.
+    pub exports_dir: Option<PathBuf>,
+    /// Seconds an API key lookup is cached per process.
+    pub api_key_cache_ttl: u64,
+    /// Most items `update_incoming` may hold before submissions get 503.
+    pub incoming_queue_max: u64,
+    /// Database connections per process.
+    pub db_max_connections: u32,
+    /// `json` or `text`.
+    pub log_format: LogFormat,
+    /// A tracing filter, e.g. `info` or `ichnaea=debug,info`.
+    pub log_level: String,
+    /// Seconds to wait for in-flight work at shutdown.
+    pub shutdown_timeout: u64,
+    /// Dockerflow `version.json` served at `/__version__`; unset = build info.
+    pub version_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            redis_url: None,
+            listen: "127.0.0.1:8000".into(),
+            geoip_path: None,
+            admin_token: None,
+            exports_dir: None,
+            api_key_cache_ttl: 300,
+            incoming_queue_max: 1_000_000,
+            db_max_connections: 8,
+            log_format: LogFormat::Json,
+            log_level: "info".into(),
+            shutdown_timeout: 30,
+            version_file: None,
+        }
+    }
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`].
+    #[error("invalid configuration file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// An environment variable has a value of the wrong type.
+    #[error("invalid {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn parse<T: FromStr>(var: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+        var: var.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn optional(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then every `ICHNAEA_*` variable of
+    /// `env`. Variables the service does not know are returned for a warning;
+    /// `ICHNAEA_TEST_*` (test settings) are ignored.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::File {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        let mut unknown = Vec::new();
+        for (var, value) in env {
+            let Some(key) = var.strip_prefix("ICHNAEA_") else {
+                continue;
+            };
+            if key.starts_with("TEST_") {
+                continue;
+            }
+            if !config.set(&key.to_ascii_lowercase(), &var, &value)? {
+                unknown.push(var);
+            }
+        }
+        Ok((config, unknown))
+    }
+
+    /// Sets one field from its environment text; false for an unknown key.
+    fn set(&mut self, key: &str, var: &str, value: &str) -> Result<bool, ConfigError> {
+        match key {
+            "data_dir" => self.data_dir = PathBuf::from(value),
+            "database_url" => self.database_url = optional(value),
+            "redis_url" => self.redis_url = optional(value),
+            "listen" => self.listen = value.to_string(),
+            "geoip_path" => self.geoip_path = optional(value).map(PathBuf::from),
+            "admin_token" => self.admin_token = optional(value),
+            "exports_dir" => self.exports_dir = optional(value).map(PathBuf::from),
+            "api_key_cache_ttl" => self.api_key_cache_ttl = parse(var, value)?,
+            "incoming_queue_max" => self.incoming_queue_max = parse(var, value)?,
+            "db_max_connections" => self.db_max_connections = parse(var, value)?,
+            "log_format" => self.log_format = parse(var, value)?,
+            "log_level" => self.log_level = value.to_string(),
+            "shutdown_timeout" => self.shutdown_timeout = parse(var, value)?,
+            "version_file" => self.version_file = optional(value).map(PathBuf::from),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ichnaea.db").display()))
+    }
+
+    /// The export root in effect.
+    pub fn exports_dir(&self) -> PathBuf {
+        self.exports_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("exports"))
+    }
+
+    /// The effective configuration as JSON with secrets hidden, for the start-up log.
+    pub fn redacted(&self) -> serde_json::Value {
+        serde_json::json!({
+            "data_dir": self.data_dir,
+            "database_url": redact_url(&self.database_url()),
+            "redis_url": self.redis_url.as_deref().map(redact_url),
+            "listen": self.listen,
+            "geoip_path": self.geoip_path,
+            "admin_token": self.admin_token.as_ref().map(|_| "<redacted>"),
+            "exports_dir": self.exports_dir(),
+            "api_key_cache_ttl": self.api_key_cache_ttl,
+            "incoming_queue_max": self.incoming_queue_max,
+            "db_max_connections": self.db_max_connections,
+            "log_format": self.log_format,
+            "log_level": self.log_level,
+            "shutdown_timeout": self.shutdown_timeout,
+            "version_file": self.version_file,
+        })
+    }
+}
+
+/// Hides the password of `scheme://user:password@host/…`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let hidden = if userinfo.contains(':') {
+                format!("{user}:<redacted>")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{hidden}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let (c, unknown) = Config::load(None, env(&[("PATH", "/bin")])).unwrap();
+        assert!(unknown.is_empty());
+        assert_eq!(c.database_url(), "sqlite://data/ichnaea.db");
+        assert_eq!(c.exports_dir(), PathBuf::from("data/exports"));
+        assert_eq!(c.listen, "127.0.0.1:8000");
+        assert_eq!(c.redis_url, None);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = std::env::temp_dir().join(format!("ichnaea-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ichnaea.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:9000\"\nincoming_queue_max = 5\ndata_dir = \"/srv\"\n",
+        )
+        .unwrap();
+        let (c, unknown) = Config::load(
+            Some(&file),
+            env(&[
+                ("ICHNAEA_INCOMING_QUEUE_MAX", "7"),
+                ("ICHNAEA_ADMIN_TOKEN", "12345678"),
+                ("ICHNAEA_REDIS_URL", ""),
+                ("ICHNAEA_TEST_POSTGRES_URL", "postgres://x"),
+                ("ICHNAEA_BOGUS", "1"),
+            ]),
+        )
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.incoming_queue_max, 7);
+        assert_eq!(c.admin_token.as_deref(), Some("12345678"));
+        assert_eq!(c.redis_url, None);
+        assert_eq!(c.database_url(), "sqlite:///srv/ichnaea.db");
+        assert_eq!(unknown, vec!["ICHNAEA_BOGUS".to_string()]);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = Config::load(None, env(&[("ICHNAEA_SHUTDOWN_TIMEOUT", "soon")])).unwrap_err();
+        assert!(
+            err.to_string().contains("ICHNAEA_SHUTDOWN_TIMEOUT"),
+            "{err}"
+        );
+        let err = Config::load(None, env(&[("ICHNAEA_LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(err.to_string().contains("ICHNAEA_LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@db:5432/ichnaea"),
+            "postgres://u:<redacted>@db:5432/ichnaea"
+        );
+        assert_eq!(
+            redact_url("redis://:pw@127.0.0.1:6379/0"),
+            "redis://:<redacted>@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact_url("sqlite://data/ichnaea.db"),
+            "sqlite://data/ichnaea.db"
+        );
+        let c = Config {
+            admin_token: Some("t0ps3cret".into()),
+            ..Config::default()
+        };
+        assert!(!c.redacted().to_string().contains("t0ps3cret"));
+    }
+}

@@ -1,0 +1,197 @@
+//! `ichnaea serve`: opens the store and queue, then runs the web, worker and
+//! scheduler roles until SIGTERM/SIGINT, and shuts down gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ichnaea_pipeline::PipelineContext;
+use ichnaea_pipeline::scheduler::Scheduler;
+use ichnaea_queue::Queue;
+use ichnaea_store::{Store, StoreOptions};
+use ichnaea_web::{AppState, GeoipStatus};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Role;
+use crate::config::Config;
+
+/// Connects to the configured database and brings its schema up to date.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = config.database_url();
+    let options = StoreOptions {
+        max_connections: config.db_max_connections,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&url, &options)
+        .await
+        .with_context(|| format!("opening database {}", crate::config::redact_url(&url)))?;
+    let report = store.migrate().await.context("migrating the database")?;
+    if !report.applied.is_empty() {
+        tracing::info!(applied = ?report.applied, version = report.version, "database migrated");
+    }
+    Ok(store)
+}
+
+/// Opens the queue backend: Redis when configured, otherwise embedded in the
+/// SQLite database (or, next to a PostgreSQL database, in `<data_dir>/queue.db`).
+pub async fn open_queue(config: &Config, store: &Store) -> anyhow::Result<Queue> {
+    if let Some(url) = &config.redis_url {
+        return Queue::redis(url, "")
+            .await
+            .with_context(|| format!("connecting to Redis {}", crate::config::redact_url(url)));
+    }
+    let pool = match store.sqlite_pool() {
+        Some(pool) => pool.clone(),
+        None => {
+            let url = format!("sqlite://{}", config.data_dir.join("queue.db").display());
+            let queue_db = Store::connect(&url, &StoreOptions::default())
+                .await
+                .with_context(|| format!("opening embedded queue {url}"))?;
+            queue_db
+                .sqlite_pool()
+                .cloned()
+                .context("embedded queue needs a SQLite pool")?
+        }
+    };
+    Queue::embedded(pool)
+        .await
+        .context("opening the embedded queue")
+}
+
+fn version_body(config: &Config) -> anyhow::Result<serde_json::Value> {
+    match &config.version_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        }
+        None => Ok(ichnaea_web::build_version()),
+    }
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+            _ = term => tracing::info!("SIGTERM received, shutting down"),
+        }
+        token.cancel();
+    });
+}
+
+/// Runs the given roles until a signal arrives or a role fails.
+pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let queue = Arc::new(open_queue(&config, &store).await?);
+    tracing::info!(database = store.backend_name(), queue = queue.backend(), roles = ?roles, "starting");
+    if config.geoip_path.is_none() {
+        tracing::info!("ICHNAEA_GEOIP_PATH is unset: the GeoIP position source is skipped");
+    } else {
+        tracing::warn!(
+            "ICHNAEA_GEOIP_PATH is set, but this build has no GeoIP source yet: it is skipped"
+        );
+    }
+
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
+
+    if roles.contains(&Role::Web) {
+        let state = AppState {
+            store: store.clone(),
+            queue: queue.clone(),
+            admin_token: config.admin_token.as_deref().map(Arc::from),
+            version: Arc::new(version_body(&config)?),
+            prometheus: ichnaea_web::metrics::prometheus_handle(),
+            geoip: GeoipStatus {
+                configured: false,
+                ..GeoipStatus::default()
+            },
+        };
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let address = listener.local_addr()?;
+        tracing::info!(%address, admin_api = state.admin_token.is_some(), "web role listening on http://{address}");
+        let app = ichnaea_web::router(state)
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .context("web server")?;
+            Ok("web")
+        });
+    }
+    let ctx = PipelineContext {
+        store: store.clone(),
+        queue: queue.clone(),
+    };
+    if roles.contains(&Role::Scheduler) {
+        let scheduler = Scheduler::new(ichnaea_pipeline::monitor::tasks());
+        for (name, interval) in scheduler.describe() {
+            tracing::info!(task = name, interval_s = interval.as_secs(), "scheduled");
+        }
+        let stop = shutdown.clone();
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            scheduler.run(ctx, stop).await;
+            Ok("scheduler")
+        });
+    }
+    if roles.contains(&Role::Worker) {
+        // The queue consumers (update_incoming, exporters, station updaters)
+        // arrive with the data pipeline; until then the worker role has no work.
+        tracing::info!("worker role: no queue consumers are registered in this build");
+    }
+
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(role)) => tracing::info!(role, "stopped"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "role failed, shutting down");
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                failure.get_or_insert(anyhow::anyhow!("role panicked: {e}"));
+            }
+        }
+        if !shutdown.is_cancelled() {
+            shutdown.cancel();
+            // Give the others the configured time to finish in-flight work.
+            let limit = Duration::from_secs(config.shutdown_timeout);
+            if tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} })
+                .await
+                .is_err()
+            {
+                tracing::warn!("shutdown timeout reached, abandoning remaining work");
+                tasks.abort_all();
+            }
+        }
+    }
+    store.close().await;
+    tracing::info!("shut down");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

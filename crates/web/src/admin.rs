@@ -1,0 +1,295 @@
+//! The admin API under `/admin/`: the same operations as the `apikey` and
+//! `export-config` commands, for operators who cannot reach the CLI. Mounted only
+//! when a token is configured, and then every request must carry it as
+//! `Authorization: Bearer <token>` (compared in constant time).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use ichnaea_core::{ApiKey, ApiKeyPatch, ExportConfig, ExportConfigPatch, FieldError};
+use ichnaea_store::StoreError;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+
+pub(crate) fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/api-keys", get(list_keys).post(create_key))
+        .route(
+            "/api-keys/{key}",
+            get(show_key).patch(update_key).delete(delete_key),
+        )
+        .route("/export-configs", get(list_exports).post(create_export))
+        .route(
+            "/export-configs/{name}",
+            get(show_export).patch(update_export).delete(delete_export),
+        )
+        .layer(axum::middleware::from_fn_with_state(state, require_token))
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let expected = state.admin_token.as_deref().unwrap_or_default().as_bytes();
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .as_bytes();
+    if expected.is_empty() || !bool::from(given.ct_eq(expected)) {
+        let mut response = error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token",
+            None,
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
+/// An admin request that failed: rendered as
+/// `{"error": {"code", "message", "field"?}}` with its status.
+pub(crate) struct AdminError {
+    status: StatusCode,
+    message: String,
+    field: Option<&'static str>,
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.status.as_u16(), "message": self.message});
+        if let Some(field) = self.field {
+            body["field"] = json!(field);
+        }
+        (self.status, Json(json!({"error": body}))).into_response()
+    }
+}
+
+fn error(
+    status: StatusCode,
+    message: impl Into<String>,
+    field: Option<&'static str>,
+) -> AdminError {
+    AdminError {
+        status,
+        message: message.into(),
+        field,
+    }
+}
+
+fn invalid(e: &FieldError) -> AdminError {
+    error(StatusCode::BAD_REQUEST, e.to_string(), Some(e.field))
+}
+
+fn store_error(e: StoreError) -> AdminError {
+    match e {
+        StoreError::Duplicate(what) => {
+            error(StatusCode::CONFLICT, format!("{what} already exists"), None)
+        }
+        other => {
+            tracing::error!(error = %other, "admin request failed");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database unavailable",
+                None,
+            )
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(value: Value) -> Result<T, AdminError> {
+    serde_json::from_value(value)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid body: {e}"), None))
+}
+
+/// Parses a JSON object body and removes its identifying member (`valid_key` or
+/// `name`), which the rest of the body must not repeat.
+fn object_with_id(
+    body: &Bytes,
+    id_field: &'static str,
+) -> Result<(String, Map<String, Value>), AdminError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"), None))?;
+    let Value::Object(mut map) = value else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "body must be a JSON object",
+            None,
+        ));
+    };
+    match map.remove(id_field) {
+        Some(Value::String(id)) => Ok((id, map)),
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("{id_field} is required and must be a string"),
+            Some(id_field),
+        )),
+    }
+}
+
+fn json_body(body: &Bytes) -> Result<Value, AdminError> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"), None))
+}
+
+fn not_found(what: &str, id: &str) -> AdminError {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("{what} {id:?} not found"),
+        None,
+    )
+}
+
+async fn list_keys(State(state): State<AppState>) -> Response {
+    match state.store.api_keys().await {
+        Ok(keys) => Json(keys).into_response(),
+        Err(e) => store_error(e).into_response(),
+    }
+}
+
+async fn show_key(State(state): State<AppState>, Path(key): Path<String>) -> Response {
+    match state.store.api_key(&key).await {
+        Ok(Some(row)) => Json(row).into_response(),
+        Ok(None) => not_found("api key", &key).into_response(),
+        Err(e) => store_error(e).into_response(),
+    }
+}
+
+async fn create_key(State(state): State<AppState>, body: Bytes) -> Response {
+    let result = async {
+        let (key, rest) = object_with_id(&body, "valid_key")?;
+        let patch: ApiKeyPatch = parse(Value::Object(rest))?;
+        let mut row = ApiKey::new(key);
+        patch.apply(&mut row);
+        row.validate().map_err(|e| invalid(&e))?;
+        state
+            .store
+            .insert_api_key(&row)
+            .await
+            .map_err(store_error)?;
+        Ok::<_, AdminError>((StatusCode::CREATED, Json(row)).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn update_key(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let patch: ApiKeyPatch = parse(json_body(&body)?)?;
+        let Some(mut row) = state.store.api_key(&key).await.map_err(store_error)? else {
+            return Err(not_found("api key", &key));
+        };
+        patch.apply(&mut row);
+        row.validate().map_err(|e| invalid(&e))?;
+        if !state
+            .store
+            .update_api_key(&row)
+            .await
+            .map_err(store_error)?
+        {
+            return Err(not_found("api key", &key));
+        }
+        Ok(Json(row).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn delete_key(State(state): State<AppState>, Path(key): Path<String>) -> Response {
+    match state.store.delete_api_key(&key).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => not_found("api key", &key).into_response(),
+        Err(e) => store_error(e).into_response(),
+    }
+}
+
+async fn list_exports(State(state): State<AppState>) -> Response {
+    match state.store.export_configs().await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => store_error(e).into_response(),
+    }
+}
+
+async fn show_export(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    match state.store.export_config(&name).await {
+        Ok(Some(row)) => Json(row).into_response(),
+        Ok(None) => not_found("export config", &name).into_response(),
+        Err(e) => store_error(e).into_response(),
+    }
+}
+
+async fn create_export(State(state): State<AppState>, body: Bytes) -> Response {
+    let result = async {
+        let (name, mut rest) = object_with_id(&body, "name")?;
+        let Some(schema) = rest.remove("schema") else {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "schema is required",
+                Some("schema"),
+            ));
+        };
+        let schema = parse(schema)?;
+        let patch: ExportConfigPatch = parse(Value::Object(rest))?;
+        let mut row = ExportConfig::new(name, schema);
+        patch.apply(&mut row);
+        row.validate().map_err(|e| invalid(&e))?;
+        state
+            .store
+            .insert_export_config(&row)
+            .await
+            .map_err(store_error)?;
+        Ok((StatusCode::CREATED, Json(row)).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn update_export(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let patch: ExportConfigPatch = parse(json_body(&body)?)?;
+        let Some(mut row) = state
+            .store
+            .export_config(&name)
+            .await
+            .map_err(store_error)?
+        else {
+            return Err(not_found("export config", &name));
+        };
+        patch.apply(&mut row);
+        row.validate().map_err(|e| invalid(&e))?;
+        if !state
+            .store
+            .update_export_config(&row)
+            .await
+            .map_err(store_error)?
+        {
+            return Err(not_found("export config", &name));
+        }
+        Ok(Json(row).into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn delete_export(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    match state.store.delete_export_config(&name).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => not_found("export config", &name).into_response(),
+        Err(e) => store_error(e).into_response(),
+    }
+}

@@ -1,0 +1,164 @@
+//! Service (operations) endpoints, spec api §9: load-balancer and deep
+//! heartbeats, version, contribute.json, robots.txt, Prometheus metrics, and the
+//! plain 404 for unknown paths.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::{MethodRouter, get};
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+/// How long one heartbeat check may take before it counts as down.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// GeoIP as the heartbeat reports it.
+#[derive(Clone, Debug, Default)]
+pub struct GeoipStatus {
+    /// A GeoIP database path was configured.
+    pub configured: bool,
+    /// A database is loaded and answering.
+    pub loaded: bool,
+    /// Build time of the loaded database, `YYYY-MM-DDTHH:MM:SSZ`.
+    pub version: Option<String>,
+    /// Days since that build time.
+    pub age_in_days: Option<i64>,
+}
+
+/// GET, HEAD (GET without body) and POST served alike; any other method is 405.
+fn any_read<H, T>(handler: H) -> MethodRouter<AppState>
+where
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    get(handler.clone()).post(handler)
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/__lbheartbeat__", any_read(lbheartbeat))
+        .route("/__heartbeat__", any_read(heartbeat))
+        .route("/__version__", any_read(version))
+        .route("/contribute.json", any_read(contribute))
+        .route("/robots.txt", get(robots))
+        .route("/metrics", get(metrics))
+}
+
+async fn lbheartbeat() -> Json<Value> {
+    Json(json!({"status": "OK"}))
+}
+
+/// Runs one check with a time limit: `(up, milliseconds)`.
+async fn timed<F, E>(check: F) -> (bool, u128)
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let start = Instant::now();
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(())) => (true, start.elapsed().as_millis()),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "heartbeat check failed");
+            (false, 0)
+        }
+        Err(_) => {
+            tracing::warn!("heartbeat check timed out");
+            (false, 0)
+        }
+    }
+}
+
+async fn heartbeat(State(state): State<AppState>) -> Response {
+    let store = &state.store;
+    let ((db_up, db_time), (queue_up, queue_time)) = tokio::join!(
+        timed(async {
+            store.ping().await?;
+            store.schema_version().await.map(|_| ())
+        }),
+        timed(state.queue.ping()),
+    );
+    let schema_version = if db_up {
+        store
+            .schema_version()
+            .await
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| "unknown".into())
+    } else {
+        "unknown".into()
+    };
+    let geoip = &state.geoip;
+    let geoip_ok = !geoip.configured || geoip.loaded;
+    let queue_key = if state.queue.backend() == "redis" {
+        "redis"
+    } else {
+        "queue"
+    };
+    let body = json!({
+        "database": {"up": db_up, "time": db_time, "backend": store.backend_name(), "alembic_version": schema_version},
+        queue_key: {"up": queue_up, "time": queue_time, "backend": state.queue.backend()},
+        "geoip": {
+            "up": geoip.loaded,
+            "configured": geoip.configured,
+            "time": 0,
+            "age_in_days": geoip.age_in_days.unwrap_or(-1),
+            "version": geoip.version,
+        },
+    });
+    let status = if db_up && queue_up && geoip_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn version(State(state): State<AppState>) -> Json<Value> {
+    Json((*state.version).clone())
+}
+
+async fn contribute() -> Json<Value> {
+    Json(json!({
+        "name": "ichnaea",
+        "description": "A crowd-sourced geolocation service: it learns where Wi-Fi access points, cell towers and Bluetooth beacons are from stumbler submissions, and answers where a device is from the networks it sees.",
+        "repository": {
+            "url": env!("CARGO_PKG_REPOSITORY"),
+            "license": "Apache 2.0",
+            "tests": "cargo test --workspace",
+        },
+        "participate": {"docs": "README.md"},
+        "bugs": {"list": env!("CARGO_PKG_REPOSITORY")},
+        "urls": {},
+        "keywords": ["geolocation", "rust", "wifi", "cell", "bluetooth"],
+    }))
+}
+
+const ROBOTS: &str = "User-agent: *\nDisallow: /downloads\nDisallow: /static/\nDisallow: /v1/\nDisallow: /v2/\nDisallow: /__heartbeat__\nDisallow: /__lbheartbeat__\nDisallow: /__version__\n";
+
+async fn robots() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=86400, public"),
+        ],
+        ROBOTS,
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.prometheus.render(),
+    )
+        .into_response()
+}
+
+/// Unknown paths: a small HTML 404, never the JSON `notFound` error (spec api §1.1).
+pub(crate) async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Html("<h1>404 Not Found</h1>")).into_response()
+}
