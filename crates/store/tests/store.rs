@@ -62,6 +62,10 @@ where
         });
         return;
     };
+    static RUNNING: Once = Once::new();
+    RUNNING.call_once(|| {
+        let _ = writeln!(std::io::stderr(), "NOTICE: PostgreSQL store tests run against {url}");
+    });
     let schema = format!("test_{}", unique());
     let options = StoreOptions {
         pg_schema: Some(schema.clone()),
