@@ -57,7 +57,10 @@ impl Fixture {
         };
         static RUNNING: Once = Once::new();
         RUNNING.call_once(|| {
-            let _ = writeln!(std::io::stderr(), "NOTICE: Redis queue tests run against {url}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTICE: Redis queue tests run against {url}"
+            );
         });
         let prefix = format!("ichnaea-test-{}:", uuid::Uuid::new_v4().simple());
         let queue = Queue::redis(&url, &prefix).await.expect("connect to Redis");

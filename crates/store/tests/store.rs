@@ -64,7 +64,10 @@ where
     };
     static RUNNING: Once = Once::new();
     RUNNING.call_once(|| {
-        let _ = writeln!(std::io::stderr(), "NOTICE: PostgreSQL store tests run against {url}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOTICE: PostgreSQL store tests run against {url}"
+        );
     });
     let schema = format!("test_{}", unique());
     let options = StoreOptions {

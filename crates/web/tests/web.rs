@@ -40,12 +40,19 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     let dir = std::env::temp_dir().join(format!("ichnaea-web-{}", unique()));
-    let store = Store::connect(&format!("sqlite://{}/t.db", dir.display()), &StoreOptions::default())
+    let store = Store::connect(
+        &format!("sqlite://{}/t.db", dir.display()),
+        &StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let queue = Queue::embedded(store.sqlite_pool().unwrap().clone())
         .await
         .unwrap();
-    store.migrate().await.unwrap();
-    let queue = Queue::embedded(store.sqlite_pool().unwrap().clone()).await.unwrap();
-    let result = std::panic::AssertUnwindSafe(body(store.clone(), queue)).catch_unwind().await;
+    let result = std::panic::AssertUnwindSafe(body(store.clone(), queue))
+        .catch_unwind()
+        .await;
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(p) = result {
@@ -73,7 +80,10 @@ where
     };
     static RUNNING: Once = Once::new();
     RUNNING.call_once(|| {
-        let _ = writeln!(std::io::stderr(), "NOTICE: web tests run against PostgreSQL {pg} and Redis {redis}");
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOTICE: web tests run against PostgreSQL {pg} and Redis {redis}"
+        );
     });
     let schema = format!("test_{}", unique());
     let options = StoreOptions {
@@ -83,8 +93,12 @@ where
     };
     let store = Store::connect(&pg, &options).await.unwrap();
     store.migrate().await.unwrap();
-    let queue = Queue::redis(&redis, &format!("test-{}:", unique())).await.unwrap();
-    let result = std::panic::AssertUnwindSafe(body(store.clone(), queue)).catch_unwind().await;
+    let queue = Queue::redis(&redis, &format!("test-{}:", unique()))
+        .await
+        .unwrap();
+    let result = std::panic::AssertUnwindSafe(body(store.clone(), queue))
+        .catch_unwind()
+        .await;
     // A test may close its pool; clean up through a fresh one.
     let cleanup = Store::connect(&pg, &options).await.unwrap();
     cleanup.drop_pg_schema(&schema).await.unwrap();
@@ -132,30 +146,56 @@ struct Reply {
 
 impl Reply {
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
     fn header(&self, name: header::HeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
-async fn call(app: &axum::Router, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+async fn call(
+    app: &axum::Router,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Reply {
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(t) = token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
-    let body = body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty);
+    let body = body
+        .map(|b| Body::from(b.to_string()))
+        .unwrap_or_else(Body::empty);
     let response = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Reply { status, headers, body }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn assert_security_headers(r: &Reply) {
-    assert_eq!(r.header(header::STRICT_TRANSPORT_SECURITY), Some("max-age=31536000; includeSubDomains"));
+    assert_eq!(
+        r.header(header::STRICT_TRANSPORT_SECURITY),
+        Some("max-age=31536000; includeSubDomains")
+    );
     assert_eq!(r.header(header::X_CONTENT_TYPE_OPTIONS), Some("nosniff"));
-    assert_eq!(r.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), None, "service endpoints send no CORS");
+    assert_eq!(
+        r.header(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+        None,
+        "service endpoints send no CORS"
+    );
 }
 
 async fn lbheartbeat_answers_get_head_post_only(store: Store, queue: Queue) {
@@ -178,7 +218,11 @@ async fn lbheartbeat_answers_get_head_post_only(store: Store, queue: Queue) {
 }
 
 async fn heartbeat_reports_every_backend(store: Store, queue: Queue) {
-    let queue_member = if queue.backend() == "redis" { "redis" } else { "queue" };
+    let queue_member = if queue.backend() == "redis" {
+        "redis"
+    } else {
+        "queue"
+    };
     let app = router(state(store, queue, false));
     let r = call(&app, Method::GET, "/__heartbeat__", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -201,7 +245,10 @@ async fn heartbeat_is_503_naming_the_database_when_it_is_down(store: Store, queu
     let r = call(&app, Method::GET, "/__heartbeat__", None, None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     let body = r.json();
-    assert_eq!(body["database"], json!({"up": false, "time": 0, "backend": body["database"]["backend"], "alembic_version": "unknown"}));
+    assert_eq!(
+        body["database"],
+        json!({"up": false, "time": 0, "backend": body["database"]["backend"], "alembic_version": "unknown"})
+    );
     assert_eq!(r.header(header::CONTENT_TYPE), Some("application/json"));
     // The load-balancer heartbeat does not look at backends.
     let lb = call(&app, Method::GET, "/__lbheartbeat__", None, None).await;
@@ -219,7 +266,10 @@ async fn static_service_documents(store: Store, queue: Queue) {
     assert_eq!(c.json()["name"], json!("ichnaea"));
     let r = call(&app, Method::GET, "/robots.txt", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.header(header::CONTENT_TYPE), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        r.header(header::CONTENT_TYPE),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(
         String::from_utf8(r.body.clone()).unwrap(),
         "User-agent: *\nDisallow: /downloads\nDisallow: /static/\nDisallow: /v1/\nDisallow: /v2/\n\
@@ -229,11 +279,20 @@ async fn static_service_documents(store: Store, queue: Queue) {
 
 async fn unknown_paths_are_plain_404(store: Store, queue: Queue) {
     let app = router(state(store, queue, false));
-    for path in ["/nope", "/v1/search", "/v1/transfer", "/__lbheartbeat__/", "/v1/geolocate/"] {
+    for path in [
+        "/nope",
+        "/v1/search",
+        "/v1/transfer",
+        "/__lbheartbeat__/",
+        "/v1/geolocate/",
+    ] {
         let r = call(&app, Method::GET, path, None, None).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(r.body, b"<h1>404 Not Found</h1>", "{path}");
-        assert_eq!(r.header(header::CONTENT_TYPE), Some("text/html; charset=utf-8"));
+        assert_eq!(
+            r.header(header::CONTENT_TYPE),
+            Some("text/html; charset=utf-8")
+        );
         assert_security_headers(&r);
     }
 }
@@ -258,13 +317,25 @@ async fn admin_api_is_absent_without_a_token(store: Store, queue: Queue) {
 
 async fn admin_api_requires_the_token(store: Store, queue: Queue) {
     let app = router(state(store, queue, true));
-    for token in [None, Some("wrong"), Some(""), Some("s3cret-admin-token-and-more")] {
+    for token in [
+        None,
+        Some("wrong"),
+        Some(""),
+        Some("s3cret-admin-token-and-more"),
+    ] {
         let r = call(&app, Method::GET, "/admin/api-keys", token, None).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{token:?}");
         assert_eq!(r.json()["error"]["code"], json!(401));
         assert_eq!(r.header(header::WWW_AUTHENTICATE), Some("Bearer"));
     }
-    let r = call(&app, Method::POST, "/admin/api-keys", None, Some(json!({"valid_key": "sneaky"}))).await;
+    let r = call(
+        &app,
+        Method::POST,
+        "/admin/api-keys",
+        None,
+        Some(json!({"valid_key": "sneaky"})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let ok = call(&app, Method::GET, "/admin/api-keys", Some(TOKEN), None).await;
     assert_eq!(ok.status, StatusCode::OK);
@@ -274,7 +345,14 @@ async fn admin_api_requires_the_token(store: Store, queue: Queue) {
 async fn admin_api_manages_api_keys(store: Store, queue: Queue) {
     let app = router(state(store.clone(), queue, true));
     let t = Some(TOKEN);
-    let created = call(&app, Method::POST, "/admin/api-keys", t, Some(json!({"valid_key": "test", "maxreq": 5}))).await;
+    let created = call(
+        &app,
+        Method::POST,
+        "/admin/api-keys",
+        t,
+        Some(json!({"valid_key": "test", "maxreq": 5})),
+    )
+    .await;
     assert_eq!(created.status, StatusCode::CREATED);
     let want = json!({
         "valid_key": "test", "maxreq": 5, "allow_locate": true, "allow_region": true,
@@ -284,35 +362,89 @@ async fn admin_api_manages_api_keys(store: Store, queue: Queue) {
     });
     assert_eq!(created.json(), want);
     // The change is in the database at once.
-    assert_eq!(store.api_key("test").await.unwrap().unwrap().maxreq, Some(5));
+    assert_eq!(
+        store.api_key("test").await.unwrap().unwrap().maxreq,
+        Some(5)
+    );
 
-    let dup = call(&app, Method::POST, "/admin/api-keys", t, Some(json!({"valid_key": "TEST"}))).await;
+    let dup = call(
+        &app,
+        Method::POST,
+        "/admin/api-keys",
+        t,
+        Some(json!({"valid_key": "TEST"})),
+    )
+    .await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
 
     for (body, field) in [
         (json!({"valid_key": "x_y"}), "valid_key"),
-        (json!({"valid_key": "good", "store_sample_submit": 101}), "store_sample_submit"),
-        (json!({"valid_key": "good", "fallback_url": "ftp://x"}), "fallback_url"),
+        (
+            json!({"valid_key": "good", "store_sample_submit": 101}),
+            "store_sample_submit",
+        ),
+        (
+            json!({"valid_key": "good", "fallback_url": "ftp://x"}),
+            "fallback_url",
+        ),
         (json!({"maxreq": 1}), "valid_key"),
     ] {
         let r = call(&app, Method::POST, "/admin/api-keys", t, Some(body.clone())).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(r.json()["error"]["field"], json!(field), "{body}");
     }
-    let typo = call(&app, Method::POST, "/admin/api-keys", t, Some(json!({"valid_key": "good", "maxreqq": 1}))).await;
+    let typo = call(
+        &app,
+        Method::POST,
+        "/admin/api-keys",
+        t,
+        Some(json!({"valid_key": "good", "maxreqq": 1})),
+    )
+    .await;
     assert_eq!(typo.status, StatusCode::BAD_REQUEST);
-    assert!(typo.json()["error"]["message"].as_str().unwrap().contains("maxreqq"));
-    assert_eq!(store.api_key("good").await.unwrap(), None, "nothing written on refusal");
+    assert!(
+        typo.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("maxreqq")
+    );
+    assert_eq!(
+        store.api_key("good").await.unwrap(),
+        None,
+        "nothing written on refusal"
+    );
 
-    let patched = call(&app, Method::PATCH, "/admin/api-keys/test", t, Some(json!({"maxreq": null, "allow_locate": false}))).await;
+    let patched = call(
+        &app,
+        Method::PATCH,
+        "/admin/api-keys/test",
+        t,
+        Some(json!({"maxreq": null, "allow_locate": false})),
+    )
+    .await;
     assert_eq!(patched.status, StatusCode::OK);
     assert_eq!(patched.json()["maxreq"], Value::Null);
     assert_eq!(patched.json()["allow_locate"], json!(false));
     assert_eq!(patched.json()["store_sample_submit"], json!(100));
-    let bad = call(&app, Method::PATCH, "/admin/api-keys/test", t, Some(json!({"store_sample_locate": 200}))).await;
+    let bad = call(
+        &app,
+        Method::PATCH,
+        "/admin/api-keys/test",
+        t,
+        Some(json!({"store_sample_locate": 200})),
+    )
+    .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.json()["error"]["field"], json!("store_sample_locate"));
-    assert_eq!(store.api_key("test").await.unwrap().unwrap().store_sample_locate, Some(100));
+    assert_eq!(
+        store
+            .api_key("test")
+            .await
+            .unwrap()
+            .unwrap()
+            .store_sample_locate,
+        Some(100)
+    );
 
     let shown = call(&app, Method::GET, "/admin/api-keys/TeSt", t, None).await;
     assert_eq!(shown.status, StatusCode::OK);
@@ -320,11 +452,34 @@ async fn admin_api_manages_api_keys(store: Store, queue: Queue) {
     let listed = call(&app, Method::GET, "/admin/api-keys", t, None).await;
     assert_eq!(listed.json().as_array().unwrap().len(), 1);
 
-    assert_eq!(call(&app, Method::DELETE, "/admin/api-keys/test", t, None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(call(&app, Method::DELETE, "/admin/api-keys/test", t, None).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(call(&app, Method::GET, "/admin/api-keys/test", t, None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(
-        call(&app, Method::PATCH, "/admin/api-keys/test", t, Some(json!({}))).await.status,
+        call(&app, Method::DELETE, "/admin/api-keys/test", t, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&app, Method::DELETE, "/admin/api-keys/test", t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&app, Method::GET, "/admin/api-keys/test", t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(
+            &app,
+            Method::PATCH,
+            "/admin/api-keys/test",
+            t,
+            Some(json!({}))
+        )
+        .await
+        .status,
         StatusCode::NOT_FOUND
     );
 }
@@ -339,19 +494,41 @@ async fn admin_api_manages_export_configs(store: Store, queue: Queue) {
     );
     let body = json!({"name": "bk", "schema": "s3", "url": "file:///srv/exports/{source}", "batch": 10,
                       "skip_keys": ["a", "b"], "skip_sources": ["query"]});
-    let created = call(&app, Method::POST, "/admin/export-configs", t, Some(body.clone())).await;
+    let created = call(
+        &app,
+        Method::POST,
+        "/admin/export-configs",
+        t,
+        Some(body.clone()),
+    )
+    .await;
     assert_eq!(created.status, StatusCode::CREATED);
     assert_eq!(created.json(), body);
-    assert_eq!(call(&app, Method::POST, "/admin/export-configs", t, Some(body)).await.status, StatusCode::CONFLICT);
+    assert_eq!(
+        call(&app, Method::POST, "/admin/export-configs", t, Some(body))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
 
     for (body, field) in [
         (json!({"name": "g", "schema": "geosubmit"}), Some("url")),
         (json!({"name": "g", "schema": "ftp"}), Some("schema")),
         (json!({"name": "a:b", "schema": "dummy"}), Some("name")),
         (json!({"name": "g"}), Some("schema")),
-        (json!({"name": "g", "schema": "dummy", "skip_sources": ["gps"]}), None),
+        (
+            json!({"name": "g", "schema": "dummy", "skip_sources": ["gps"]}),
+            None,
+        ),
     ] {
-        let r = call(&app, Method::POST, "/admin/export-configs", t, Some(body.clone())).await;
+        let r = call(
+            &app,
+            Method::POST,
+            "/admin/export-configs",
+            t,
+            Some(body.clone()),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
         if let Some(field) = field {
             assert_eq!(r.json()["error"]["field"], json!(field), "{body}");
@@ -359,7 +536,14 @@ async fn admin_api_manages_export_configs(store: Store, queue: Queue) {
     }
     assert_eq!(store.export_config("g").await.unwrap(), None);
 
-    let patched = call(&app, Method::PATCH, "/admin/export-configs/bk", t, Some(json!({"skip_keys": null, "batch": 0}))).await;
+    let patched = call(
+        &app,
+        Method::PATCH,
+        "/admin/export-configs/bk",
+        t,
+        Some(json!({"skip_keys": null, "batch": 0})),
+    )
+    .await;
     assert_eq!(patched.status, StatusCode::OK);
     assert_eq!(patched.json()["skip_keys"], Value::Null);
     assert_eq!(patched.json()["skip_sources"], json!(["query"]));
@@ -367,7 +551,23 @@ async fn admin_api_manages_export_configs(store: Store, queue: Queue) {
     assert_eq!(stored.batch, 0);
     assert_eq!(stored.skip_keys, None);
 
-    assert_eq!(call(&app, Method::DELETE, "/admin/export-configs/internal", t, None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        call(
+            &app,
+            Method::DELETE,
+            "/admin/export-configs/internal",
+            t,
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(store.export_config("internal").await.unwrap(), None);
-    assert_eq!(call(&app, Method::GET, "/admin/export-configs/internal", t, None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(&app, Method::GET, "/admin/export-configs/internal", t, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 }
