@@ -9,6 +9,7 @@ pub mod cell;
 pub mod datamap;
 pub mod export;
 pub mod mac;
+pub mod queues;
 pub mod radio;
 pub mod source;
 pub mod station;

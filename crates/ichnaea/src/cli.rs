@@ -202,7 +202,7 @@ fn parse_skip_sources(text: &str) -> Result<Nullable<Vec<ReportSource>>, String>
 #[derive(Debug, Default, Args)]
 pub struct ApiKeyFlags {
     /// Daily requests per endpoint; 0 or null = unlimited.
-    #[arg(long, value_parser = nullable::<i64>)]
+    #[arg(long, allow_negative_numbers = true, value_parser = nullable::<i64>)]
     pub maxreq: Option<Nullable<i64>>,
     /// May use /v1/geolocate (true/false).
     #[arg(long, value_parser = nullable_bool)]
@@ -214,10 +214,10 @@ pub struct ApiKeyFlags {
     #[arg(long, value_parser = nullable_bool)]
     pub allow_fallback: Option<Nullable<bool>>,
     /// Percentage (0–100) of good locate queries kept as reports.
-    #[arg(long, value_parser = nullable::<i16>)]
+    #[arg(long, allow_negative_numbers = true, value_parser = nullable::<i16>)]
     pub store_sample_locate: Option<Nullable<i16>>,
     /// Percentage (0–100) of submit requests kept.
-    #[arg(long, value_parser = nullable::<i16>)]
+    #[arg(long, allow_negative_numbers = true, value_parser = nullable::<i16>)]
     pub store_sample_submit: Option<Nullable<i16>>,
     /// Fallback provider name (shares its rate limit).
     #[arg(long, value_parser = nullable_text)]
@@ -229,13 +229,13 @@ pub struct ApiKeyFlags {
     #[arg(long, value_parser = nullable_text)]
     pub fallback_url: Option<Nullable<String>>,
     /// Provider calls per interval; 0 = no limit.
-    #[arg(long, value_parser = nullable::<i64>)]
+    #[arg(long, allow_negative_numbers = true, value_parser = nullable::<i64>)]
     pub fallback_ratelimit: Option<Nullable<i64>>,
     /// Rate-limit interval in seconds.
-    #[arg(long, value_parser = nullable::<i64>)]
+    #[arg(long, allow_negative_numbers = true, value_parser = nullable::<i64>)]
     pub fallback_ratelimit_interval: Option<Nullable<i64>>,
     /// Seconds to cache provider answers; 0 or null = no caching.
-    #[arg(long, value_parser = nullable::<i64>)]
+    #[arg(long, allow_negative_numbers = true, value_parser = nullable::<i64>)]
     pub fallback_cache_expire: Option<Nullable<i64>>,
 }
 
@@ -266,7 +266,7 @@ impl ApiKeyFlags {
 #[derive(Debug, Default, Args)]
 pub struct ExportFlags {
     /// Reports per batch; 0 = everything available.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch: Option<i64>,
     /// geosubmit: the POST URL; s3: s3://bucket/template or file:///dir/template.
     #[arg(long, value_parser = nullable_text)]

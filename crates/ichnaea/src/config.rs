@@ -50,6 +50,10 @@ pub struct Config {
     pub api_key_cache_ttl: u64,
     /// Most items `update_incoming` may hold before submissions get 503.
     pub incoming_queue_max: u64,
+    /// Largest request body accepted on the wire, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest request body after gunzip, in bytes (bounds gzip bombs).
+    pub max_decoded_bytes: usize,
     /// Database connections per process.
     pub db_max_connections: u32,
     /// `json` or `text`.
@@ -74,6 +78,8 @@ impl Default for Config {
             exports_dir: None,
             api_key_cache_ttl: 300,
             incoming_queue_max: 1_000_000,
+            max_body_bytes: 10 * 1024 * 1024,
+            max_decoded_bytes: 10 * 1024 * 1024,
             db_max_connections: 8,
             log_format: LogFormat::Json,
             log_level: "info".into(),
@@ -174,6 +180,8 @@ impl Config {
             "exports_dir" => self.exports_dir = optional(value).map(PathBuf::from),
             "api_key_cache_ttl" => self.api_key_cache_ttl = parse(var, value)?,
             "incoming_queue_max" => self.incoming_queue_max = parse(var, value)?,
+            "max_body_bytes" => self.max_body_bytes = parse(var, value)?,
+            "max_decoded_bytes" => self.max_decoded_bytes = parse(var, value)?,
             "db_max_connections" => self.db_max_connections = parse(var, value)?,
             "log_format" => self.log_format = parse(var, value)?,
             "log_level" => self.log_level = value.to_string(),
@@ -210,6 +218,8 @@ impl Config {
             "exports_dir": self.exports_dir(),
             "api_key_cache_ttl": self.api_key_cache_ttl,
             "incoming_queue_max": self.incoming_queue_max,
+            "max_body_bytes": self.max_body_bytes,
+            "max_decoded_bytes": self.max_decoded_bytes,
             "db_max_connections": self.db_max_connections,
             "log_format": self.log_format,
             "log_level": self.log_level,

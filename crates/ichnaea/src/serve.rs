@@ -7,8 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use ichnaea_pipeline::PipelineContext;
 use ichnaea_pipeline::scheduler::Scheduler;
+use ichnaea_queue::Counters;
 use ichnaea_queue::Queue;
 use ichnaea_store::{Store, StoreOptions};
+use ichnaea_web::api::ApiSettings;
+use ichnaea_web::api::body::BodyLimits;
+use ichnaea_web::api::keys::ApiKeyCache;
 use ichnaea_web::{AppState, GeoipStatus};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -33,13 +37,19 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// Opens the queue backend: Redis when configured, otherwise embedded in the
-/// SQLite database (or, next to a PostgreSQL database, in `<data_dir>/queue.db`).
-pub async fn open_queue(config: &Config, store: &Store) -> anyhow::Result<Queue> {
+/// Opens the queue backend and the usage counters beside it: Redis when
+/// configured, otherwise embedded in the SQLite database (or, next to a PostgreSQL
+/// database, in `<data_dir>/queue.db`).
+pub async fn open_queue(config: &Config, store: &Store) -> anyhow::Result<(Queue, Counters)> {
     if let Some(url) = &config.redis_url {
-        return Queue::redis(url, "")
+        let queue = Queue::redis(url, "")
             .await
-            .with_context(|| format!("connecting to Redis {}", crate::config::redact_url(url)));
+            .with_context(|| format!("connecting to Redis {}", crate::config::redact_url(url)))?;
+        let counters = match &queue {
+            Queue::Redis(redis) => Counters::redis_shared(redis),
+            Queue::Embedded(_) => anyhow::bail!("Redis URL gave an embedded queue"),
+        };
+        return Ok((queue, counters));
     }
     let pool = match store.sqlite_pool() {
         Some(pool) => pool.clone(),
@@ -54,9 +64,13 @@ pub async fn open_queue(config: &Config, store: &Store) -> anyhow::Result<Queue>
                 .context("embedded queue needs a SQLite pool")?
         }
     };
-    Queue::embedded(pool)
+    let queue = Queue::embedded(pool.clone())
         .await
-        .context("opening the embedded queue")
+        .context("opening the embedded queue")?;
+    let counters = Counters::embedded(pool)
+        .await
+        .context("opening the embedded counters")?;
+    Ok((queue, counters))
 }
 
 fn version_body(config: &Config) -> anyhow::Result<serde_json::Value> {
@@ -96,10 +110,28 @@ fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
+/// Logs how a role ended and keeps the first failure.
+fn record_exit(
+    joined: Result<anyhow::Result<&'static str>, tokio::task::JoinError>,
+    failure: &mut Option<anyhow::Error>,
+) {
+    match joined {
+        Ok(Ok(role)) => tracing::info!(role, "stopped"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "role failed, shutting down");
+            failure.get_or_insert(e);
+        }
+        Err(e) => {
+            failure.get_or_insert(anyhow::anyhow!("role panicked: {e}"));
+        }
+    }
+}
+
 /// Runs the given roles until a signal arrives or a role fails.
 pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
-    let queue = Arc::new(open_queue(&config, &store).await?);
+    let (queue, counters) = open_queue(&config, &store).await?;
+    let (queue, counters) = (Arc::new(queue), Arc::new(counters));
     tracing::info!(database = store.backend_name(), queue = queue.backend(), roles = ?roles, "starting");
     if config.geoip_path.is_none() {
         tracing::info!("ICHNAEA_GEOIP_PATH is unset: the GeoIP position source is skipped");
@@ -123,6 +155,15 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
             geoip: GeoipStatus {
                 configured: false,
                 ..GeoipStatus::default()
+            },
+            api_keys: ApiKeyCache::new(Duration::from_secs(config.api_key_cache_ttl)),
+            counters: counters.clone(),
+            api: ApiSettings {
+                body: BodyLimits {
+                    max_body: config.max_body_bytes,
+                    max_decoded: config.max_decoded_bytes,
+                },
+                incoming_queue_max: config.incoming_queue_max,
             },
         };
         let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -163,30 +204,31 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
         tracing::info!("worker role: no queue consumers are registered in this build");
     }
 
+    // Run until a signal arrives or a role ends (a role only ends on its own
+    // when it fails), then give the others `shutdown_timeout` to finish.
     let mut failure = None;
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(role)) => tracing::info!(role, "stopped"),
-            Ok(Err(e)) => {
-                tracing::error!(error = %format!("{e:#}"), "role failed, shutting down");
-                failure.get_or_insert(e);
-            }
-            Err(e) => {
-                failure.get_or_insert(anyhow::anyhow!("role panicked: {e}"));
-            }
-        }
-        if !shutdown.is_cancelled() {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        Some(joined) = tasks.join_next() => {
+            record_exit(joined, &mut failure);
             shutdown.cancel();
-            // Give the others the configured time to finish in-flight work.
-            let limit = Duration::from_secs(config.shutdown_timeout);
-            if tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} })
-                .await
-                .is_err()
-            {
-                tracing::warn!("shutdown timeout reached, abandoning remaining work");
-                tasks.abort_all();
-            }
         }
+    }
+    let limit = Duration::from_secs(config.shutdown_timeout);
+    let drain = async {
+        while let Some(joined) = tasks.join_next().await {
+            record_exit(joined, &mut failure);
+        }
+    };
+    if tokio::time::timeout(limit, drain).await.is_err() {
+        tracing::warn!(
+            timeout_s = limit.as_secs(),
+            "shutdown timeout reached, abandoning remaining work"
+        );
+        tasks.abort_all();
+    }
+    if let Err(e) = counters.flush().await {
+        tracing::warn!(error = %e, "could not save usage counters");
     }
     store.close().await;
     tracing::info!("shut down");

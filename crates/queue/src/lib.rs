@@ -15,14 +15,20 @@
 //!
 //! No data is ever expired: an item leaves a queue only when the batch holding it is
 //! acknowledged.
+//!
+//! The crate also holds the per-day [`Counters`] of the web tier (daily API-key limits
+//! and unique users), on the same two backends.
 
 #![warn(missing_docs)]
 
+pub mod counters;
 pub mod embedded;
 mod frame;
 pub mod redis;
 
 use std::time::Duration;
+
+pub use counters::Counters;
 
 /// The largest number of entries (pushes) one batch is made of.
 ///

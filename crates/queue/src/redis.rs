@@ -78,6 +78,16 @@ impl RedisQueue {
         })
     }
 
+    /// The connection manager, to share it with the Redis counters.
+    pub(crate) fn connection(&self) -> &ConnectionManager {
+        &self.conn
+    }
+
+    /// The prefix of every key.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn keys(&self, queue: &str) -> Keys {
         let stream = format!("{}queue:{{{queue}}}", self.prefix);
         Keys {

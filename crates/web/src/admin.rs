@@ -178,6 +178,7 @@ async fn create_key(State(state): State<AppState>, body: Bytes) -> Response {
             .insert_api_key(&row)
             .await
             .map_err(store_error)?;
+        state.api_keys.invalidate_all();
         Ok::<_, AdminError>((StatusCode::CREATED, Json(row)).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -203,6 +204,7 @@ async fn update_key(
         {
             return Err(not_found("api key", &key));
         }
+        state.api_keys.invalidate_all();
         Ok(Json(row).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -210,7 +212,10 @@ async fn update_key(
 
 async fn delete_key(State(state): State<AppState>, Path(key): Path<String>) -> Response {
     match state.store.delete_api_key(&key).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(true) => {
+            state.api_keys.invalidate_all();
+            StatusCode::NO_CONTENT.into_response()
+        }
         Ok(false) => not_found("api key", &key).into_response(),
         Err(e) => store_error(e).into_response(),
     }

@@ -5,6 +5,7 @@
 //! [`router`] and tested through `tower::ServiceExt::oneshot` without a socket.
 
 mod admin;
+pub mod api;
 mod headers;
 pub mod metrics;
 mod service;
@@ -12,7 +13,7 @@ mod service;
 use std::sync::Arc;
 
 use axum::Router;
-use ichnaea_queue::Queue;
+use ichnaea_queue::{Counters, Queue};
 use ichnaea_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -33,11 +34,17 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// What the heartbeat says about GeoIP.
     pub geoip: GeoipStatus,
+    /// Per-process cache of API key lookups.
+    pub api_keys: api::keys::ApiKeyCache,
+    /// Daily request and unique-user counters.
+    pub counters: Arc<Counters>,
+    /// Limits of the public API.
+    pub api: api::ApiSettings,
 }
 
 /// Builds the complete router for `state`.
 pub fn router(state: AppState) -> Router {
-    let mut app = service::routes();
+    let mut app = service::routes().merge(api::routes());
     if state.admin_token.is_some() {
         app = app.nest("/admin", admin::routes(state.clone()));
     }

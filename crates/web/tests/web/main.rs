@@ -9,9 +9,13 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
-use ichnaea_queue::Queue;
+use ichnaea_queue::{Counters, Queue};
 use ichnaea_store::{Store, StoreOptions};
+use ichnaea_web::api::ApiSettings;
+use ichnaea_web::api::keys::ApiKeyCache;
 use ichnaea_web::{AppState, GeoipStatus, router};
+
+mod submit;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -22,21 +26,32 @@ fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn state(store: Store, queue: Queue, admin: bool) -> AppState {
+/// The backends one test runs against.
+#[derive(Clone)]
+pub struct Fx {
+    pub store: Store,
+    pub queue: Queue,
+    pub counters: Arc<Counters>,
+}
+
+fn state(fx: &Fx, admin: bool) -> AppState {
     AppState {
-        store,
-        queue: Arc::new(queue),
+        store: fx.store.clone(),
+        queue: Arc::new(fx.queue.clone()),
         admin_token: admin.then(|| Arc::from(TOKEN)),
         version: Arc::new(json!({"version": "9.9.9", "commit": "abc"})),
         prometheus: ichnaea_web::metrics::prometheus_handle(),
         geoip: GeoipStatus::default(),
+        api_keys: ApiKeyCache::new(std::time::Duration::from_secs(300)),
+        counters: fx.counters.clone(),
+        api: ApiSettings::default(),
     }
 }
 
 /// SQLite file + embedded queue.
 async fn on_embedded<F, Fut>(body: F)
 where
-    F: FnOnce(Store, Queue) -> Fut,
+    F: FnOnce(Fx) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let dir = std::env::temp_dir().join(format!("ichnaea-web-{}", unique()));
@@ -47,12 +62,15 @@ where
     .await
     .unwrap();
     store.migrate().await.unwrap();
-    let queue = Queue::embedded(store.sqlite_pool().unwrap().clone())
-        .await
-        .unwrap();
-    let result = std::panic::AssertUnwindSafe(body(store.clone(), queue))
-        .catch_unwind()
-        .await;
+    let pool = store.sqlite_pool().unwrap().clone();
+    let queue = Queue::embedded(pool.clone()).await.unwrap();
+    let counters = Arc::new(Counters::embedded(pool).await.unwrap());
+    let fx = Fx {
+        store: store.clone(),
+        queue,
+        counters,
+    };
+    let result = std::panic::AssertUnwindSafe(body(fx)).catch_unwind().await;
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(p) = result {
@@ -63,7 +81,7 @@ where
 /// PostgreSQL schema + Redis key prefix, when both are configured.
 async fn on_cluster<F, Fut>(body: F)
 where
-    F: FnOnce(Store, Queue) -> Fut,
+    F: FnOnce(Fx) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let (Ok(pg), Ok(redis)) = (
@@ -93,12 +111,16 @@ where
     };
     let store = Store::connect(&pg, &options).await.unwrap();
     store.migrate().await.unwrap();
-    let queue = Queue::redis(&redis, &format!("test-{}:", unique()))
-        .await
-        .unwrap();
-    let result = std::panic::AssertUnwindSafe(body(store.clone(), queue))
-        .catch_unwind()
-        .await;
+    let prefix = format!("test-{}:", unique());
+    let queue = Queue::redis(&redis, &prefix).await.unwrap();
+    let counters = Arc::new(Counters::redis(&redis, &prefix).await.unwrap());
+    let fx = Fx {
+        store: store.clone(),
+        queue,
+        counters,
+    };
+    let result = std::panic::AssertUnwindSafe(body(fx)).catch_unwind().await;
+    delete_redis_keys(&redis, &prefix).await;
     // A test may close its pool; clean up through a fresh one.
     let cleanup = Store::connect(&pg, &options).await.unwrap();
     cleanup.drop_pg_schema(&schema).await.unwrap();
@@ -108,17 +130,36 @@ where
     }
 }
 
+/// Deletes every key under `prefix` (test clean-up).
+async fn delete_redis_keys(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+}
+
+#[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
                 #[tokio::test]
                 async fn embedded() {
-                    super::on_embedded(super::$name).await;
+                    $crate::on_embedded(super::$name).await;
                 }
                 #[tokio::test]
                 async fn cluster() {
-                    super::on_cluster(super::$name).await;
+                    $crate::on_cluster(super::$name).await;
                 }
             }
         )*
@@ -198,8 +239,8 @@ fn assert_security_headers(r: &Reply) {
     );
 }
 
-async fn lbheartbeat_answers_get_head_post_only(store: Store, queue: Queue) {
-    let app = router(state(store, queue, false));
+async fn lbheartbeat_answers_get_head_post_only(fx: Fx) {
+    let app = router(state(&fx, false));
     for method in [Method::GET, Method::POST] {
         let r = call(&app, method, "/__lbheartbeat__", None, None).await;
         assert_eq!(r.status, StatusCode::OK);
@@ -217,13 +258,13 @@ async fn lbheartbeat_answers_get_head_post_only(store: Store, queue: Queue) {
     }
 }
 
-async fn heartbeat_reports_every_backend(store: Store, queue: Queue) {
-    let queue_member = if queue.backend() == "redis" {
+async fn heartbeat_reports_every_backend(fx: Fx) {
+    let queue_member = if fx.queue.backend() == "redis" {
         "redis"
     } else {
         "queue"
     };
-    let app = router(state(store, queue, false));
+    let app = router(state(&fx, false));
     let r = call(&app, Method::GET, "/__heartbeat__", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     let body = r.json();
@@ -239,9 +280,9 @@ async fn heartbeat_reports_every_backend(store: Store, queue: Queue) {
     assert_security_headers(&r);
 }
 
-async fn heartbeat_is_503_naming_the_database_when_it_is_down(store: Store, queue: Queue) {
-    let app = router(state(store.clone(), queue, false));
-    store.close().await;
+async fn heartbeat_is_503_naming_the_database_when_it_is_down(fx: Fx) {
+    let app = router(state(&fx, false));
+    fx.store.close().await;
     let r = call(&app, Method::GET, "/__heartbeat__", None, None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     let body = r.json();
@@ -255,8 +296,8 @@ async fn heartbeat_is_503_naming_the_database_when_it_is_down(store: Store, queu
     assert_eq!(lb.status, StatusCode::OK);
 }
 
-async fn static_service_documents(store: Store, queue: Queue) {
-    let app = router(state(store, queue, false));
+async fn static_service_documents(fx: Fx) {
+    let app = router(state(&fx, false));
     let v = call(&app, Method::GET, "/__version__", None, None).await;
     assert_eq!(v.status, StatusCode::OK);
     assert_eq!(v.json(), json!({"version": "9.9.9", "commit": "abc"}));
@@ -277,8 +318,8 @@ async fn static_service_documents(store: Store, queue: Queue) {
     );
 }
 
-async fn unknown_paths_are_plain_404(store: Store, queue: Queue) {
-    let app = router(state(store, queue, false));
+async fn unknown_paths_are_plain_404(fx: Fx) {
+    let app = router(state(&fx, false));
     for path in [
         "/nope",
         "/v1/search",
@@ -297,8 +338,8 @@ async fn unknown_paths_are_plain_404(store: Store, queue: Queue) {
     }
 }
 
-async fn metrics_count_requests(store: Store, queue: Queue) {
-    let app = router(state(store, queue, false));
+async fn metrics_count_requests(fx: Fx) {
+    let app = router(state(&fx, false));
     call(&app, Method::POST, "/__version__", None, None).await;
     let r = call(&app, Method::GET, "/metrics", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -309,14 +350,14 @@ async fn metrics_count_requests(store: Store, queue: Queue) {
     );
 }
 
-async fn admin_api_is_absent_without_a_token(store: Store, queue: Queue) {
-    let app = router(state(store, queue, false));
+async fn admin_api_is_absent_without_a_token(fx: Fx) {
+    let app = router(state(&fx, false));
     let r = call(&app, Method::GET, "/admin/api-keys", Some(TOKEN), None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
-async fn admin_api_requires_the_token(store: Store, queue: Queue) {
-    let app = router(state(store, queue, true));
+async fn admin_api_requires_the_token(fx: Fx) {
+    let app = router(state(&fx, true));
     for token in [
         None,
         Some("wrong"),
@@ -342,8 +383,8 @@ async fn admin_api_requires_the_token(store: Store, queue: Queue) {
     assert_eq!(ok.json(), json!([]));
 }
 
-async fn admin_api_manages_api_keys(store: Store, queue: Queue) {
-    let app = router(state(store.clone(), queue, true));
+async fn admin_api_manages_api_keys(fx: Fx) {
+    let app = router(state(&fx, true));
     let t = Some(TOKEN);
     let created = call(
         &app,
@@ -363,7 +404,7 @@ async fn admin_api_manages_api_keys(store: Store, queue: Queue) {
     assert_eq!(created.json(), want);
     // The change is in the database at once.
     assert_eq!(
-        store.api_key("test").await.unwrap().unwrap().maxreq,
+        fx.store.api_key("test").await.unwrap().unwrap().maxreq,
         Some(5)
     );
 
@@ -409,7 +450,7 @@ async fn admin_api_manages_api_keys(store: Store, queue: Queue) {
             .contains("maxreqq")
     );
     assert_eq!(
-        store.api_key("good").await.unwrap(),
+        fx.store.api_key("good").await.unwrap(),
         None,
         "nothing written on refusal"
     );
@@ -437,7 +478,7 @@ async fn admin_api_manages_api_keys(store: Store, queue: Queue) {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.json()["error"]["field"], json!("store_sample_locate"));
     assert_eq!(
-        store
+        fx.store
             .api_key("test")
             .await
             .unwrap()
@@ -484,8 +525,8 @@ async fn admin_api_manages_api_keys(store: Store, queue: Queue) {
     );
 }
 
-async fn admin_api_manages_export_configs(store: Store, queue: Queue) {
-    let app = router(state(store.clone(), queue, true));
+async fn admin_api_manages_export_configs(fx: Fx) {
+    let app = router(state(&fx, true));
     let t = Some(TOKEN);
     let list = call(&app, Method::GET, "/admin/export-configs", t, None).await;
     assert_eq!(
@@ -534,7 +575,7 @@ async fn admin_api_manages_export_configs(store: Store, queue: Queue) {
             assert_eq!(r.json()["error"]["field"], json!(field), "{body}");
         }
     }
-    assert_eq!(store.export_config("g").await.unwrap(), None);
+    assert_eq!(fx.store.export_config("g").await.unwrap(), None);
 
     let patched = call(
         &app,
@@ -547,7 +588,7 @@ async fn admin_api_manages_export_configs(store: Store, queue: Queue) {
     assert_eq!(patched.status, StatusCode::OK);
     assert_eq!(patched.json()["skip_keys"], Value::Null);
     assert_eq!(patched.json()["skip_sources"], json!(["query"]));
-    let stored = store.export_config("bk").await.unwrap().unwrap();
+    let stored = fx.store.export_config("bk").await.unwrap().unwrap();
     assert_eq!(stored.batch, 0);
     assert_eq!(stored.skip_keys, None);
 
@@ -563,7 +604,7 @@ async fn admin_api_manages_export_configs(store: Store, queue: Queue) {
         .status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(store.export_config("internal").await.unwrap(), None);
+    assert_eq!(fx.store.export_config("internal").await.unwrap(), None);
     assert_eq!(
         call(&app, Method::GET, "/admin/export-configs/internal", t, None)
             .await

@@ -1,0 +1,198 @@
+//! `/v2/geosubmit`, `/v1/geosubmit` and `/v1/submit` (spec api §6): accept
+//! reports and put them on `update_incoming`, durably, before answering.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use ichnaea_core::ApiKey;
+use ichnaea_core::queues::UPDATE_INCOMING;
+use serde_json::{Value, json};
+
+use super::Caller;
+use super::body::{Decoded, decode};
+use super::convert::{Report, SubmitVersion, convert};
+use super::error::{ApiError, ParseDetails, add_cors};
+use super::keys::KeyLookup;
+use crate::AppState;
+
+pub(super) async fn v2(State(state): State<AppState>, request: Request) -> Response {
+    submit(state, SubmitVersion::V2, request).await
+}
+
+pub(super) async fn v1(State(state): State<AppState>, request: Request) -> Response {
+    submit(state, SubmitVersion::V1, request).await
+}
+
+pub(super) async fn v0(State(state): State<AppState>, request: Request) -> Response {
+    submit(state, SubmitVersion::V0, request).await
+}
+
+fn metric_path(version: SubmitVersion) -> &'static str {
+    match version {
+        SubmitVersion::V2 => "v2.geosubmit",
+        SubmitVersion::V1 => "v1.geosubmit",
+        SubmitVersion::V0 => "v1.submit",
+    }
+}
+
+async fn submit(state: AppState, version: SubmitVersion, request: Request) -> Response {
+    match accept(&state, version, request).await {
+        Ok(()) => success(version),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn success(version: SubmitVersion) -> Response {
+    let mut response = match version {
+        SubmitVersion::V0 => StatusCode::NO_CONTENT.into_response(),
+        _ => (StatusCode::OK, axum::Json(json!({}))).into_response(),
+    };
+    add_cors(response.headers_mut());
+    response
+}
+
+/// Counts a known key's request and enforces its daily limit (spec api §7.5);
+/// counting failures let the request through.
+async fn check_limit(
+    state: &AppState,
+    key: &ApiKey,
+    caller: &Caller,
+    path: &str,
+) -> Result<(), ApiError> {
+    let counted = state
+        .counters
+        .count_request(
+            &key.valid_key,
+            path,
+            "submit",
+            &caller.ip_text(),
+            Utc::now(),
+        )
+        .await;
+    match counted {
+        Ok(count) => match key.maxreq {
+            Some(max) if max > 0 && count > max as u64 => Err(ApiError::DailyLimitExceeded),
+            _ => Ok(()),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "usage counting failed, request not limited");
+            Ok(())
+        }
+    }
+}
+
+async fn accept(
+    state: &AppState,
+    version: SubmitVersion,
+    request: Request,
+) -> Result<(), ApiError> {
+    let (parts, body) = request.into_parts();
+    let caller = Caller::from_parts(&parts);
+    let path = metric_path(version);
+
+    // Key, permission and limit come before the body (spec api §2).
+    let key: Option<Arc<ApiKey>> = match &caller.key {
+        None => None,
+        Some(text) => match state.api_keys.lookup(&state.store, text).await {
+            KeyLookup::Known(key) => {
+                check_limit(state, &key, &caller, path).await?;
+                Some(key)
+            }
+            KeyLookup::Unknown | KeyLookup::Failed => None,
+        },
+    };
+    let key_tag = match (&key, &caller.key, &caller.invalid_key) {
+        (Some(k), _, _) => k.valid_key.clone(),
+        (None, Some(_), _) => "invalid".to_string(),
+        (None, None, _) => "none".to_string(),
+    };
+    metrics::counter!("submit.request", "path" => path, "key" => key_tag).increment(1);
+
+    let limits = state.api.body;
+    let raw = axum::body::to_bytes(body, limits.max_body)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::Parse(Some(ParseDetails::Decode(format!("reading the body: {e}"))))
+            }
+        })?;
+    let value = match decode(&parts.headers, &raw, limits)? {
+        Decoded::Empty => return Err(ApiError::Parse(None)),
+        Decoded::Json(value) => value,
+    };
+    let reports = convert(&value, version, Utc::now().timestamp_millis())
+        .map_err(|errors| ApiError::Parse(Some(ParseDetails::Validation(errors.0))))?;
+
+    if reports.is_empty() || !sampled_in(key.as_deref()) {
+        return Ok(());
+    }
+    enqueue(state, key.as_deref(), reports).await
+}
+
+/// Whether this request is kept under the key's `store_sample_submit`
+/// (anonymous requests always are; NULL means 0).
+fn sampled_in(key: Option<&ApiKey>) -> bool {
+    let percent = key.map_or(100, |k| k.store_sample_submit.unwrap_or(0));
+    match percent {
+        p if p <= 0 => false,
+        p if p >= 100 => true,
+        p => fastrand::f64() * 100.0 < f64::from(p),
+    }
+}
+
+async fn enqueue(
+    state: &AppState,
+    key: Option<&ApiKey>,
+    reports: Vec<Report>,
+) -> Result<(), ApiError> {
+    let backlog = state.queue.len(UPDATE_INCOMING).await.map_err(|e| {
+        tracing::error!(error = %e, "queue unavailable");
+        ApiError::ServiceUnavailable
+    })?;
+    if backlog >= state.api.incoming_queue_max {
+        metrics::counter!("submit.backpressure").increment(1);
+        tracing::warn!(
+            backlog,
+            max = state.api.incoming_queue_max,
+            "incoming queue full, refusing submission"
+        );
+        return Err(ApiError::ServiceUnavailable);
+    }
+    let api_key = key
+        .map(|k| Value::from(k.valid_key.as_str()))
+        .unwrap_or(Value::Null);
+    let count = reports.len();
+    let mut items = Vec::with_capacity(count);
+    for r in reports {
+        let item =
+            json!({"api_key": api_key, "report": Value::Object(r.report), "source": r.source});
+        let bytes = serde_json::to_vec(&item).map_err(|e| {
+            tracing::error!(error = %e, "cannot serialise a report");
+            ApiError::ServiceUnavailable
+        })?;
+        items.push(bytes);
+    }
+    state
+        .queue
+        .push(UPDATE_INCOMING, items)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot enqueue submission");
+            ApiError::ServiceUnavailable
+        })?;
+    match key {
+        Some(k) => {
+            metrics::counter!("data.batch.upload", "key" => k.valid_key.clone()).increment(1)
+        }
+        None => metrics::counter!("data.batch.upload").increment(1),
+    }
+    metrics::counter!("data.report.upload").increment(count as u64);
+    Ok(())
+}
