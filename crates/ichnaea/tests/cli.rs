@@ -859,3 +859,89 @@ fn migrate_is_idempotent() {
     let second = dir.run(&["migrate"]).expect_code(0);
     assert_eq!(second.stdout, "database schema at version 1\n");
 }
+
+// ---------------------------------------------------------------------------
+// submit: gzip bombs
+
+/// `(VmRSS, VmHWM)` of a process in kB.
+fn memory_kb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// About 1 MB of gzip that inflates to 1 GiB: 1,024 gzip members, each 1 MiB of
+/// zeros (multi-member streams are valid gzip and are decoded whole).
+fn gzip_bomb() -> Vec<u8> {
+    let mut member = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    member.write_all(&vec![0u8; 1 << 20]).expect("compress");
+    let member = member.finish().expect("finish gzip");
+    member.repeat(1024)
+}
+
+fn post_bytes(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send head");
+    // The server may answer and close before reading everything.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse_response(&raw)
+        .unwrap_or_else(|| panic!("malformed response: {}", String::from_utf8_lossy(&raw)))
+}
+
+#[test]
+fn gzip_bomb_is_refused_without_inflating_it() {
+    let dir = DataDir::new("gzip-bomb");
+    let mut server = Server::start(&dir, &[]);
+    let bomb = gzip_bomb();
+    assert!(bomb.len() < 1_100_000, "bomb is {} bytes", bomb.len());
+    // Warm up the request path so one-time allocations are not counted.
+    let warm = post_bytes(server.port, "/v2/geosubmit", &[], br#"{"items": []}"#);
+    assert_eq!(warm.status, 200);
+    let pid = server.child.id();
+    let (rss_before, _) = memory_kb(pid);
+    let started = Instant::now();
+    let response = post_bytes(
+        server.port,
+        "/v2/geosubmit",
+        &[("Content-Encoding", "gzip")],
+        &bomb,
+    );
+    let elapsed = started.elapsed();
+    let (rss_after, peak) = memory_kb(pid);
+    assert_eq!(response.status, 413, "{}", response.body);
+    assert_eq!(response.json()["error"]["code"], json!(413));
+    assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+    let growth_kb = peak.saturating_sub(rss_before);
+    let _ = writeln!(
+        std::io::stderr(),
+        "gzip bomb ({} bytes → 1 GiB): refused in {elapsed:?}; RSS {rss_before} kB → {rss_after} kB, peak {peak} kB (growth ≤ {growth_kb} kB)",
+        bomb.len()
+    );
+    assert!(
+        growth_kb < 20 * 1024,
+        "resident memory grew by {growth_kb} kB"
+    );
+    // The server still serves.
+    assert_eq!(server.get("/__lbheartbeat__").status, 200);
+    let (status, _) = server.terminate();
+    assert_eq!(status.code(), Some(0));
+}

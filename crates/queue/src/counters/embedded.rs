@@ -2,7 +2,7 @@
 //!
 //! Request counters live in a map behind one mutex that is held only for the
 //! increment itself, so concurrent callers get exactly the values `1..=N`, and a
-//! request costs no database write. A background task (and [`EmbeddedCounters::flush`])
+//! request costs no database write. A background task (and [`Counters::flush`](super::Counters::flush))
 //! writes the counters that changed since the last write to the table
 //! `queue_counter`, created on open (`IF NOT EXISTS`):
 //!
@@ -43,7 +43,7 @@ use super::{iso_day, requests_key, users_key};
 use crate::QueueError;
 
 /// How often the background task writes changed counters to SQLite. Counts of at most
-/// this long are lost when the process dies without [`EmbeddedCounters::flush`].
+/// this long are lost when the process dies without [`Counters::flush`](super::Counters::flush).
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Distinct client IPs per (type, key, day) counted exactly; above this the count is

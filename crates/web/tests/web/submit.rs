@@ -39,6 +39,7 @@ crate::backend_tests!(
     client_neostumbler_gzip_batch,
     client_tower_collector,
     client_geoclue_old_and_new,
+    case_64_queue_backend_down_is_503,
 );
 
 async fn send(
@@ -765,4 +766,87 @@ async fn client_geoclue_old_and_new(fx: Fx) {
     );
     assert!(items.iter().all(|i| i["api_key"] == json!("geoclue")));
     let _ = Arc::new(());
+}
+
+/// A private redis-server on a free port, killed on drop.
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed where ICHNAEA_TEST_REDIS_URL is set");
+        let url = format!("redis://127.0.0.1:{port}/0");
+        for _ in 0..100 {
+            if let Ok(client) = redis::Client::open(url.as_str())
+                && client.get_multiplexed_async_connection().await.is_ok()
+            {
+                return PrivateRedis { child, url };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("private redis-server did not start");
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn case_64_queue_backend_down_is_503(fx: Fx) {
+    let body = case41_body().to_string().into_bytes();
+    match fx.queue.backend() {
+        "redis" => {
+            let mut redis = PrivateRedis::start().await;
+            let queue = ichnaea_queue::Queue::redis(&redis.url, "").await.unwrap();
+            let down = Fx {
+                queue,
+                ..fx.clone()
+            };
+            let app = router(state(&down, false));
+            assert_eq!(
+                send_app(&app, Method::POST, "/v2/geosubmit", &[], body.clone())
+                    .await
+                    .status,
+                StatusCode::OK
+            );
+            let _ = redis.child.kill();
+            let _ = redis.child.wait();
+            let r = send_app(&app, Method::POST, "/v2/geosubmit", &[], body).await;
+            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(error_reason(&r), "serviceUnavailable");
+            assert_cors(&r);
+        }
+        _ => {
+            let app = router(state(&fx, false));
+            fx.store.close().await;
+            let r = send_app(&app, Method::POST, "/v2/geosubmit", &[], body).await;
+            assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(error_reason(&r), "serviceUnavailable");
+            assert_eq!(r.header(header::RETRY_AFTER), Some("30"));
+            assert_cors(&r);
+        }
+    }
 }
