@@ -781,7 +781,7 @@ impl PrivateRedis {
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new("redis-server")
+        let mut child = std::process::Command::new("redis-server")
             .args([
                 "--port",
                 &port.to_string(),
@@ -804,6 +804,8 @@ impl PrivateRedis {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("private redis-server did not start");
     }
 }
