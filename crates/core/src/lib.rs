@@ -8,6 +8,7 @@ pub mod apikey;
 pub mod cell;
 pub mod datamap;
 pub mod export;
+pub mod geo;
 pub mod mac;
 pub mod queues;
 pub mod radio;
