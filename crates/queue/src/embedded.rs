@@ -208,6 +208,50 @@ impl EmbeddedQueue {
         Ok(())
     }
 
+    pub(crate) async fn transfer(
+        &self,
+        batch: &Batch,
+        outputs: &[(String, Vec<Vec<u8>>)],
+    ) -> Result<bool, QueueError> {
+        if !matches!(batch.handle, AckHandle::Embedded) {
+            return Err(QueueError::ForeignBatch(batch.id.clone()));
+        }
+        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let pending: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM queue_entry WHERE batch_id = $1")
+                .bind(&batch.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if pending == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let now = now_ms();
+        for (queue, items) in outputs.iter().filter(|(_, items)| !items.is_empty()) {
+            sqlx::query(
+                "INSERT INTO queue_entry (queue, items, item_count, enqueued_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(queue)
+            .bind(frame::encode(items)?)
+            .bind(count_i64(items.len()))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM queue_entry WHERE batch_id = $1")
+            .bind(&batch.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The pool the queue lives in (the usage counters share it).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     pub(crate) async fn len(&self, queue: &str) -> Result<u64, QueueError> {
         let items: Option<i64> =
             sqlx::query_scalar("SELECT items FROM queue_stat WHERE queue = $1")

@@ -181,6 +181,21 @@ impl Queue {
         }
     }
 
+    /// Pushes `outputs` (queue name, items; one entry per queue) and acknowledges
+    /// `batch`, atomically. Returns `false` and changes nothing when the batch was
+    /// already acknowledged — a re-delivered batch whose work was done — so a
+    /// queue-to-queue stage hands every item on exactly once.
+    pub async fn transfer(
+        &self,
+        batch: &Batch,
+        outputs: &[(String, Vec<Vec<u8>>)],
+    ) -> Result<bool, QueueError> {
+        match self {
+            Queue::Embedded(q) => q.transfer(batch, outputs).await,
+            Queue::Redis(q) => q.transfer(batch, outputs).await,
+        }
+    }
+
     /// Number of items (not entries) pushed to `queue` and not yet acknowledged,
     /// leased ones included. Cheap: it reads a maintained counter, for backpressure
     /// checks and gauges.

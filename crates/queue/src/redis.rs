@@ -38,6 +38,10 @@ static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redi
 /// Acknowledges a batch; see the script for its keys and arguments.
 static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/ack.lua")));
 
+/// Pushes outputs and acknowledges a batch in one step; see the script.
+static TRANSFER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("redis/transfer.lua")));
+
 /// What `lease.lua` answers for a batch: its id, entry ids, blobs, item counts, and
 /// whether it is a re-delivery.
 type LeaseReply = (String, Vec<String>, Vec<Vec<u8>>, Vec<i64>, i64);
@@ -199,6 +203,42 @@ impl RedisQueue {
             .arg(entry_ids);
         let _: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(())
+    }
+
+    pub(crate) async fn transfer(
+        &self,
+        batch: &Batch,
+        outputs: &[(String, Vec<Vec<u8>>)],
+    ) -> Result<bool, QueueError> {
+        let AckHandle::Redis(entry_ids) = &batch.handle else {
+            return Err(QueueError::ForeignBatch(batch.id.clone()));
+        };
+        let keys = self.keys(&batch.queue);
+        let outputs: Vec<&(String, Vec<Vec<u8>>)> = outputs
+            .iter()
+            .filter(|(_, items)| !items.is_empty())
+            .collect();
+        let mut invocation = TRANSFER.prepare_invoke();
+        invocation
+            .key(&keys.stream)
+            .key(&keys.batches)
+            .key(&keys.leases)
+            .key(&keys.items)
+            .key(self.registry());
+        for (name, _) in &outputs {
+            let out = self.keys(name);
+            invocation.key(out.stream).key(out.items);
+        }
+        invocation.arg(GROUP).arg(&batch.id).arg(outputs.len());
+        for (name, items) in &outputs {
+            invocation
+                .arg(name)
+                .arg(items.len())
+                .arg(frame::encode(items)?);
+        }
+        invocation.arg(entry_ids);
+        let applied: i64 = invocation.invoke_async(&mut self.conn.clone()).await?;
+        Ok(applied == 1)
     }
 
     pub(crate) async fn len(&self, queue: &str) -> Result<u64, QueueError> {

@@ -169,6 +169,7 @@ queue_tests!(
     queues_do_not_interfere,
     concurrent_consumers_see_every_item_once,
     reopened_queue_keeps_unacked_entries,
+    transfer_hands_items_on_exactly_once,
 );
 
 fn items(names: &[&str]) -> Vec<Vec<u8>> {
@@ -611,4 +612,36 @@ async fn reopened_queue_keeps_unacked_entries(f: &Fixture) {
     reopened.ack(&c).await.unwrap();
     assert_eq!(q.len("q").await.unwrap(), 0);
     assert_eq!(reopened.len("q").await.unwrap(), 0);
+}
+
+async fn transfer_hands_items_on_exactly_once(f: &Fixture) {
+    let q = &f.queue;
+    q.push("in", items(&["r1", "r2"])).await.unwrap();
+    let short = std::time::Duration::from_millis(200);
+    // A consumer leases the batch and stalls past its visibility timeout.
+    let stalled = q.lease("in", 10, short).await.unwrap().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // Another consumer gets the same batch and hands its work on.
+    let again = q.lease("in", 10, LONG).await.unwrap().unwrap();
+    assert_eq!(again.id, stalled.id);
+    let outputs = vec![
+        ("out_a".to_string(), items(&["a1", "a2"])),
+        ("out_b".to_string(), items(&["b1"])),
+        ("out_c".to_string(), Vec::new()),
+    ];
+    assert!(q.transfer(&again, &outputs).await.unwrap());
+    // The stalled consumer finishes late: a replay, so nothing happens.
+    assert!(!q.transfer(&stalled, &outputs).await.unwrap());
+    assert_eq!(q.len("in").await.unwrap(), 0);
+    assert!(lease(q, "in", 10).await.is_none());
+    assert_eq!(q.len("out_a").await.unwrap(), 2);
+    assert_eq!(q.len("out_b").await.unwrap(), 1);
+    assert_eq!(q.len("out_c").await.unwrap(), 0);
+    assert_eq!(
+        lease(q, "out_a", 10).await.unwrap().items,
+        items(&["a1", "a2"])
+    );
+    assert_eq!(lease(q, "out_b", 10).await.unwrap().items, items(&["b1"]));
+    let names = q.queue_names("out_").await.unwrap();
+    assert_eq!(names, vec!["out_a".to_string(), "out_b".to_string()]);
 }
