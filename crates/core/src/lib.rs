@@ -5,16 +5,21 @@
 //! pipeline and the simulator share one definition of each rule.
 
 pub mod apikey;
+pub mod area;
 pub mod cell;
 pub mod datamap;
 pub mod export;
 pub mod geo;
+pub mod geocoder;
+pub mod ingest;
 pub mod mac;
+pub mod observation;
 pub mod queues;
 pub mod radio;
 pub mod source;
 pub mod station;
 pub mod stats;
+pub mod updater;
 pub mod validation;
 
 pub use apikey::{ApiKey, ApiKeyPatch, FallbackSchema};
