@@ -544,7 +544,10 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::approx_constant, reason = "the spec's reference values, rounded to 4 places")]
+    #[allow(
+        clippy::approx_constant,
+        reason = "the spec's reference values, rounded to 4 places"
+    )]
     fn weight_reference_values() {
         let w = StationType::Wifi;
         for (acc, f) in [

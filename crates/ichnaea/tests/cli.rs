@@ -854,10 +854,10 @@ fn sigterm_honours_the_shutdown_timeout() {
 fn migrate_is_idempotent() {
     let dir = DataDir::new("migrate");
     let first = dir.run(&["migrate"]).expect_code(0);
-    assert_eq!(first.stdout, "database schema at version 1\n");
+    assert_eq!(first.stdout, "database schema at version 2\n");
     assert!(dir.path.join("ichnaea.db").is_file());
     let second = dir.run(&["migrate"]).expect_code(0);
-    assert_eq!(second.stdout, "database schema at version 1\n");
+    assert_eq!(second.stdout, "database schema at version 2\n");
 }
 
 // ---------------------------------------------------------------------------

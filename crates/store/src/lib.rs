@@ -7,6 +7,7 @@
 //! in [`schema`].
 
 mod apikeys;
+mod apply;
 mod areas;
 mod batches;
 mod datamap;
@@ -26,6 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use apply::{StationKey, StationTable, StationWrites, StoredStation};
 pub use migrate::MigrationReport;
 
 /// Errors of the store. Database failures keep their cause; the rest say which

@@ -59,11 +59,22 @@ pub struct Migration {
 
 /// Every migration of a backend, in order.
 pub fn migrations(d: Dialect) -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        name: "base schema",
-        sql: base_schema(d),
-    }]
+    vec![
+        Migration {
+            version: 1,
+            name: "base schema",
+            sql: base_schema(d),
+        },
+        Migration {
+            version: 2,
+            name: "daily stat counters",
+            sql: format!(
+                "CREATE TABLE stat_counter (\"key\" {int} NOT NULL, day DATE NOT NULL, value {int} NOT NULL,
+                    PRIMARY KEY (\"key\", day));",
+                int = d.int()
+            ),
+        },
+    ]
 }
 
 /// Names of the 16 Wi-Fi shard tables.
@@ -198,6 +209,7 @@ pub fn all_tables() -> Vec<String> {
         "export_config",
         "cell_area",
         "stat",
+        "stat_counter",
         "region_stat",
         "applied_batch",
     ]

@@ -47,27 +47,66 @@ fn group_by<K: Ord, T>(
     groups
 }
 
+/// `SELECT` of `n` MAC stations by key.
+pub(crate) fn mac_select_sql(table: &str, n: usize) -> String {
+    format!(
+        "SELECT mac, {} FROM {table} WHERE mac IN ({})",
+        STATION_COLUMNS.join(", "),
+        placeholders(0, n)
+    )
+}
+
+/// Upsert of one whole MAC station row.
+pub(crate) fn mac_upsert_sql(table: &str) -> String {
+    format!(
+        "INSERT INTO {table} (mac, {}) VALUES ({}) ON CONFLICT (mac) DO UPDATE SET {}",
+        STATION_COLUMNS.join(", "),
+        placeholders(0, STATION_COLUMNS.len() + 1),
+        update_clause()
+    )
+}
+
+/// `SELECT` of `n` cells by binary cellid.
+pub(crate) fn cell_select_sql(table: &str, n: usize) -> String {
+    format!(
+        "SELECT cellid, radio, mcc, mnc, lac, cid, psc, {} FROM {table} WHERE cellid IN ({})",
+        STATION_COLUMNS.join(", "),
+        placeholders(0, n)
+    )
+}
+
+/// Upsert of one whole cell row.
+pub(crate) fn cell_upsert_sql(table: &str) -> String {
+    format!(
+        "INSERT INTO {table} (cellid, radio, mcc, mnc, lac, cid, psc, {}) VALUES ({}) \
+         ON CONFLICT (cellid) DO UPDATE SET radio = excluded.radio, mcc = excluded.mcc, \
+         mnc = excluded.mnc, lac = excluded.lac, cid = excluded.cid, psc = excluded.psc, {}",
+        STATION_COLUMNS.join(", "),
+        placeholders(0, STATION_COLUMNS.len() + 7),
+        update_clause()
+    )
+}
+
+/// Decodes the `mac` column.
+pub(crate) fn decode_mac(row: &impl SqlRow, table: &str) -> Result<Mac> {
+    let bytes = row.bytes("mac")?;
+    Mac::from_slice(&bytes).ok_or_else(|| corrupt(table, format!("mac of {} bytes", bytes.len())))
+}
+
 impl Store {
     async fn mac_stations(&self, kind: MacKind, macs: &[Mac]) -> Result<Vec<(Mac, StationFields)>> {
         let mut out = Vec::with_capacity(macs.len());
         for (shard, macs) in group_by(macs.iter().copied(), Mac::shard) {
             let table = kind.table(shard);
             for chunk in macs.chunks(LOOKUP_CHUNK) {
-                let sql = format!(
-                    "SELECT mac, {} FROM {table} WHERE mac IN ({})",
-                    STATION_COLUMNS.join(", "),
-                    placeholders(0, chunk.len())
-                );
+                let sql = mac_select_sql(&table, chunk.len());
                 with_pool!(self, pool => {
                     let mut q = sqlx::query(AssertSqlSafe(&*sql));
                     for mac in chunk {
                         q = q.bind(mac.bytes().as_slice());
                     }
                     for row in q.fetch_all(pool).await? {
-                        let bytes = row.bytes("mac")?;
-                        let mac = Mac::from_slice(&bytes)
-                            .ok_or_else(|| corrupt(&table, format!("mac of {} bytes", bytes.len())))?;
-                        out.push((mac, station_fields(&row, &table)?));
+                        out.push((decode_mac(&row, &table)?, station_fields(&row, &table)?));
                     }
                 });
             }
@@ -80,16 +119,10 @@ impl Store {
         kind: MacKind,
         rows: &[(Mac, &StationFields)],
     ) -> Result<()> {
-        let update = update_clause();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for (shard, rows) in group_by(rows.iter(), |(mac, _)| mac.shard()) {
-                let sql = format!(
-                    "INSERT INTO {} (mac, {}) VALUES ({}) ON CONFLICT (mac) DO UPDATE SET {update}",
-                    kind.table(shard),
-                    STATION_COLUMNS.join(", "),
-                    placeholders(0, STATION_COLUMNS.len() + 1)
-                );
+                let sql = mac_upsert_sql(&kind.table(shard));
                 for (mac, fields) in rows {
                     let q = sqlx::query(AssertSqlSafe(&*sql)).bind(mac.bytes().as_slice());
                     bind_station_fields!(q, fields).execute(&mut *tx).await?;
@@ -141,11 +174,7 @@ impl Store {
                     .iter()
                     .map(CellKey::to_bytes)
                     .collect::<Result<Vec<_>, _>>()?;
-                let sql = format!(
-                    "SELECT cellid, radio, mcc, mnc, lac, cid, psc, {} FROM {table} WHERE cellid IN ({})",
-                    STATION_COLUMNS.join(", "),
-                    placeholders(0, ids.len())
-                );
+                let sql = cell_select_sql(table, ids.len());
                 with_pool!(self, pool => {
                     let mut q = sqlx::query(AssertSqlSafe(&*sql));
                     for id in &ids {
@@ -162,21 +191,10 @@ impl Store {
 
     /// Inserts or wholly replaces cell rows, in one transaction.
     pub async fn upsert_cell_stations(&self, rows: &[CellStation]) -> Result<()> {
-        let update = format!(
-            "radio = excluded.radio, mcc = excluded.mcc, mnc = excluded.mnc, \
-            lac = excluded.lac, cid = excluded.cid, psc = excluded.psc, {}",
-            update_clause()
-        );
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for (radio, rows) in group_by(rows.iter(), |r| r.key.radio) {
-                let sql = format!(
-                    "INSERT INTO {} (cellid, radio, mcc, mnc, lac, cid, psc, {}) VALUES ({}) \
-                     ON CONFLICT (cellid) DO UPDATE SET {update}",
-                    radio.cell_table(),
-                    STATION_COLUMNS.join(", "),
-                    placeholders(0, STATION_COLUMNS.len() + 7)
-                );
+                let sql = cell_upsert_sql(radio.cell_table());
                 for row in rows {
                     let k = row.key;
                     let q = sqlx::query(AssertSqlSafe(&*sql))
@@ -196,11 +214,11 @@ impl Store {
     }
 }
 
-fn cid_column(cid: u64) -> Result<i64> {
+pub(crate) fn cid_column(cid: u64) -> Result<i64> {
     i64::try_from(cid).map_err(|_| corrupt("cell", format!("cid {cid}")))
 }
 
-fn decode_cell(row: &impl SqlRow, radio: Radio) -> Result<CellStation> {
+pub(crate) fn decode_cell(row: &impl SqlRow, radio: Radio) -> Result<CellStation> {
     let table = radio.cell_table();
     let int = |col: &str| -> Result<i64> { row.i64(col) };
     let num = |col: &str, max: u64| -> Result<u64> {

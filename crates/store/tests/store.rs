@@ -16,7 +16,10 @@ use ichnaea_core::source::ReportSource;
 use ichnaea_core::station::{BlueStation, CellArea, CellStation, StationFields, WifiStation};
 use ichnaea_core::stats::{RegionStat, StatKey, StatRow};
 use ichnaea_core::{ApiKey, ExportConfigPatch};
-use ichnaea_store::{DatamapRow, Store, StoreError, StoreOptions};
+use ichnaea_store::{
+    DatamapRow, StationKey, StationTable, StationWrites, Store, StoreError, StoreOptions,
+    StoredStation,
+};
 
 static PG_NOTICE: Once = Once::new();
 
@@ -116,6 +119,10 @@ backend_tests!(
     region_stats_are_replaced,
     datamap_grids_are_touched,
     applied_batches_detect_replays,
+    station_batches_apply_once_with_their_counters,
+    cells_in_area_scan_the_prefix,
+    stat_counters_fold_into_running_totals,
+    region_stats_count_areas_and_stations,
 );
 
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -150,10 +157,10 @@ fn full_fields() -> StationFields {
 }
 
 async fn migrations_are_idempotent_and_seed_internal_export(store: Store) {
-    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(store.schema_version().await.unwrap(), 2);
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty());
-    assert_eq!(again.version, 1);
+    assert_eq!(again.version, 2);
     let configs = store.export_configs().await.unwrap();
     assert_eq!(configs, vec![ExportConfig::default_internal()]);
     store.ping().await.unwrap();
@@ -714,4 +721,264 @@ async fn applied_batches_detect_replays(store: Store) {
         2
     );
     assert!(!store.batch_applied("update_wifi_0", "b1").await.unwrap());
+}
+
+async fn station_batches_apply_once_with_their_counters(store: Store) {
+    let mac = Mac::from_hex("0123f456789a").unwrap();
+    let key = StationKey::Mac(mac);
+    let now = at(2024, 1, 12, 10, 0, 0);
+    let write = |seen: &std::collections::HashMap<StationKey, StoredStation>, samples: i64| {
+        let before = seen.get(&key).and_then(|s| s.fields.samples).unwrap_or(0);
+        StationWrites {
+            rows: vec![(
+                key,
+                StoredStation {
+                    fields: StationFields {
+                        samples: Some(before + samples),
+                        ..full_fields()
+                    },
+                    psc: None,
+                },
+            )],
+            stats: vec![
+                (StatKey::Wifi, samples),
+                (StatKey::UniqueWifi, if before == 0 { 1 } else { 0 }),
+            ],
+            day: Some(now.date()),
+        }
+    };
+    let table = StationTable::Wifi(mac.shard());
+    assert!(
+        store
+            .apply_station_batch(table, "update_wifi_f", "b1", now, &[key], |s| write(s, 3))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .apply_station_batch(table, "update_wifi_f", "b2", now, &[key], |s| write(s, 2))
+            .await
+            .unwrap()
+    );
+    // A re-delivered batch changes nothing.
+    let mut called = false;
+    let replay = store
+        .apply_station_batch(table, "update_wifi_f", "b1", now, &[key], |s| {
+            called = true;
+            write(s, 3)
+        })
+        .await
+        .unwrap();
+    assert!(!replay);
+    assert!(!called, "a replay does not even compute");
+    let stored = store.wifi_stations(&[mac]).await.unwrap();
+    assert_eq!(stored[0].fields.samples, Some(5));
+    assert_eq!(
+        store.stat_counters(now.date()).await.unwrap(),
+        vec![(StatKey::Wifi, 5), (StatKey::UniqueWifi, 1)]
+    );
+
+    let cell = CellKey {
+        radio: Radio::Nr,
+        mcc: 262,
+        mnc: 1,
+        lac: 70_000,
+        cid: 1 << 35,
+    };
+    let ck = StationKey::Cell(cell);
+    let table = StationTable::Cell(Radio::Nr);
+    assert!(
+        store
+            .apply_station_batch(table, "update_cell_nr", "c1", now, &[ck], |_| {
+                StationWrites {
+                    rows: vec![(
+                        ck,
+                        StoredStation {
+                            fields: full_fields(),
+                            psc: Some(1007),
+                        },
+                    )],
+                    ..StationWrites::default()
+                }
+            })
+            .await
+            .unwrap()
+    );
+    let cells = store.cell_stations(&[cell]).await.unwrap();
+    assert_eq!(
+        (cells[0].psc, cells[0].fields.samples),
+        (Some(1007), full_fields().samples)
+    );
+}
+
+async fn cells_in_area_scan_the_prefix(store: Store) {
+    let mk = |radio, lac, cid| CellStation {
+        key: CellKey {
+            radio,
+            mcc: 262,
+            mnc: 1,
+            lac,
+            cid,
+        },
+        psc: None,
+        fields: StationFields::default(),
+    };
+    let cells = vec![
+        mk(Radio::Lte, 5, 1),
+        mk(Radio::Lte, 5, u32::MAX.into()),
+        mk(Radio::Lte, 6, 1),
+        mk(Radio::Lte, 4, 9),
+        mk(Radio::Nr, 5, 7),
+        mk(Radio::Nr, 65_541, 7),
+    ];
+    store.upsert_cell_stations(&cells).await.unwrap();
+    let got = store
+        .cells_in_area(AreaKey {
+            radio: Radio::Lte,
+            mcc: 262,
+            mnc: 1,
+            lac: 5,
+        })
+        .await
+        .unwrap();
+    let cids: Vec<u64> = got.iter().map(|c| c.key.cid).collect();
+    assert_eq!(cids, vec![1, u64::from(u32::MAX)]);
+    let nr = store
+        .cells_in_area(AreaKey {
+            radio: Radio::Nr,
+            mcc: 262,
+            mnc: 1,
+            lac: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!(nr.len(), 1);
+}
+
+async fn stat_counters_fold_into_running_totals(store: Store) {
+    let (d1, d2, d3) = (day(2024, 1, 10), day(2024, 1, 11), day(2024, 1, 12));
+    store
+        .upsert_stat(&StatRow {
+            key: StatKey::Wifi,
+            time: d1,
+            value: 100,
+        })
+        .await
+        .unwrap();
+    let add = |d: NaiveDate, n: i64, batch: &'static str| {
+        let store = store.clone();
+        async move {
+            let mac = Mac::from_hex("0123f456789a").unwrap();
+            store
+                .apply_station_batch(
+                    StationTable::Wifi(mac.shard()),
+                    "q",
+                    batch,
+                    d.and_hms_opt(1, 0, 0).unwrap(),
+                    &[],
+                    |_| StationWrites {
+                        rows: vec![],
+                        stats: vec![(StatKey::Wifi, n)],
+                        day: Some(d),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    };
+    add(d3, 7, "x3").await;
+    add(d2, 5, "x2").await;
+    add(d2, 1, "x2b").await;
+    assert_eq!(store.fold_stat_counters().await.unwrap(), vec![d2, d3]);
+    let rows: Vec<(NaiveDate, i64)> = store
+        .stats(StatKey::Wifi, d1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.time, r.value))
+        .collect();
+    assert_eq!(rows, vec![(d1, 100), (d2, 106), (d3, 113)]);
+    assert!(store.stat_counters(d3).await.unwrap().is_empty());
+    assert!(
+        store.fold_stat_counters().await.unwrap().is_empty(),
+        "nothing folded twice"
+    );
+    add(d3, 2, "x4").await;
+    store.fold_stat_counters().await.unwrap();
+    assert_eq!(store.stats(StatKey::Wifi, d3).await.unwrap()[0].value, 115);
+    assert_eq!(store.prune_stats(d2).await.unwrap(), 1);
+}
+
+async fn region_stats_count_areas_and_stations(store: Store) {
+    let area = |radio, lac, region: &str, n| CellArea {
+        key: AreaKey {
+            radio,
+            mcc: 262,
+            mnc: 1,
+            lac,
+        },
+        lat: Some(1.0),
+        lon: Some(1.0),
+        radius: Some(1),
+        region: Some(region.into()),
+        avg_cell_radius: None,
+        num_cells: Some(n),
+        last_seen: None,
+        created: None,
+        modified: None,
+    };
+    store
+        .upsert_cell_areas(&[
+            area(Radio::Gsm, 1, "DE", 1),
+            area(Radio::Gsm, 2, "DE", 2),
+            area(Radio::Gsm, 3, "CA", 2),
+            area(Radio::Wcdma, 1, "DE", 3),
+            area(Radio::Lte, 1, "CA", 4),
+            area(Radio::Nr, 1, "CA", 9),
+        ])
+        .await
+        .unwrap();
+    let station = |mac: &str, region: &str| BlueStation {
+        mac: Mac::from_hex(mac).unwrap(),
+        fields: StationFields {
+            region: Some(region.into()),
+            ..StationFields::default()
+        },
+    };
+    store
+        .upsert_blue_stations(&[
+            station("000000100000", "CA"),
+            station("0000001a0000", "CA"),
+            station("000000200000", "GB"),
+        ])
+        .await
+        .unwrap();
+    store
+        .upsert_wifi_stations(&[WifiStation {
+            mac: Mac::from_hex("0000002b0000").unwrap(),
+            fields: StationFields {
+                region: Some("US".into()),
+                ..StationFields::default()
+            },
+        }])
+        .await
+        .unwrap();
+    let rows = store.update_region_stats().await.unwrap();
+    let r = |region: &str, gsm, wcdma, lte, nr, blue, wifi| RegionStat {
+        region: region.into(),
+        gsm,
+        wcdma,
+        lte,
+        nr,
+        blue,
+        wifi,
+    };
+    let want = vec![
+        r("CA", 2, 0, 4, 9, 2, 0),
+        r("DE", 3, 3, 0, 0, 0, 0),
+        r("GB", 0, 0, 0, 0, 1, 0),
+        r("US", 0, 0, 0, 0, 0, 1),
+    ];
+    assert_eq!(rows, want);
+    assert_eq!(store.region_stats().await.unwrap(), want);
 }

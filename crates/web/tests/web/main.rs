@@ -271,7 +271,7 @@ async fn heartbeat_reports_every_backend(fx: Fx) {
     let members: Vec<&String> = body.as_object().unwrap().keys().collect();
     assert_eq!(members, vec!["database", queue_member, "geoip"]);
     assert_eq!(body["database"]["up"], json!(true));
-    assert_eq!(body["database"]["alembic_version"], json!("1"));
+    assert_eq!(body["database"]["alembic_version"], json!("2"));
     assert!(body["database"]["time"].as_u64().is_some());
     assert_eq!(body[queue_member]["up"], json!(true));
     assert!(body[queue_member]["time"].as_u64().is_some());

@@ -1,0 +1,382 @@
+//! Applying a leased queue batch to the station tables exactly once: one
+//! transaction reads the stored rows, lets the caller compute the new rows, writes
+//! them, adds the day's statistics and records the batch id. A batch whose id is
+//! already recorded (a re-delivery after a crash) changes nothing.
+//!
+//! Writers of one station table are serialised (SQLite's write lock; a
+//! PostgreSQL advisory lock per table), so the rows read are the rows replaced:
+//! no lost updates when two workers drain the same shard.
+
+use std::collections::HashMap;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use ichnaea_core::cell::{AreaKey, CellKey};
+use ichnaea_core::mac::Mac;
+use ichnaea_core::radio::Radio;
+use ichnaea_core::station::{CellStation, StationFields};
+use ichnaea_core::stats::StatKey;
+use sqlx::AssertSqlSafe;
+
+use crate::rows::{bind_station_fields, station_fields};
+use crate::schema::{blue_table, wifi_table};
+use crate::stations::{
+    cell_select_sql, cell_upsert_sql, cid_column, decode_cell, decode_mac, mac_select_sql,
+    mac_upsert_sql,
+};
+use crate::{Backend, LOOKUP_CHUNK, Result, Store, with_pool};
+
+/// One station table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StationTable {
+    /// `wifi_shard_<h>`.
+    Wifi(u8),
+    /// `blue_shard_<h>`.
+    Blue(u8),
+    /// `cell_<radio>`.
+    Cell(Radio),
+}
+
+impl StationTable {
+    /// The SQL table name.
+    pub fn name(self) -> String {
+        match self {
+            StationTable::Wifi(s) => wifi_table(s),
+            StationTable::Blue(s) => blue_table(s),
+            StationTable::Cell(r) => r.cell_table().to_string(),
+        }
+    }
+}
+
+/// Key of a station row.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StationKey {
+    /// Wi-Fi or Bluetooth.
+    Mac(Mac),
+    /// A cell.
+    Cell(CellKey),
+}
+
+/// A stored station as the updater sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredStation {
+    /// Common columns.
+    pub fields: StationFields,
+    /// Cells: `psc`.
+    pub psc: Option<i64>,
+}
+
+/// What a batch writes: whole rows, and increments of today's counters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StationWrites {
+    /// Rows to insert or replace.
+    pub rows: Vec<(StationKey, StoredStation)>,
+    /// Counter increments for `day`.
+    pub stats: Vec<(StatKey, i64)>,
+    /// Day the counters belong to.
+    pub day: Option<NaiveDate>,
+}
+
+/// The `stat_counter` increment statement.
+const STAT_INCREMENT: &str = "INSERT INTO stat_counter (\"key\", day, value) VALUES ($1, $2, $3) \
+    ON CONFLICT (\"key\", day) DO UPDATE SET value = stat_counter.value + excluded.value";
+
+/// PostgreSQL advisory lock key of a table (stable across processes).
+fn lock_key(table: &str) -> i64 {
+    // FNV-1a, folded into the positive i64 range.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in table.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h >> 1) as i64
+}
+
+impl Store {
+    /// Applies one batch of `queue` to `table`: reads the rows of `keys`, calls
+    /// `compute` with them, writes its rows and counters and records `batch_id`, all
+    /// in one transaction. Returns `false` (and writes nothing) when `batch_id` was
+    /// applied before.
+    pub async fn apply_station_batch<F>(
+        &self,
+        table: StationTable,
+        queue: &str,
+        batch_id: &str,
+        now: NaiveDateTime,
+        keys: &[StationKey],
+        compute: F,
+    ) -> Result<bool>
+    where
+        F: FnOnce(&HashMap<StationKey, StoredStation>) -> StationWrites,
+    {
+        let name = table.name();
+        let postgres = matches!(self.backend, Backend::Postgres(_));
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_with(if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" }).await?;
+            if postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key(&name)).execute(&mut *tx).await?;
+            }
+            let recorded = sqlx::query(
+                "INSERT INTO applied_batch (queue, batch_id, applied_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (queue, batch_id) DO NOTHING",
+            )
+            .bind(queue)
+            .bind(batch_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if recorded == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            let mut stored = HashMap::with_capacity(keys.len());
+            for chunk in keys.chunks(LOOKUP_CHUNK) {
+                let sql = match table {
+                    StationTable::Cell(_) => cell_select_sql(&name, chunk.len()),
+                    _ => mac_select_sql(&name, chunk.len()),
+                };
+                let mut q = sqlx::query(AssertSqlSafe(&*sql));
+                for key in chunk {
+                    q = match key {
+                        StationKey::Mac(mac) => q.bind(mac.bytes().to_vec()),
+                        StationKey::Cell(cell) => q.bind(cell.to_bytes()?),
+                    };
+                }
+                for row in q.fetch_all(&mut *tx).await? {
+                    match table {
+                        StationTable::Cell(radio) => {
+                            let cell = decode_cell(&row, radio)?;
+                            stored.insert(
+                                StationKey::Cell(cell.key),
+                                StoredStation { fields: cell.fields, psc: cell.psc.map(i64::from) },
+                            );
+                        }
+                        _ => {
+                            stored.insert(
+                                StationKey::Mac(decode_mac(&row, &name)?),
+                                StoredStation { fields: station_fields(&row, &name)?, psc: None },
+                            );
+                        }
+                    }
+                }
+            }
+            let writes = compute(&stored);
+            let upsert = match table {
+                StationTable::Cell(_) => cell_upsert_sql(&name),
+                _ => mac_upsert_sql(&name),
+            };
+            for (key, row) in &writes.rows {
+                let q = sqlx::query(AssertSqlSafe(&*upsert));
+                let q = match key {
+                    StationKey::Mac(mac) => q.bind(mac.bytes().to_vec()),
+                    StationKey::Cell(k) => q
+                        .bind(k.to_bytes()?)
+                        .bind(i64::from(k.radio.code()))
+                        .bind(i64::from(k.mcc))
+                        .bind(i64::from(k.mnc))
+                        .bind(i64::from(k.lac))
+                        .bind(cid_column(k.cid)?)
+                        .bind(row.psc),
+                };
+                bind_station_fields!(q, row.fields).execute(&mut *tx).await?;
+            }
+            if let Some(day) = writes.day {
+                for (key, n) in writes.stats.iter().filter(|(_, n)| *n != 0) {
+                    sqlx::query(STAT_INCREMENT)
+                        .bind(i64::from(key.code()))
+                        .bind(day)
+                        .bind(*n)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(true)
+    }
+
+    /// Every cell of an area, blocked ones included (their position is NULL):
+    /// a range scan on the cellid, whose prefix is the areaid.
+    pub async fn cells_in_area(&self, area: AreaKey) -> Result<Vec<CellStation>> {
+        let low = area.to_bytes()?;
+        let mut high = low.clone();
+        // The smallest byte string above every string with this prefix.
+        while let Some(last) = high.pop() {
+            if last < u8::MAX {
+                high.push(last + 1);
+                break;
+            }
+        }
+        let table = area.radio.cell_table();
+        let sql = format!(
+            "SELECT cellid, radio, mcc, mnc, lac, cid, psc, {} FROM {table} WHERE cellid >= $1 AND cellid < $2",
+            crate::rows::STATION_COLUMNS.join(", ")
+        );
+        with_pool!(self, pool => {
+            let rows = sqlx::query(AssertSqlSafe(&*sql)).bind(&low).bind(&high).fetch_all(pool).await?;
+            rows.iter().map(|r| decode_cell(r, area.radio)).collect()
+        })
+    }
+
+    /// Today's not yet folded counter values (for tests and monitoring).
+    pub async fn stat_counters(&self, day: NaiveDate) -> Result<Vec<(StatKey, i64)>> {
+        with_pool!(self, pool => {
+            let rows = sqlx::query("SELECT \"key\", value FROM stat_counter WHERE day = $1 ORDER BY \"key\"")
+                .bind(day)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::new();
+            for row in rows {
+                let code: i64 = sqlx::Row::try_get(&row, 0)?;
+                let value: i64 = sqlx::Row::try_get(&row, 1)?;
+                if let Some(key) = StatKey::from_code(code) {
+                    out.push((key, value));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Folds pending `stat_counter` values into the cumulative `stat` rows (spec
+    /// pipeline §4.3.1), oldest day first, in one transaction, so every counted
+    /// observation lands in `stat` exactly once. Returns the days folded.
+    pub async fn fold_stat_counters(&self) -> Result<Vec<NaiveDate>> {
+        let postgres = matches!(self.backend, Backend::Postgres(_));
+        with_pool!(self, pool => {
+            let mut tx = pool.begin_with(if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" }).await?;
+            if postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key("stat")).execute(&mut *tx).await?;
+            }
+            let pending = sqlx::query("SELECT \"key\", day, value FROM stat_counter ORDER BY day, \"key\"")
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut days = Vec::new();
+            for row in &pending {
+                let key: i64 = sqlx::Row::try_get(row, 0)?;
+                let day: NaiveDate = sqlx::Row::try_get(row, 1)?;
+                let value: i64 = sqlx::Row::try_get(row, 2)?;
+                let exists = sqlx::query("SELECT 1 FROM stat WHERE \"key\" = $1 AND \"time\" = $2")
+                    .bind(key)
+                    .bind(day)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                if exists {
+                    sqlx::query("UPDATE stat SET value = COALESCE(value, 0) + $3 WHERE \"key\" = $1 AND \"time\" = $2")
+                        .bind(key)
+                        .bind(day)
+                        .bind(value)
+                        .execute(&mut *tx)
+                        .await?;
+                } else {
+                    let base: Option<i64> = sqlx::query(
+                        "SELECT value FROM stat WHERE \"key\" = $1 AND \"time\" < $2 ORDER BY \"time\" DESC LIMIT 1",
+                    )
+                    .bind(key)
+                    .bind(day)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| sqlx::Row::try_get::<Option<i64>, _>(&r, 0))
+                    .transpose()?
+                    .flatten();
+                    sqlx::query("INSERT INTO stat (\"key\", \"time\", value) VALUES ($1, $2, $3)")
+                        .bind(key)
+                        .bind(day)
+                        .bind(base.unwrap_or(0) + value)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if !days.contains(&day) {
+                    days.push(day);
+                }
+            }
+            sqlx::query("DELETE FROM stat_counter").execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(days)
+        })
+    }
+
+    /// Deletes `stat` rows before `before` (retention); returns rows deleted.
+    pub async fn prune_stats(&self, before: NaiveDate) -> Result<u64> {
+        with_pool!(self, pool => {
+            Ok(sqlx::query("DELETE FROM stat WHERE \"time\" < $1").bind(before).execute(pool).await?.rows_affected())
+        })
+    }
+
+    /// Deletes datamap grids last seen before `before`; returns rows deleted.
+    pub async fn prune_datamap(
+        &self,
+        quadrant: ichnaea_core::Quadrant,
+        before: NaiveDate,
+    ) -> Result<u64> {
+        let sql = format!("DELETE FROM {} WHERE modified < $1", quadrant.table());
+        with_pool!(self, pool => {
+            Ok(sqlx::query(AssertSqlSafe(&*sql)).bind(before).execute(pool).await?.rows_affected())
+        })
+    }
+
+    /// Recomputes `region_stat` (spec pipeline §4.3.2): cells per region and radio
+    /// from `cell_area`, Bluetooth and Wi-Fi stations per region from their shards.
+    /// Leaves the table alone when nothing is counted. Returns the new rows.
+    pub async fn update_region_stats(&self) -> Result<Vec<ichnaea_core::stats::RegionStat>> {
+        use ichnaea_core::stats::RegionStat;
+        let mut by_region: std::collections::BTreeMap<String, RegionStat> = Default::default();
+        let mut add = |region: String, f: &dyn Fn(&mut RegionStat, i64), n: i64| {
+            let r = by_region.entry(region.clone()).or_insert(RegionStat {
+                region,
+                gsm: 0,
+                wcdma: 0,
+                lte: 0,
+                nr: 0,
+                blue: 0,
+                wifi: 0,
+            });
+            f(r, n);
+        };
+        let areas: Vec<(String, i64, i64)> = with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT region, radio, CAST(COALESCE(SUM(num_cells), 0) AS BIGINT) FROM cell_area \
+                 WHERE region IS NOT NULL GROUP BY region, radio",
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((sqlx::Row::try_get(r, 0)?, sqlx::Row::try_get(r, 1)?, sqlx::Row::try_get(r, 2)?)))
+                .collect::<Result<Vec<_>>>()?
+        });
+        for (region, radio, n) in areas {
+            match Radio::from_code(radio) {
+                Some(Radio::Gsm) => add(region, &|r, n| r.gsm += n, n),
+                Some(Radio::Wcdma) => add(region, &|r, n| r.wcdma += n, n),
+                Some(Radio::Lte) => add(region, &|r, n| r.lte += n, n),
+                Some(Radio::Nr) => add(region, &|r, n| r.nr += n, n),
+                None => {}
+            }
+        }
+        for shard in 0..16u8 {
+            for (table, blue) in [(blue_table(shard), true), (wifi_table(shard), false)] {
+                let sql = format!(
+                    "SELECT region, COUNT(*) FROM {table} WHERE region IS NOT NULL GROUP BY region"
+                );
+                let counts: Vec<(String, i64)> = with_pool!(self, pool => {
+                    let rows = sqlx::query(AssertSqlSafe(&*sql)).fetch_all(pool).await?;
+                    rows.iter()
+                        .map(|r| Ok((sqlx::Row::try_get(r, 0)?, sqlx::Row::try_get(r, 1)?)))
+                        .collect::<Result<Vec<_>>>()?
+                });
+                for (region, n) in counts {
+                    if blue {
+                        add(region, &|r, n| r.blue += n, n);
+                    } else {
+                        add(region, &|r, n| r.wifi += n, n);
+                    }
+                }
+            }
+        }
+        let rows: Vec<RegionStat> = by_region.into_values().collect();
+        if !rows.is_empty() {
+            self.replace_region_stats(&rows).await?;
+        }
+        Ok(rows)
+    }
+}
