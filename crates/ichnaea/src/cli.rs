@@ -29,12 +29,19 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Run all pipeline work until every queue is empty, then exit (safe while
+    /// `serve` runs against the same database and queues).
+    Drain,
     /// Manage API keys.
     #[command(subcommand)]
     Apikey(ApikeyCommand),
     /// Manage export targets.
     #[command(subcommand, name = "export-config")]
     ExportConfig(ExportCommand),
+    /// Simulate clients: bounded load against an ichnaea/MLS API (loopback only
+    /// unless --allow-remote).
+    #[command(subcommand)]
+    Sim(ichnaea_sim::SimCommand),
 }
 
 /// What one `serve` process does.

@@ -38,6 +38,12 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Redis for queues, counters and caches (cluster mode); unset = embedded.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key of the queues (several deployments can share a
+    /// Redis); the counters keep the spec's key names after it.
+    pub redis_prefix: String,
+    /// Seconds a leased pipeline batch stays invisible before it is handed out
+    /// again (a worker that died mid-batch loses nothing; it is re-delivered).
+    pub queue_visibility: u64,
     /// Address the web role listens on.
     pub listen: String,
     /// MaxMind GeoIP2/GeoLite2 City or Country database; unset = no GeoIP source.
@@ -72,6 +78,8 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             database_url: None,
             redis_url: None,
+            redis_prefix: String::new(),
+            queue_visibility: 60,
             listen: "127.0.0.1:8000".into(),
             geoip_path: None,
             admin_token: None,
@@ -174,6 +182,8 @@ impl Config {
             "data_dir" => self.data_dir = PathBuf::from(value),
             "database_url" => self.database_url = optional(value),
             "redis_url" => self.redis_url = optional(value),
+            "redis_prefix" => self.redis_prefix = value.to_string(),
+            "queue_visibility" => self.queue_visibility = parse(var, value)?,
             "listen" => self.listen = value.to_string(),
             "geoip_path" => self.geoip_path = optional(value).map(PathBuf::from),
             "admin_token" => self.admin_token = optional(value),
@@ -212,6 +222,8 @@ impl Config {
             "data_dir": self.data_dir,
             "database_url": redact_url(&self.database_url()),
             "redis_url": self.redis_url.as_deref().map(redact_url),
+            "redis_prefix": self.redis_prefix,
+            "queue_visibility": self.queue_visibility,
             "listen": self.listen,
             "geoip_path": self.geoip_path,
             "admin_token": self.admin_token.as_ref().map(|_| "<redacted>"),

@@ -50,6 +50,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database schema at version {version}");
             Ok(())
         }
+        Command::Drain => {
+            init_logging(&config, "warn");
+            serve::drain(config).await
+        }
         Command::Apikey(command) => {
             init_logging(&config, "warn");
             let store = serve::open_store(&config).await?;
@@ -64,11 +68,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             result
         }
+        Command::Sim(command) => {
+            init_logging(&config, "warn");
+            Ok(ichnaea_sim::run(command).await?)
+        }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS stack for every HTTPS client of the process: rustls on ring.
+    ichnaea_pipeline::export::geosubmit::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ichnaea_pipeline::PipelineContext;
+use ichnaea_core::region::RegionGeocoder;
+use ichnaea_pipeline::export::Exporters;
+use ichnaea_pipeline::periodic::Intervals;
 use ichnaea_pipeline::scheduler::Scheduler;
+use ichnaea_pipeline::{PipelineContext, PipelineSettings, worker};
 use ichnaea_queue::Counters;
 use ichnaea_queue::Queue;
 use ichnaea_store::{Store, StoreOptions};
@@ -42,7 +45,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// database, in `<data_dir>/queue.db`).
 pub async fn open_queue(config: &Config, store: &Store) -> anyhow::Result<(Queue, Counters)> {
     if let Some(url) = &config.redis_url {
-        let queue = Queue::redis(url, "")
+        let queue = Queue::redis(url, &config.redis_prefix)
             .await
             .with_context(|| format!("connecting to Redis {}", crate::config::redact_url(url)))?;
         let counters = match &queue {
@@ -71,6 +74,62 @@ pub async fn open_queue(config: &Config, store: &Store) -> anyhow::Result<(Queue
         .await
         .context("opening the embedded counters")?;
     Ok((queue, counters))
+}
+
+/// The pipeline's context over an opened store and queue.
+fn pipeline_context(
+    config: &Config,
+    store: &Store,
+    queue: &Arc<Queue>,
+) -> anyhow::Result<PipelineContext> {
+    let settings = PipelineSettings {
+        visibility: Duration::from_secs(config.queue_visibility.max(1)),
+        ..PipelineSettings::default()
+    };
+    let geocoder = RegionGeocoder::new().context("loading the region boundaries")?;
+    Ok(PipelineContext {
+        store: store.clone(),
+        queue: queue.clone(),
+        geocoder: Arc::new(geocoder),
+        exporters: Arc::new(
+            Exporters::new(settings.export_timeout).context("creating the exporters")?,
+        ),
+        settings,
+    })
+}
+
+/// `ichnaea drain`: runs every pipeline stage until the queues are empty.
+pub async fn drain(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let (queue, counters) = open_queue(&config, &store).await?;
+    let queue = Arc::new(queue);
+    let ctx = pipeline_context(&config, &store, &queue)?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let started = std::time::Instant::now();
+    let result = worker::drain(&ctx, &shutdown, |done, waiting| {
+        if terminal {
+            eprint!("\rdrain: {done} items processed, {waiting} waiting   ");
+        }
+    })
+    .await;
+    if terminal {
+        eprintln!();
+    }
+    let _ = counters.flush().await;
+    store.close().await;
+    let (done, stuck) = result.context("draining the queues")?;
+    for (name, len) in &stuck {
+        eprintln!(
+            "warning: {len} items in {name} have no consumer (unknown schema or deleted export target)"
+        );
+    }
+    println!(
+        "drained {done} items in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn version_body(config: &Config) -> anyhow::Result<serde_json::Value> {
@@ -182,12 +241,9 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
             Ok("web")
         });
     }
-    let ctx = PipelineContext {
-        store: store.clone(),
-        queue: queue.clone(),
-    };
+    let ctx = pipeline_context(&config, &store, &queue)?;
     if roles.contains(&Role::Scheduler) {
-        let scheduler = Scheduler::new(ichnaea_pipeline::monitor::tasks());
+        let scheduler = Scheduler::new(ichnaea_pipeline::periodic::tasks(&Intervals::default()));
         for (name, interval) in scheduler.describe() {
             tracing::info!(task = name, interval_s = interval.as_secs(), "scheduled");
         }
@@ -199,9 +255,12 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
         });
     }
     if roles.contains(&Role::Worker) {
-        // The queue consumers (update_incoming, exporters, station updaters)
-        // arrive with the data pipeline; until then the worker role has no work.
-        tracing::info!("worker role: no queue consumers are registered in this build");
+        let stop = shutdown.clone();
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            worker::run(ctx, stop).await;
+            Ok("worker")
+        });
     }
 
     // Run until a signal arrives or a role ends (a role only ends on its own

@@ -945,3 +945,321 @@ fn gzip_bomb_is_refused_without_inflating_it() {
     let (status, _) = server.terminate();
     assert_eq!(status.code(), Some(0));
 }
+
+// ---------------------------------------------------------------------------
+// pipeline: submit over HTTP, drain, inspect the stored stations
+
+/// Backend environment of a binary run, with its database for inspection.
+struct Backend {
+    env: Vec<(String, String)>,
+    database_url: String,
+    pg_schema: Option<String>,
+    redis: Option<(String, String)>,
+}
+
+impl Backend {
+    fn embedded(dir: &DataDir) -> Backend {
+        Backend {
+            env: vec![],
+            database_url: format!("sqlite://{}/ichnaea.db", dir.path.display()),
+            pg_schema: None,
+            redis: None,
+        }
+    }
+
+    /// PostgreSQL (own schema) + Redis (own prefix), or `None` with a notice.
+    fn cluster(test: &str) -> Option<Backend> {
+        let (Ok(pg), Ok(redis)) = (
+            std::env::var("ICHNAEA_TEST_POSTGRES_URL"),
+            std::env::var("ICHNAEA_TEST_REDIS_URL"),
+        ) else {
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTICE: ICHNAEA_TEST_POSTGRES_URL/ICHNAEA_TEST_REDIS_URL unset: {test} on PostgreSQL + Redis skipped"
+            );
+            return None;
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOTICE: {test} runs against PostgreSQL and Redis"
+        );
+        let schema = format!("e2e_{}_{}", test.replace('-', "_"), std::process::id());
+        let sep = if pg.contains('?') { '&' } else { '?' };
+        let database_url = format!("{pg}{sep}options=-c%20search_path%3D{schema}");
+        let prefix = format!("{schema}:");
+        rt().block_on(async {
+            let options = ichnaea_store::StoreOptions {
+                pg_schema: Some(schema.clone()),
+                ..Default::default()
+            };
+            let store = ichnaea_store::Store::connect(&pg, &options)
+                .await
+                .expect("connect to PostgreSQL");
+            store
+                .drop_pg_schema(&schema)
+                .await
+                .expect("drop old schema");
+            store.close().await;
+            let store = ichnaea_store::Store::connect(&pg, &options)
+                .await
+                .expect("create schema");
+            store.close().await;
+        });
+        Some(Backend {
+            env: vec![
+                ("ICHNAEA_DATABASE_URL".into(), database_url.clone()),
+                ("ICHNAEA_REDIS_URL".into(), redis.clone()),
+                ("ICHNAEA_REDIS_PREFIX".into(), prefix.clone()),
+            ],
+            database_url,
+            pg_schema: Some(schema),
+            redis: Some((redis, prefix)),
+        })
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    fn store<T>(&self, f: impl AsyncFnOnce(&ichnaea_store::Store) -> T) -> T {
+        rt().block_on(async {
+            let store = ichnaea_store::Store::connect(&self.database_url, &Default::default())
+                .await
+                .expect("open the database");
+            let out = f(&store).await;
+            store.close().await;
+            out
+        })
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let (schema, redis) = (self.pg_schema.take(), self.redis.take());
+        let pg = std::env::var("ICHNAEA_TEST_POSTGRES_URL").ok();
+        rt().block_on(async move {
+            if let (Some(schema), Some(pg)) = (schema, pg)
+                && let Ok(store) = ichnaea_store::Store::connect(&pg, &Default::default()).await
+            {
+                let _ = store.drop_pg_schema(&schema).await;
+                store.close().await;
+            }
+            if let Some((url, prefix)) = redis {
+                let _ = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("redis-cli -u '{url}' --scan --pattern '{prefix}*' | xargs -r redis-cli -u '{url}' DEL >/dev/null"))
+                    .status();
+            }
+        });
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+/// Reports at `sites` places in Berlin, each with `per_site` access points of
+/// its own; every report sees `per_report` of them from within a few metres, so
+/// every observation is consistent and counts in `samples`.
+fn berlin_reports(
+    count: usize,
+    sites: usize,
+    per_site: usize,
+    per_report: usize,
+    seed: u64,
+) -> Vec<Value> {
+    let mut state = seed;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        state >> 33
+    };
+    (0..count)
+        .map(|_| {
+            let site = (next() % sites as u64) as usize;
+            let lat = 52.45 + (site / 100) as f64 * 0.002 + (next() % 100) as f64 * 1e-7;
+            let lon = 13.30 + (site % 100) as f64 * 0.003 + (next() % 100) as f64 * 1e-7;
+            let start = (next() % per_site as u64) as usize;
+            let wifi: Vec<Value> = (0..per_report)
+                .map(|i| {
+                    let ap = site * per_site + (start + i) % per_site;
+                    json!({"macAddress": format!("02{:010x}", ap), "signalStrength": -60 - (next() % 30) as i64})
+                })
+                .collect();
+            json!({"position": {"latitude": lat, "longitude": lon, "accuracy": 10.0}, "wifiAccessPoints": wifi})
+        })
+        .collect()
+}
+
+fn submit_all(server: &Server, reports: &[Value], per_request: usize) -> usize {
+    let mut accepted = 0;
+    for chunk in reports.chunks(per_request) {
+        let body = gzip(json!({"items": chunk}).to_string().as_bytes());
+        let r = post_bytes(
+            server.port,
+            "/v2/geosubmit",
+            &[("Content-Encoding", "gzip")],
+            &body,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        accepted += chunk.len();
+    }
+    accepted
+}
+
+fn pipeline_end_to_end(backend: Backend, dir: DataDir) {
+    let env = backend.env();
+    let mut web = Server::start(
+        &dir,
+        &env.iter()
+            .copied()
+            .chain([("ICHNAEA_LOG_LEVEL", "warn")])
+            .collect::<Vec<_>>(),
+    );
+    // A network seen in two places 20 km apart becomes blocklisted.
+    let first = json!({"items": [{"position": {"latitude": 52.52, "longitude": 13.40}, "wifiAccessPoints": [{"macAddress": "0a0000000001"}, {"macAddress": "0a0000000002"}]}]});
+    assert_eq!(
+        post_bytes(web.port, "/v2/geosubmit", &[], first.to_string().as_bytes()).status,
+        200
+    );
+    dir.run_with(&["drain"], &env).expect_code(0);
+    let moved = json!({"items": [{"position": {"latitude": 52.70, "longitude": 13.40}, "wifiAccessPoints": [{"macAddress": "0a0000000001"}]}]});
+    assert_eq!(
+        post_bytes(web.port, "/v2/geosubmit", &[], moved.to_string().as_bytes()).status,
+        200
+    );
+    let reports = berlin_reports(200, 20, 10, 5, 7);
+    let accepted = submit_all(&web, &reports, 50);
+    let run = dir.run_with(&["drain"], &env).expect_code(0);
+    assert!(run.stdout.starts_with("drained "), "{}", run.stdout);
+    let (stations, samples, blocked, kept) = backend.store(async |store| {
+        let (rows, samples) = store.station_totals("wifi").await.unwrap();
+        let macs = [
+            ichnaea_core::Mac::from_hex("0a0000000001").unwrap(),
+            ichnaea_core::Mac::from_hex("0a0000000002").unwrap(),
+        ];
+        let found = store.wifi_stations(&macs).await.unwrap();
+        let get = |m| {
+            found
+                .iter()
+                .find(|s| s.mac == m)
+                .map(|s| s.fields.clone())
+                .unwrap()
+        };
+        (rows, samples, get(macs[0]), get(macs[1]))
+    });
+    assert_eq!(
+        (blocked.lat, blocked.samples, blocked.block_count),
+        (None, None, Some(1))
+    );
+    assert_eq!(kept.samples, Some(1));
+    assert!((kept.lat.unwrap() - 52.52).abs() < 1e-9);
+    assert_eq!(kept.region.as_deref(), Some("DE"));
+    assert_eq!(kept.radius, Some(0));
+    // 200 reports × 5 access points, plus the second network's one sample.
+    assert_eq!(samples, (accepted * 5 + 1) as i64);
+    let distinct: std::collections::HashSet<&str> = reports
+        .iter()
+        .flat_map(|r| {
+            r["wifiAccessPoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w["macAddress"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(stations, distinct.len() as i64 + 2);
+    let (status, _) = web.terminate();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn pipeline_end_to_end_embedded() {
+    let dir = DataDir::new("pipeline");
+    pipeline_end_to_end(Backend::embedded(&dir), dir);
+}
+
+#[test]
+fn pipeline_end_to_end_cluster() {
+    if let Some(backend) = Backend::cluster("pipeline-e2e") {
+        pipeline_end_to_end(backend, DataDir::new("pipeline-cluster"));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// crash test: SIGKILL the worker at random moments; nothing lost, nothing twice
+
+fn crash_test(backend: Backend, dir: DataDir) {
+    const REPORTS: usize = 10_000;
+    const PER_REPORT: usize = 10;
+    let mut env = backend.env();
+    env.push(("ICHNAEA_QUEUE_VISIBILITY", "2"));
+    env.push(("ICHNAEA_LOG_LEVEL", "warn"));
+    let mut web = Server::start(&dir, &env);
+    let reports = berlin_reports(REPORTS, 500, 40, PER_REPORT, 42);
+    let accepted = submit_all(&web, &reports, 500);
+    assert_eq!(accepted, REPORTS);
+    let (status, _) = web.terminate();
+    assert_eq!(status.code(), Some(0));
+
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+    let mut kills = 0;
+    for _ in 0..8 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let wait = Duration::from_millis(200 + (seed >> 33) % 1500);
+        let mut worker = dir
+            .command()
+            .args(["serve", "--roles", "worker,scheduler"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a worker");
+        std::thread::sleep(wait);
+        if worker.try_wait().expect("poll worker").is_none() {
+            worker.kill().expect("SIGKILL the worker");
+            kills += 1;
+        }
+        let _ = worker.wait();
+    }
+    let run = dir.run_with(&["drain"], &env).expect_code(0);
+    let (rows, samples) = backend.store(async |store| store.station_totals("wifi").await.unwrap());
+    let _ = writeln!(
+        std::io::stderr(),
+        "crash test: {kills} SIGKILLs; {} observations accepted; {rows} stations, sum(samples) = {samples}; final drain: {}",
+        REPORTS * PER_REPORT,
+        run.stdout.trim()
+    );
+    assert_eq!(
+        samples,
+        (REPORTS * PER_REPORT) as i64,
+        "every accepted observation applied exactly once"
+    );
+    assert!(rows > 0 && rows <= 500 * 40);
+}
+
+#[test]
+fn crash_test_embedded() {
+    let dir = DataDir::new("crash");
+    crash_test(Backend::embedded(&dir), dir);
+}
+
+#[test]
+fn crash_test_cluster() {
+    if let Some(backend) = Backend::cluster("crash-test") {
+        crash_test(backend, DataDir::new("crash-cluster"));
+    }
+}

@@ -1,16 +1,69 @@
-//! The asynchronous side of ichnaea: the scheduler of periodic tasks and the
-//! worker that drains the queues into exporters and station tables.
+//! The asynchronous side of ichnaea: the worker that drains the queues — the
+//! `update_incoming` multiplexer, the exporters, the station updaters, cell
+//! areas and the data map — and the scheduler of periodic tasks.
 //!
-//! This crate depends on the core domain, the store and the queue; the binary
-//! wires it up for the `worker` and `scheduler` roles of `ichnaea serve`.
+//! Every stage takes a leased batch and either hands its output on with
+//! `Queue::transfer` (queue to queue) or applies it with a store transaction
+//! that records the batch id (queue to database), so each accepted report is
+//! applied exactly once even if a worker dies at any instant.
 
+pub mod areas;
+pub mod datamap;
+pub mod export;
+pub mod incoming;
 pub mod monitor;
+pub mod periodic;
 pub mod scheduler;
+pub mod stations;
+pub mod worker;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use ichnaea_core::geocoder::Geocoder;
 use ichnaea_queue::Queue;
 use ichnaea_store::Store;
+
+/// Batch sizes and timings of the pipeline (spec pipeline §6.4: the original's
+/// hard-coded constants, made configurable).
+#[derive(Clone, Debug)]
+pub struct PipelineSettings {
+    /// Reports taken from `update_incoming` per multiplexer run.
+    pub incoming_batch: usize,
+    /// Observations per station-updater batch.
+    pub station_batch: usize,
+    /// Area ids per `update_cellarea` batch.
+    pub area_batch: usize,
+    /// Grids per `update_datamap_*` batch.
+    pub datamap_batch: usize,
+    /// Lease of internal stages: an unacknowledged batch is re-delivered after it.
+    pub visibility: Duration,
+    /// Lease of export batches (remote uploads may be slow).
+    pub export_visibility: Duration,
+    /// An export queue holding fewer than `batch` reports is sent anyway once its
+    /// oldest report is this old.
+    pub export_max_age: Duration,
+    /// How long an idle worker waits before looking at the queues again.
+    pub idle_poll: Duration,
+    /// HTTP timeout of the geosubmit exporter.
+    pub export_timeout: Duration,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        PipelineSettings {
+            incoming_batch: 5_000,
+            station_batch: 500,
+            area_batch: 100,
+            datamap_batch: 500,
+            visibility: Duration::from_secs(60),
+            export_visibility: Duration::from_secs(300),
+            export_max_age: Duration::from_secs(3600),
+            idle_poll: Duration::from_millis(250),
+            export_timeout: Duration::from_secs(60),
+        }
+    }
+}
 
 /// What every pipeline task works with.
 #[derive(Clone)]
@@ -19,6 +72,12 @@ pub struct PipelineContext {
     pub store: Store,
     /// The queue backend.
     pub queue: Arc<Queue>,
+    /// Regions and mobile country codes.
+    pub geocoder: Arc<dyn Geocoder>,
+    /// Sizes and timings.
+    pub settings: PipelineSettings,
+    /// The exporters that talk to other systems.
+    pub exporters: Arc<export::Exporters>,
 }
 
 /// Errors of pipeline tasks.
@@ -30,4 +89,12 @@ pub enum PipelineError {
     /// The queue backend failed.
     #[error(transparent)]
     Queue(#[from] ichnaea_queue::QueueError),
+    /// An export could not be delivered; the batch stays queued.
+    #[error("export {name} failed: {message}")]
+    Export {
+        /// Export target.
+        name: String,
+        /// Why.
+        message: String,
+    },
 }

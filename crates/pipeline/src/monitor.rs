@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::scheduler::PeriodicTask;
 use crate::{PipelineContext, PipelineError};
 
 /// How long applied-batch records are kept. A re-delivery can only happen within
@@ -45,20 +44,4 @@ pub async fn prune_applied_batches(ctx: PipelineContext) -> Result<(), PipelineE
         tracing::info!(rows = n, "pruned applied-batch records");
     }
     Ok(())
-}
-
-/// The monitoring tasks with their intervals.
-pub fn tasks() -> Vec<PeriodicTask> {
-    vec![
-        PeriodicTask::new(
-            "monitor_queue_size",
-            Duration::from_secs(60),
-            monitor_queue_size,
-        ),
-        PeriodicTask::new(
-            "prune_applied_batches",
-            Duration::from_secs(3600),
-            prune_applied_batches,
-        ),
-    ]
 }

@@ -236,3 +236,32 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// `(rows, sum of samples)` over every table of a station family (`wifi`,
+    /// `blue` or `cell`): a cheap global check that every accepted observation
+    /// was applied exactly once.
+    pub async fn station_totals(&self, family: &str) -> Result<(i64, i64)> {
+        let tables: Vec<String> = match family {
+            "wifi" => (0..16u8).map(schema::wifi_table).collect(),
+            "blue" => (0..16u8).map(schema::blue_table).collect(),
+            "cell" => ichnaea_core::radio::Radio::ALL
+                .iter()
+                .map(|r| r.cell_table().to_string())
+                .collect(),
+            _ => return Ok((0, 0)),
+        };
+        let (mut rows, mut samples) = (0, 0);
+        for table in tables {
+            let sql =
+                format!("SELECT COUNT(*), CAST(COALESCE(SUM(samples), 0) AS BIGINT) FROM {table}");
+            let (r, s): (i64, i64) = with_pool!(self, pool => {
+                let row = sqlx::query(AssertSqlSafe(&*sql)).fetch_one(pool).await?;
+                (sqlx::Row::try_get(&row, 0)?, sqlx::Row::try_get(&row, 1)?)
+            });
+            rows += r;
+            samples += s;
+        }
+        Ok((rows, samples))
+    }
+}

@@ -1,0 +1,118 @@
+//! The `internal` exporter (spec pipeline §2.9): reports become observations on
+//! the station queues and grids on the data-map queues, handed on atomically
+//! with the acknowledgement of the export batch.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ichnaea_core::datamap::DatamapGrid;
+use ichnaea_core::ingest::ingest_report;
+use ichnaea_core::mac::Mac;
+use ichnaea_core::queues::{update_blue, update_cell, update_datamap, update_wifi};
+use ichnaea_core::radio::Radio;
+use serde_json::Value;
+
+use crate::PipelineContext;
+
+/// Counters of one export batch, per api key (spec pipeline §2.10.7).
+#[derive(Default)]
+struct Counts {
+    report_upload: u64,
+    report_drop: u64,
+    upload: [u64; 3],
+    drop: [u64; 3],
+}
+
+const TYPES: [&str; 3] = ["blue", "cell", "wifi"];
+
+/// The queue entries produced from one batch of export elements
+/// (`{"api_key", "report"}`), and the metrics they imply.
+pub fn observations_for(
+    ctx: &PipelineContext,
+    elements: &[Vec<u8>],
+) -> Vec<(String, Vec<Vec<u8>>)> {
+    let mut outputs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    let mut grids: BTreeSet<DatamapGrid> = BTreeSet::new();
+    let mut counts: BTreeMap<Option<String>, Counts> = BTreeMap::new();
+    for element in elements {
+        let Ok(value) = serde_json::from_slice::<Value>(element) else {
+            tracing::error!("undecodable export element dropped");
+            continue;
+        };
+        let key = value
+            .get("api_key")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let Some(report) = value.get("report") else {
+            continue;
+        };
+        let Some(ingested) = ingest_report(report, ctx.geocoder.as_ref()) else {
+            continue;
+        };
+        let c = counts.entry(key).or_default();
+        c.report_upload += 1;
+        c.report_drop += u64::from(ingested.counts.report_drop);
+        c.drop[0] += ingested.counts.blue_drop;
+        c.drop[1] += ingested.counts.cell_drop;
+        c.drop[2] += ingested.counts.wifi_drop;
+        let obs = ingested.observations;
+        c.upload[0] += obs.blue.len() as u64;
+        c.upload[1] += obs.cell.len() as u64;
+        c.upload[2] += obs.wifi.len() as u64;
+        for o in &obs.blue {
+            if let (Ok(mac), Ok(bytes)) = (Mac::from_hex(&o.mac), serde_json::to_vec(o)) {
+                outputs
+                    .entry(update_blue(mac.shard()))
+                    .or_default()
+                    .push(bytes);
+            }
+        }
+        for o in &obs.wifi {
+            if let (Ok(mac), Ok(bytes)) = (Mac::from_hex(&o.mac), serde_json::to_vec(o)) {
+                outputs
+                    .entry(update_wifi(mac.shard()))
+                    .or_default()
+                    .push(bytes);
+            }
+        }
+        for o in &obs.cell {
+            if let (Some(radio), Ok(bytes)) =
+                (Radio::from_code(o.radio.into()), serde_json::to_vec(o))
+            {
+                outputs.entry(update_cell(radio)).or_default().push(bytes);
+            }
+        }
+        if let Some((lat, lon)) = ingested.position {
+            grids.insert(DatamapGrid::from_position(lat, lon));
+        }
+    }
+    for grid in grids {
+        outputs
+            .entry(update_datamap(grid.quadrant()))
+            .or_default()
+            .push(grid.to_bytes().to_vec());
+    }
+    emit(counts);
+    outputs.into_iter().collect()
+}
+
+fn emit(counts: BTreeMap<Option<String>, Counts>) {
+    for (key, c) in counts {
+        let tags: Vec<(&'static str, String)> = key.map(|k| vec![("key", k)]).unwrap_or_default();
+        let counter = |name: &'static str, n: u64, extra: Option<&'static str>| {
+            if n == 0 {
+                return;
+            }
+            let mut labels = tags.clone();
+            if let Some(t) = extra {
+                labels.push(("type", t.to_string()));
+            }
+            metrics::counter!(name, &labels).increment(n);
+        };
+        counter("data.report.upload", c.report_upload, None);
+        counter("data.report.drop", c.report_drop, None);
+        for (i, t) in TYPES.iter().enumerate() {
+            counter("data.observation.upload", c.upload[i], Some(t));
+            counter("data.observation.drop", c.drop[i], Some(t));
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `export_reports` (spec pipeline §2.5): drains each export target's queue(s)
+//! when ready and hands the batch to its exporter. A batch is acknowledged only
+//! when its exporter succeeded; a failed remote export stays queued and is
+//! retried after its lease expires — nothing is dropped.
+
+pub mod geosubmit;
+pub mod internal;
+pub mod s3;
+
+use chrono::Utc;
+use ichnaea_core::export::{ExportConfig, ExportSchema};
+use ichnaea_core::queues::export_queue;
+use ichnaea_queue::Batch;
+use serde_json::Value;
+
+use crate::{PipelineContext, PipelineError};
+
+pub use geosubmit::ExportError;
+
+/// The exporters that talk to other systems, created once per process.
+pub struct Exporters {
+    /// POSTs gzip JSON to other geosubmit endpoints.
+    pub geosubmit: geosubmit::GeosubmitExporter,
+    /// Writes gzip JSON objects to S3 or a local directory.
+    pub objects: s3::ObjectExporter,
+}
+
+impl Exporters {
+    /// Builds the exporters; `timeout` bounds one geosubmit request.
+    pub fn new(timeout: std::time::Duration) -> Result<Exporters, PipelineError> {
+        let geosubmit =
+            geosubmit::GeosubmitExporter::new(timeout).map_err(|e| PipelineError::Export {
+                name: "geosubmit".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Exporters {
+            geosubmit,
+            objects: s3::ObjectExporter::new(),
+        })
+    }
+}
+
+/// The queues holding reports for `config`: one, or one per s3 partition.
+pub async fn partitions(
+    ctx: &PipelineContext,
+    config: &ExportConfig,
+) -> Result<Vec<String>, PipelineError> {
+    let base = export_queue(&config.name, None);
+    Ok(match config.schema {
+        ExportSchema::S3 => ctx.queue.queue_names(&format!("{base}:")).await?,
+        _ => vec![base],
+    })
+}
+
+/// Whether an export queue should be sent now: it holds a full batch, or its
+/// oldest report waited `export_max_age` (spec §2.1, judged by oldest element
+/// age rather than time since the last push), or `drain` asks for everything.
+async fn ready(
+    ctx: &PipelineContext,
+    config: &ExportConfig,
+    queue: &str,
+    drain: bool,
+) -> Result<bool, PipelineError> {
+    let len = ctx.queue.len(queue).await?;
+    if len == 0 {
+        return Ok(false);
+    }
+    if drain || config.batch <= 0 || len >= config.batch as u64 {
+        return Ok(true);
+    }
+    let age = ctx.queue.oldest_age(queue).await?.unwrap_or_default();
+    Ok(age >= ctx.settings.export_max_age)
+}
+
+/// Runs every ready export queue once; returns the number of batches exported.
+pub async fn run_once(ctx: &PipelineContext, drain: bool) -> Result<usize, PipelineError> {
+    let mut done = 0;
+    for config in ctx.store.export_configs().await? {
+        if matches!(config.schema, ExportSchema::Unknown(_)) {
+            continue;
+        }
+        for queue in partitions(ctx, &config).await? {
+            if !ready(ctx, &config, &queue, drain).await? {
+                continue;
+            }
+            let max = usize::try_from(config.batch)
+                .ok()
+                .filter(|b| *b > 0)
+                .unwrap_or(usize::MAX);
+            let visibility = match config.schema {
+                ExportSchema::Internal | ExportSchema::Dummy => ctx.settings.visibility,
+                _ => ctx.settings.export_visibility,
+            };
+            let Some(batch) = ctx.queue.lease(&queue, max, visibility).await? else {
+                continue;
+            };
+            match export(ctx, &config, &batch).await {
+                Ok(()) => {
+                    metrics::counter!("data.export.batch", "key" => config.name.clone())
+                        .increment(1);
+                    done += 1;
+                }
+                Err(e) => {
+                    // Left leased: it comes back after the visibility timeout.
+                    tracing::warn!(export = %config.name, queue = %queue, error = %e, "export failed, batch stays queued");
+                    metrics::counter!("data.export.failure", "key" => config.name.clone())
+                        .increment(1);
+                }
+            }
+        }
+    }
+    Ok(done)
+}
+
+fn reports(batch: &Batch) -> Vec<Value> {
+    batch
+        .items
+        .iter()
+        .filter_map(|item| serde_json::from_slice::<Value>(item).ok())
+        .filter_map(|mut v| v.get_mut("report").map(Value::take))
+        .collect()
+}
+
+async fn export(
+    ctx: &PipelineContext,
+    config: &ExportConfig,
+    batch: &Batch,
+) -> Result<(), PipelineError> {
+    match &config.schema {
+        ExportSchema::Dummy => {
+            ctx.queue.ack(batch).await?;
+        }
+        ExportSchema::Internal => {
+            let outputs = internal::observations_for(ctx, &batch.items);
+            ctx.queue.transfer(batch, &outputs).await?;
+        }
+        ExportSchema::Geosubmit | ExportSchema::S3 => {
+            let url = config.url.as_deref().unwrap_or_default();
+            let reports = reports(batch);
+            let sent = match config.schema {
+                ExportSchema::Geosubmit => {
+                    ctx.exporters
+                        .geosubmit
+                        .send(&config.name, url, &reports)
+                        .await
+                }
+                _ => ctx
+                    .exporters
+                    .objects
+                    .send(
+                        &config.name,
+                        url,
+                        &batch.queue,
+                        &reports,
+                        Utc::now().date_naive(),
+                    )
+                    .await
+                    .map(|_| ()),
+            };
+            sent.map_err(|e| PipelineError::Export {
+                name: config.name.clone(),
+                message: e.to_string(),
+            })?;
+            ctx.queue.ack(batch).await?;
+        }
+        ExportSchema::Unknown(_) => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! Exporter `s3` (spec pipeline §2.8): writes each batch as one gzip JSON
+//! object `{"items": [report, …]}` to S3 (`s3://bucket/template`) or to a
+//! local directory (`file:///dir/template`).
+//!
+//! Object names follow the original: the path template with its leading `/`
+//! removed and a trailing `/` ensured, the placeholders `{source}`,
+//! `{api_key}`, `{year}`, `{month}`, `{day}` filled in (date parts as plain
+//! integers, `2015/7/5`), then 32 lower-case hex digits of a time-based UUID
+//! and `.json.gz`. The UUID is version 7 rather than the original's version 1
+//! (the `uuid` crate's v1 needs a node id); both are time-based and unique.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use chrono::{Datelike, NaiveDate};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
+use serde_json::Value;
+
+use super::geosubmit::{ExportError, gzip_items, install_crypto_provider};
+
+/// Gzip level of exported objects (spec pipeline §2.8).
+const S3_GZIP_LEVEL: u32 = 7;
+
+/// Where an object-store target writes, parsed from its URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// `s3://<bucket>/<template>`.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key template, as written after the bucket (leading `/` included).
+        template: String,
+    },
+    /// `file://<path template>`: an absolute template on the local filesystem
+    /// (a relative one is taken relative to the working directory).
+    File {
+        /// Absolute path template.
+        template: String,
+    },
+}
+
+/// Parses an `s3://` or `file://` export URL.
+pub(crate) fn parse_target(url: &str) -> Result<Target, ExportError> {
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, template) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if bucket.is_empty() {
+            return Err(ExportError::InvalidTarget(format!(
+                "{url:?} names no bucket"
+            )));
+        }
+        return Ok(Target::S3 {
+            bucket: bucket.to_string(),
+            template: template.to_string(),
+        });
+    }
+    if let Some(rest) = url.strip_prefix("file://") {
+        if rest.is_empty() {
+            return Err(ExportError::InvalidTarget(format!(
+                "{url:?} names no directory"
+            )));
+        }
+        let template = if rest.starts_with('/') {
+            rest.to_string()
+        } else {
+            let cwd = std::env::current_dir().map_err(|e| {
+                ExportError::InvalidTarget(format!(
+                    "{url:?} is relative and the working directory is unknown: {e}"
+                ))
+            })?;
+            let abs = cwd.join(rest);
+            abs.to_str()
+                .ok_or_else(|| {
+                    ExportError::InvalidTarget(format!("{url:?}: working directory is not UTF-8"))
+                })?
+                .to_string()
+        };
+        return Ok(Target::File { template });
+    }
+    Err(ExportError::InvalidTarget(format!(
+        "{url:?} is neither s3://bucket/path nor file:///path"
+    )))
+}
+
+/// The `(source, api_key)` partition of an s3 export queue
+/// `queue_export_<name>:<source>:<api_key|no_key>`.
+pub(crate) fn partition(queue: &str) -> Result<(&str, &str), ExportError> {
+    let mut parts = queue.splitn(3, ':');
+    let _name = parts.next();
+    match (parts.next(), parts.next()) {
+        (Some(source), Some(key)) if !source.is_empty() && !key.is_empty() => Ok((source, key)),
+        _ => Err(ExportError::InvalidTarget(format!(
+            "queue {queue:?} is not queue_export_<name>:<source>:<api_key>"
+        ))),
+    }
+}
+
+/// The object name for a template, partition, date and hex id (spec §2.8).
+pub(crate) fn object_key(
+    template: &str,
+    source: &str,
+    api_key: &str,
+    date: NaiveDate,
+    id_hex: &str,
+) -> String {
+    let mut path = template.trim_start_matches('/').to_string();
+    if !path.ends_with('/') {
+        path.push('/');
+    }
+    if path == "/" {
+        // Empty template: objects at the bucket root, not under an empty segment.
+        path.clear();
+    }
+    let mut out = String::with_capacity(path.len() + id_hex.len() + 16);
+    let mut rest = path.as_str();
+    // One pass, so placeholder-like text inside a value is not expanded again.
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let value = after.find('}').and_then(|close| {
+            let value = match &after[..close] {
+                "source" => source.to_string(),
+                "api_key" => api_key.to_string(),
+                "year" => date.year().to_string(),
+                "month" => date.month().to_string(),
+                "day" => date.day().to_string(),
+                _ => return None,
+            };
+            Some((value, close))
+        });
+        match value {
+            Some((value, close)) => {
+                out.push_str(&value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.push_str(id_hex);
+    out.push_str(".json.gz");
+    out
+}
+
+/// Writes export batches to S3 buckets or local directories; the stores are
+/// built on first use and cached per bucket.
+pub struct ObjectExporter {
+    stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl Default for ObjectExporter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ObjectExporter {
+    /// An exporter with no store opened yet.
+    pub fn new() -> Self {
+        ObjectExporter {
+            stores: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Writes one gzip (level 7) JSON object `{"items": reports}` for the
+    /// partition of `queue` (`queue_export_<name>:<source>:<api_key|no_key>`)
+    /// under the template of `url`, dated `today`.
+    ///
+    /// `s3://bucket/template` uses S3 with credentials, region and endpoint
+    /// from the standard `AWS_*` environment (read when the bucket is first
+    /// used), and stores the object with `Content-Type: application/json` and
+    /// `Content-Encoding: gzip`. `file:///dir/template` writes a file (parent
+    /// directories created; no content attributes on a filesystem).
+    ///
+    /// Returns the S3 object key, or the absolute path of the written file.
+    /// Counts `data.export.upload` (tags `key:<name>`,
+    /// `status:success|failure`) and times the attempt in
+    /// `data.export.upload.timing` (milliseconds, tag `key:<name>`).
+    pub async fn send(
+        &self,
+        name: &str,
+        url: &str,
+        queue: &str,
+        reports: &[Value],
+        today: NaiveDate,
+    ) -> Result<String, ExportError> {
+        let start = Instant::now();
+        let result = self.put(url, queue, reports, today).await;
+        metrics::histogram!("data.export.upload.timing", "key" => name.to_string())
+            .record(start.elapsed().as_secs_f64() * 1000.0);
+        let status = if result.is_ok() { "success" } else { "failure" };
+        metrics::counter!("data.export.upload", "key" => name.to_string(), "status" => status)
+            .increment(1);
+        result
+    }
+
+    async fn put(
+        &self,
+        url: &str,
+        queue: &str,
+        reports: &[Value],
+        today: NaiveDate,
+    ) -> Result<String, ExportError> {
+        let target = parse_target(url)?;
+        let (source, api_key) = partition(queue)?;
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let body = gzip_items(reports, S3_GZIP_LEVEL)?;
+        let (store, template, attributes) = match &target {
+            Target::S3 { bucket, template } => {
+                let attributes = Attributes::from_iter([
+                    (Attribute::ContentType, "application/json"),
+                    (Attribute::ContentEncoding, "gzip"),
+                ]);
+                (self.s3_store(bucket)?, template, attributes)
+            }
+            // LocalFileSystem refuses attributes (NotImplemented).
+            Target::File { template } => (self.file_store()?, template, Attributes::new()),
+        };
+        let key = object_key(template, source, api_key, today, &id);
+        // Empty segments are dropped; `.`/`..` and unsafe characters are escaped.
+        let path = Path::from_iter(key.split('/'));
+        store
+            .put_opts(&path, PutPayload::from(body), PutOptions::from(attributes))
+            .await?;
+        Ok(match target {
+            Target::S3 { .. } => path.to_string(),
+            Target::File { .. } => format!("/{path}"),
+        })
+    }
+
+    /// Uses `store` for `s3://<bucket>` targets (tests: a store pointed at a
+    /// local fake S3 without touching the process environment).
+    #[cfg(test)]
+    #[allow(
+        dead_code,
+        reason = "used by tests/exporters.rs, which includes this file"
+    )]
+    pub(crate) fn insert_s3_store(&self, bucket: &str, store: Arc<dyn ObjectStore>) {
+        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        stores.insert(format!("s3://{bucket}"), store);
+    }
+
+    fn cached(
+        &self,
+        id: &str,
+        make: impl FnOnce() -> Result<Arc<dyn ObjectStore>, ExportError>,
+    ) -> Result<Arc<dyn ObjectStore>, ExportError> {
+        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(store) = stores.get(id) {
+            return Ok(Arc::clone(store));
+        }
+        let store = make()?;
+        stores.insert(id.to_string(), Arc::clone(&store));
+        Ok(store)
+    }
+
+    fn s3_store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, ExportError> {
+        self.cached(&format!("s3://{bucket}"), || {
+            install_crypto_provider();
+            let store = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()?;
+            Ok(Arc::new(store))
+        })
+    }
+
+    fn file_store(&self) -> Result<Arc<dyn ObjectStore>, ExportError> {
+        // Rooted at `/`: object paths are absolute paths without their leading `/`.
+        self.cached("file://", || Ok(Arc::new(LocalFileSystem::new())))
+    }
+}

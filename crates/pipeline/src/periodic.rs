@@ -1,0 +1,92 @@
+//! The periodic tasks of the scheduler (spec pipeline §5): statistics, region
+//! statistics, retention, monitoring.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use ichnaea_core::datamap::Quadrant;
+
+use crate::scheduler::PeriodicTask;
+use crate::{PipelineContext, PipelineError};
+
+/// `stat` rows are kept this many days.
+pub const STAT_RETENTION_DAYS: i64 = 730;
+/// Data-map grids not seen for this many days are removed.
+pub const DATAMAP_RETENTION_DAYS: i64 = 365;
+
+/// `update_statcounter`: folds the day counters into the cumulative `stat` rows.
+pub async fn update_statcounter(ctx: PipelineContext) -> Result<(), PipelineError> {
+    let days = ctx.store.fold_stat_counters().await?;
+    if !days.is_empty() {
+        tracing::debug!(?days, "folded stat counters");
+    }
+    Ok(())
+}
+
+/// `update_statregion`: recomputes `region_stat`.
+pub async fn update_statregion(ctx: PipelineContext) -> Result<(), PipelineError> {
+    let rows = ctx.store.update_region_stats().await?;
+    tracing::info!(regions = rows.len(), "region statistics updated");
+    Ok(())
+}
+
+/// `cleanup_stat` and `cleanup_datamap`: retention of statistics and the data map.
+pub async fn cleanup(ctx: PipelineContext) -> Result<(), PipelineError> {
+    let today = Utc::now().date_naive();
+    ctx.store
+        .prune_stats(today - chrono::Duration::days(STAT_RETENTION_DAYS))
+        .await?;
+    for q in Quadrant::ALL {
+        ctx.store
+            .prune_datamap(q, today - chrono::Duration::days(DATAMAP_RETENTION_DAYS))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Intervals of the periodic tasks.
+#[derive(Clone, Debug)]
+pub struct Intervals {
+    /// `update_statcounter` (original: 600 s).
+    pub statcounter: Duration,
+    /// `update_statregion` (original: daily).
+    pub statregion: Duration,
+    /// Retention tasks (original: daily).
+    pub cleanup: Duration,
+    /// Queue gauges (original: 60 s).
+    pub monitor: Duration,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Intervals {
+            statcounter: Duration::from_secs(600),
+            statregion: Duration::from_secs(86_400),
+            cleanup: Duration::from_secs(86_400),
+            monitor: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Every periodic task of the service.
+pub fn tasks(intervals: &Intervals) -> Vec<PeriodicTask> {
+    vec![
+        PeriodicTask::new(
+            "update_statcounter",
+            intervals.statcounter,
+            update_statcounter,
+        ),
+        PeriodicTask::new("update_statregion", intervals.statregion, update_statregion),
+        PeriodicTask::new("cleanup", intervals.cleanup, cleanup),
+        PeriodicTask::new(
+            "monitor_queue_size",
+            intervals.monitor,
+            crate::monitor::monitor_queue_size,
+        ),
+        PeriodicTask::new(
+            "prune_applied_batches",
+            intervals.cleanup,
+            crate::monitor::prune_applied_batches,
+        ),
+    ]
+}

@@ -1,0 +1,131 @@
+//! The worker: drains every queue of the pipeline in order — incoming, exports,
+//! station updaters, cell areas, data map — taking work as soon as it is there,
+//! and `drain`, which runs until every queue is empty.
+
+use std::time::Duration;
+
+use ichnaea_core::datamap::Quadrant;
+use ichnaea_core::export::ExportSchema;
+use ichnaea_core::queues::{UPDATE_CELLAREA, UPDATE_INCOMING, update_datamap};
+use tokio_util::sync::CancellationToken;
+
+use crate::stations::station_queues;
+use crate::{PipelineContext, PipelineError, areas, datamap, export, incoming, stations};
+
+/// Work done by one pass over the queues.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Items taken from queues.
+    pub items: usize,
+}
+
+/// One pass: every stage runs until its queue is empty (exports: until none is
+/// ready). `drain` sends export queues regardless of their batch size and age.
+pub async fn pass(
+    ctx: &PipelineContext,
+    drain: bool,
+    shutdown: &CancellationToken,
+) -> Result<PassReport, PipelineError> {
+    let mut items = 0;
+    macro_rules! until_empty {
+        ($e:expr) => {
+            loop {
+                if shutdown.is_cancelled() {
+                    return Ok(PassReport { items });
+                }
+                let n = $e;
+                if n == 0 {
+                    break;
+                }
+                items += n;
+            }
+        };
+    }
+    until_empty!(incoming::run_once(ctx).await?);
+    until_empty!(export::run_once(ctx, drain).await?);
+    for (queue, table) in station_queues() {
+        until_empty!(stations::run_once(ctx, &queue, table).await?);
+    }
+    until_empty!(areas::run_once(ctx).await?);
+    for q in Quadrant::ALL {
+        until_empty!(datamap::run_once(ctx, q).await?);
+    }
+    Ok(PassReport { items })
+}
+
+/// Runs passes until `shutdown`; sleeps `idle_poll` when a pass found nothing.
+/// A failing pass is logged and retried after a pause: leased batches come
+/// back after their visibility timeout, so nothing is lost.
+pub async fn run(ctx: PipelineContext, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let pause = match pass(&ctx, false, &shutdown).await {
+            Ok(report) if report.items > 0 => continue,
+            Ok(_) => ctx.settings.idle_poll,
+            Err(e) => {
+                tracing::error!(error = %e, "worker pass failed");
+                metrics::counter!("worker.error").increment(1);
+                Duration::from_secs(1).max(ctx.settings.idle_poll)
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Items still waiting in the queues the pipeline consumes; queues of export
+/// targets that no exporter consumes (unknown schema, deleted target) are
+/// reported separately, as `drain` cannot empty them.
+pub async fn backlog(ctx: &PipelineContext) -> Result<(u64, Vec<(String, u64)>), PipelineError> {
+    let configs = ctx.store.export_configs().await?;
+    let mut waiting = 0;
+    let mut stuck = Vec::new();
+    for name in ctx.queue.queue_names("").await? {
+        let len = ctx.queue.len(&name).await?;
+        let consumed = match name.strip_prefix(ichnaea_core::queues::EXPORT_PREFIX) {
+            Some(rest) => {
+                let target = rest.split(':').next().unwrap_or(rest);
+                configs
+                    .iter()
+                    .any(|c| c.name == target && !matches!(c.schema, ExportSchema::Unknown(_)))
+            }
+            None => {
+                name == UPDATE_INCOMING
+                    || name == UPDATE_CELLAREA
+                    || Quadrant::ALL.iter().any(|q| update_datamap(*q) == name)
+                    || station_queues().iter().any(|(q, _)| *q == name)
+            }
+        };
+        if consumed {
+            waiting += len;
+        } else {
+            stuck.push((name, len));
+        }
+    }
+    Ok((waiting, stuck))
+}
+
+/// Runs the pipeline until every consumed queue is empty. `progress` is called
+/// after each pass with the items processed so far and the backlog left.
+pub async fn drain(
+    ctx: &PipelineContext,
+    shutdown: &CancellationToken,
+    mut progress: impl FnMut(usize, u64),
+) -> Result<(usize, Vec<(String, u64)>), PipelineError> {
+    let mut total = 0;
+    loop {
+        let report = pass(ctx, true, shutdown).await?;
+        total += report.items;
+        let (waiting, stuck) = backlog(ctx).await?;
+        progress(total, waiting);
+        if shutdown.is_cancelled() || (report.items == 0 && waiting == 0) {
+            return Ok((total, stuck));
+        }
+        if report.items == 0 {
+            // Work is leased by another process (e.g. `serve` running alongside):
+            // wait for it to finish or for the leases to expire.
+            tokio::time::sleep(ctx.settings.idle_poll).await;
+        }
+    }
+}

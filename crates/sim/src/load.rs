@@ -1,0 +1,407 @@
+//! The load loop: closed (N workers, each sending when its previous request is
+//! answered) or open (a fixed start rate, bounded in-flight), over one keep-alive
+//! connection pool, recording every request's latency in an HDR histogram.
+//!
+//! Every run is bounded: it stops starting requests at the deadline or when the
+//! request budget is spent, and each request is bounded by `--timeout`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::{Client, Url, redirect};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::bodies::{Body, BodyPool, geolocate_bodies, geosubmit_bodies, mac_pool};
+use crate::summary::{Latency, Summary};
+use crate::{Endpoint, LoadArgs, SimError, target};
+
+/// Largest accepted `--concurrency`: far beyond what one client process drives.
+pub const MAX_CONCURRENCY: usize = 10_000;
+/// Largest accepted `--reports-per-request`; the server refuses bodies over 10 MB.
+pub const MAX_REPORTS_PER_REQUEST: usize = 5_000;
+/// Largest accepted `--bodies`.
+pub const MAX_BODIES: usize = 4_096;
+/// Largest accepted `--rate`, requests per second.
+pub const MAX_RATE: f64 = 1_000_000.0;
+/// Latencies above this (one hour, in microseconds) are recorded as this.
+const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// Refuses flag values outside their ranges before anything is generated or sent.
+pub fn validate(args: &LoadArgs) -> Result<(), SimError> {
+    let invalid = |flag, reason: String| Err(SimError::InvalidOption { flag, reason });
+    if !(1..=MAX_CONCURRENCY).contains(&args.concurrency) {
+        return invalid("--concurrency", format!("must be 1 to {MAX_CONCURRENCY}"));
+    }
+    if args.endpoint == Endpoint::Geosubmit
+        && !(1..=MAX_REPORTS_PER_REQUEST).contains(&args.reports_per_request)
+    {
+        return invalid(
+            "--reports-per-request",
+            format!("must be 1 to {MAX_REPORTS_PER_REQUEST}"),
+        );
+    }
+    if !(1..=MAX_BODIES).contains(&args.bodies) {
+        return invalid("--bodies", format!("must be 1 to {MAX_BODIES}"));
+    }
+    if args.requests == Some(0) {
+        return invalid("--requests", "must be at least 1".to_string());
+    }
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE)
+    {
+        return invalid(
+            "--rate",
+            format!("must be more than 0 and at most {MAX_RATE}"),
+        );
+    }
+    if args.duration.is_zero() || args.duration > crate::duration::MAX {
+        return invalid(
+            "--duration",
+            "must be more than 0 and at most 24h".to_string(),
+        );
+    }
+    Ok(())
+}
+
+/// Generates the bodies of a run (once, before the first request).
+pub fn build_pool(args: &LoadArgs) -> Result<BodyPool, SimError> {
+    match args.endpoint {
+        Endpoint::Geosubmit => {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            BodyPool::new(
+                geosubmit_bodies(args.seed, args.bodies, args.reports_per_request, now_ms),
+                args.gzip,
+            )
+        }
+        Endpoint::Geolocate => {
+            let macs = mac_pool(args.mac_pool_seed);
+            BodyPool::new(geolocate_bodies(args.seed, args.bodies, &macs), args.gzip)
+        }
+    }
+}
+
+/// How one request ended.
+enum Outcome {
+    /// The server answered with this status and the whole body was read.
+    Answered(u16),
+    /// No (complete) answer.
+    Failed(reqwest::Error),
+}
+
+/// Counters of a run, shared by the workers under one short-held lock.
+struct Stats {
+    latency_us: Histogram<u64>,
+    requests: u64,
+    status: BTreeMap<u16, u64>,
+    errors: BTreeMap<&'static str, u64>,
+    first_error: Option<String>,
+    reports_sent: u64,
+    reports_accepted: u64,
+}
+
+/// The error kind as counted in the summary.
+fn error_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else if e.is_request() {
+        "request"
+    } else {
+        "other"
+    }
+}
+
+/// The error with its causes, `a: b: c`, since reqwest's own text omits them.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The request budget of `--requests`.
+struct Budget {
+    limit: Option<u64>,
+    taken: AtomicU64,
+}
+
+impl Budget {
+    /// Takes one request from the budget; false once it is spent.
+    fn take(&self) -> bool {
+        match self.limit {
+            None => true,
+            Some(limit) => self.taken.fetch_add(1, Ordering::Relaxed) < limit,
+        }
+    }
+}
+
+/// What every worker needs.
+struct Shared {
+    client: Client,
+    url: Url,
+    pool: BodyPool,
+    stats: Mutex<Stats>,
+    budget: Budget,
+    deadline: Instant,
+}
+
+impl Shared {
+    async fn send(&self, body: &Body) -> Outcome {
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.bytes.clone());
+        if self.pool.gzip {
+            request = request.header(CONTENT_ENCODING, "gzip");
+        }
+        match request.send().await {
+            // Read the whole answer so the connection goes back to the pool.
+            Ok(response) => {
+                let status = response.status().as_u16();
+                match response.bytes().await {
+                    Ok(_) => Outcome::Answered(status),
+                    Err(e) => Outcome::Failed(e),
+                }
+            }
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+
+    fn record(&self, latency: Duration, body: &Body, outcome: Outcome) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(MAX_LATENCY_US);
+        let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        stats
+            .latency_us
+            .saturating_record(us.clamp(1, MAX_LATENCY_US));
+        stats.requests += 1;
+        stats.reports_sent += body.reports;
+        match outcome {
+            Outcome::Answered(status) => {
+                *stats.status.entry(status).or_default() += 1;
+                if status == 200 {
+                    stats.reports_accepted += body.reports;
+                }
+            }
+            Outcome::Failed(e) => {
+                *stats.errors.entry(error_kind(&e)).or_default() += 1;
+                if stats.first_error.is_none() {
+                    stats.first_error = Some(error_chain(&e));
+                }
+            }
+        }
+    }
+
+    /// (requests, 2xx answers, other answers, errors, reports accepted) so far.
+    fn snapshot(&self) -> (u64, u64, u64, u64, u64) {
+        let stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        let ok: u64 = stats.status.range(200..300).map(|(_, n)| n).sum();
+        let answered: u64 = stats.status.values().sum();
+        let errors: u64 = stats.errors.values().sum();
+        (
+            stats.requests,
+            ok,
+            answered - ok,
+            errors,
+            stats.reports_accepted,
+        )
+    }
+}
+
+/// Closed loop: `workers` tasks, each sending its next request when the previous
+/// one is answered. Worker `w` sends bodies `w`, `w + workers`, … of the pool.
+async fn closed_loop(shared: Arc<Shared>, workers: usize) {
+    let mut set = JoinSet::new();
+    for w in 0..workers {
+        let shared = Arc::clone(&shared);
+        set.spawn(async move {
+            let mut n = w;
+            while Instant::now() < shared.deadline && shared.budget.take() {
+                let Some(body) = shared.pool.get(n) else {
+                    break;
+                };
+                n = n.wrapping_add(workers);
+                let start = Instant::now();
+                let outcome = shared.send(body).await;
+                shared.record(start.elapsed(), body, outcome);
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// Open loop: request `i` is due at `start + i / rate`, whatever the answers, with
+/// at most `max_in_flight` outstanding (a due request waits for a free slot).
+/// Latency is measured from the due time, so a slow server cannot hide its delay
+/// by slowing the client down (coordinated omission).
+async fn open_loop(shared: Arc<Shared>, rate: f64, max_in_flight: usize) {
+    let slots = Arc::new(Semaphore::new(max_in_flight));
+    let mut set = JoinSet::new();
+    let start = Instant::now();
+    let period = Duration::from_secs_f64(1.0 / rate);
+    for i in 0u64.. {
+        let due = start + period.mul_f64(i as f64);
+        if due >= shared.deadline || !shared.budget.take() {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        if Instant::now() >= shared.deadline {
+            break;
+        }
+        let Some(body) = shared.pool.get(i as usize) else {
+            break;
+        };
+        let body = body.clone();
+        let task_shared = Arc::clone(&shared);
+        set.spawn(async move {
+            let outcome = task_shared.send(&body).await;
+            task_shared.record(due.elapsed(), &body, outcome);
+            drop(slot);
+        });
+        while set.try_join_next().is_some() {}
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// One line per second on stderr until aborted.
+async fn progress(shared: Arc<Shared>, start: Instant, reports: bool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let (mut last_requests, mut last_reports) = (0, 0);
+    loop {
+        tick.tick().await;
+        let (requests, ok, other, errors, accepted) = shared.snapshot();
+        let mut line = format!(
+            "[{:>5.1}s] {requests} requests ({} req/s), {ok} 2xx, {other} other, {errors} errors",
+            start.elapsed().as_secs_f64(),
+            requests - last_requests,
+        );
+        if reports {
+            line.push_str(&format!(", {} reports/s", accepted - last_reports));
+        }
+        eprintln!("{line}");
+        (last_requests, last_reports) = (requests, accepted);
+    }
+}
+
+/// Runs `ichnaea sim load` with `args` and returns what it measured. Refuses
+/// non-loopback targets without `--allow-remote` before sending anything.
+pub async fn run_load(args: &LoadArgs) -> Result<Summary, SimError> {
+    validate(args)?;
+    let url = target::endpoint_url(
+        &args.url,
+        args.endpoint,
+        args.key.as_deref(),
+        args.allow_remote,
+    )?;
+    let pool = build_pool(args)?;
+    // Where the workspace's features give reqwest rustls without a provider (the
+    // pipeline's exporters), a client needs the ring provider installed first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::builder()
+        // Requests go to the given address only: no proxy, no redirect.
+        .no_proxy()
+        .redirect(redirect::Policy::none())
+        .pool_max_idle_per_host(args.concurrency)
+        .timeout(args.timeout)
+        .tcp_nodelay(true)
+        .user_agent(concat!("ichnaea-sim/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(SimError::Client)?;
+    let latency_us =
+        Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(SimError::Histogram)?;
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        client,
+        url,
+        pool,
+        stats: Mutex::new(Stats {
+            latency_us,
+            requests: 0,
+            status: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            first_error: None,
+            reports_sent: 0,
+            reports_accepted: 0,
+        }),
+        budget: Budget {
+            limit: args.requests,
+            taken: AtomicU64::new(0),
+        },
+        deadline: start + args.duration,
+    });
+    let geosubmit = args.endpoint == Endpoint::Geosubmit;
+    let progress = (args.progress || std::io::stderr().is_terminal())
+        .then(|| tokio::spawn(progress(Arc::clone(&shared), start, geosubmit)));
+    match args.rate {
+        None => closed_loop(Arc::clone(&shared), args.concurrency).await,
+        Some(rate) => open_loop(Arc::clone(&shared), rate, args.concurrency).await,
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+
+    let stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
+    let per_s = |n: u64| {
+        if elapsed > 0.0 {
+            n as f64 / elapsed
+        } else {
+            0.0
+        }
+    };
+    Ok(Summary {
+        url: shared.url.to_string(),
+        endpoint: args.endpoint,
+        mode: if args.rate.is_some() {
+            "rate"
+        } else {
+            "closed"
+        },
+        concurrency: args.concurrency,
+        rate: args.rate,
+        gzip: args.gzip,
+        seed: args.seed,
+        reports_per_request: geosubmit.then_some(args.reports_per_request),
+        bodies: shared.pool.len(),
+        body_bytes_mean: shared.pool.mean_wire_len(),
+        json_bytes_mean: shared.pool.mean_json_len(),
+        elapsed_s: elapsed,
+        requests: stats.requests,
+        requests_per_s: per_s(stats.requests),
+        reports_sent: geosubmit.then_some(stats.reports_sent),
+        reports_accepted: geosubmit.then_some(stats.reports_accepted),
+        reports_per_s: geosubmit.then_some(per_s(stats.reports_accepted)),
+        status: stats
+            .status
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        errors: stats
+            .errors
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        first_error: stats.first_error.clone(),
+        latency_ms: Latency::from_micros(&stats.latency_us),
+    })
+}
