@@ -249,8 +249,11 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
         }
         let stop = shutdown.clone();
         let ctx = ctx.clone();
+        let lease = ichnaea_queue::LeaderLease::for_queue(&queue, "scheduler");
         tasks.spawn(async move {
-            scheduler.run(ctx, stop).await;
+            scheduler
+                .run(ctx, lease, Duration::from_secs(10), stop)
+                .await;
             Ok("scheduler")
         });
     }

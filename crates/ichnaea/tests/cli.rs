@@ -1263,3 +1263,158 @@ fn crash_test_cluster() {
         crash_test(backend, DataDir::new("crash-cluster"));
     }
 }
+
+// ---------------------------------------------------------------------------
+// exports: a geosubmit target receives gzip JSON; a file:// s3 target writes objects
+
+/// A one-thread HTTP server that records every request (head, body) and answers 200.
+/// Requests seen by [`recording_server`]: (head, body).
+type Recorded = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+fn recording_server() -> (u16, Recorded) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 8192];
+            let head_end = loop {
+                let Ok(n) = stream.read(&mut buf) else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                raw.extend_from_slice(&buf[..n]);
+                if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break Some(i + 4);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            let head = String::from_utf8_lossy(&raw[..head_end]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            while raw.len() < head_end + length {
+                let Ok(n) = stream.read(&mut buf) else { break };
+                if n == 0 {
+                    break;
+                }
+                raw.extend_from_slice(&buf[..n]);
+            }
+            let body = raw[head_end..].to_vec();
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((head, body));
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, seen)
+}
+
+fn gunzip(data: &[u8]) -> Value {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_string(&mut text)
+        .expect("gunzip");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+#[test]
+fn exports_reach_a_geosubmit_server_and_object_files() {
+    let dir = DataDir::new("exports");
+    let (port, seen) = recording_server();
+    let target = format!("http://127.0.0.1:{port}/v2/geosubmit?key=partner");
+    dir.run(&[
+        "export-config",
+        "create",
+        "up",
+        "--schema",
+        "geosubmit",
+        "--url",
+        &target,
+    ])
+    .expect_code(0);
+    let objects = dir.path.join("objects");
+    let template = format!(
+        "file://{}/backups/{{source}}/{{api_key}}/{{year}}/{{month}}/{{day}}",
+        objects.display()
+    );
+    dir.run(&[
+        "export-config",
+        "create",
+        "bk",
+        "--schema",
+        "s3",
+        "--url",
+        &template,
+        "--batch",
+        "5",
+    ])
+    .expect_code(0);
+    let mut web = Server::start(&dir, &[("ICHNAEA_LOG_LEVEL", "warn")]);
+    let reports = berlin_reports(3, 3, 4, 2, 3);
+    submit_all(&web, &reports, 10);
+    let (status, _) = web.terminate();
+    assert_eq!(status.code(), Some(0));
+    dir.run(&["drain"]).expect_code(0);
+
+    let requests = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(requests.len(), 1, "one batch");
+    let (head, body) = &requests[0];
+    assert!(
+        head.starts_with("POST /v2/geosubmit?key=partner HTTP/1.1"),
+        "{head}"
+    );
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-encoding: gzip")
+            && lower.contains("content-type: application/json")
+            && lower.contains("user-agent: ichnaea"),
+        "{head}"
+    );
+    let sent = gunzip(body);
+    assert_eq!(sent["items"].as_array().unwrap().len(), 3);
+    assert_eq!(sent["items"][0]["position"], reports[0]["position"]);
+    assert_eq!(
+        sent["items"][0]["wifiAccessPoints"],
+        reports[0]["wifiAccessPoints"]
+    );
+
+    let today = chrono::Utc::now().date_naive();
+    use chrono::Datelike;
+    let folder = objects.join(format!(
+        "backups/gnss/no_key/{}/{}/{}",
+        today.year(),
+        today.month(),
+        today.day()
+    ));
+    let files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().to_string();
+    let stem = name
+        .strip_suffix(".json.gz")
+        .expect("named <32 hex>.json.gz");
+    assert!(
+        stem.len() == 32
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "{name}"
+    );
+    let stored = gunzip(&std::fs::read(&files[0]).unwrap());
+    assert_eq!(stored["items"].as_array().unwrap().len(), 3);
+}

@@ -3,7 +3,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use ichnaea_queue::LeaderLease;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -59,12 +62,50 @@ impl Scheduler {
 
     /// Runs every task once right away and then every `interval`, until
     /// `shutdown` is cancelled; a run in progress is finished, not abandoned.
-    /// A failing run is logged and counted; the next tick tries again.
-    pub async fn run(self, ctx: PipelineContext, shutdown: CancellationToken) {
+    /// A failing run is logged and counted; the next tick tries again. Ticks are
+    /// skipped while this process does not hold `lease` (cluster mode: another
+    /// scheduler leads); the lease is renewed every third of `lease_ttl` and
+    /// released at shutdown so a spare takes over at once.
+    pub async fn run(
+        self,
+        ctx: PipelineContext,
+        lease: LeaderLease,
+        lease_ttl: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let leading = Arc::new(AtomicBool::new(false));
         let mut set = JoinSet::new();
+        {
+            let (leading, shutdown, lease) = (leading.clone(), shutdown.clone(), lease.clone());
+            set.spawn(async move {
+                loop {
+                    let held = match lease.hold(lease_ttl).await {
+                        Ok(held) => held,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "scheduler lease check failed");
+                            false
+                        }
+                    };
+                    if held != leading.swap(held, Ordering::SeqCst) {
+                        tracing::info!(leading = held, "scheduler leadership changed");
+                    }
+                    metrics::gauge!("scheduler_leader").set(if held { 1.0 } else { 0.0 });
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(lease_ttl / 3) => {}
+                    }
+                }
+                if leading.load(Ordering::SeqCst)
+                    && let Err(e) = lease.release().await
+                {
+                    tracing::warn!(error = %e, "could not release the scheduler lease");
+                }
+            });
+        }
         for task in self.tasks {
             let ctx = ctx.clone();
             let shutdown = shutdown.clone();
+            let leading = leading.clone();
             set.spawn(async move {
                 let mut ticker = tokio::time::interval(task.interval);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -72,6 +113,14 @@ impl Scheduler {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = ticker.tick() => {}
+                    }
+                    // Not leading: hold this tick until leadership comes (a spare
+                    // then runs its tasks at once) or shutdown.
+                    while !leading.load(Ordering::SeqCst) {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        }
                     }
                     let start = Instant::now();
                     let result = (task.run)(ctx.clone()).await;

@@ -24,11 +24,13 @@
 pub mod counters;
 pub mod embedded;
 mod frame;
+pub mod leader;
 pub mod redis;
 
 use std::time::Duration;
 
 pub use counters::Counters;
+pub use leader::LeaderLease;
 
 /// The largest number of entries (pushes) one batch is made of.
 ///

@@ -170,6 +170,7 @@ queue_tests!(
     concurrent_consumers_see_every_item_once,
     reopened_queue_keeps_unacked_entries,
     transfer_hands_items_on_exactly_once,
+    leader_lease_is_exclusive_and_expires,
 );
 
 fn items(names: &[&str]) -> Vec<Vec<u8>> {
@@ -644,4 +645,30 @@ async fn transfer_hands_items_on_exactly_once(f: &Fixture) {
     assert_eq!(lease(q, "out_b", 10).await.unwrap().items, items(&["b1"]));
     let names = q.queue_names("out_").await.unwrap();
     assert_eq!(names, vec!["out_a".to_string(), "out_b".to_string()]);
+}
+
+async fn leader_lease_is_exclusive_and_expires(f: &Fixture) {
+    let ttl = std::time::Duration::from_millis(300);
+    let a = ichnaea_queue::LeaderLease::for_queue(&f.queue, "scheduler");
+    let b = ichnaea_queue::LeaderLease::for_queue(&f.queue, "scheduler");
+    assert!(a.hold(ttl).await.unwrap());
+    if matches!(a, ichnaea_queue::LeaderLease::Local) {
+        // One process: always the leader.
+        assert!(b.hold(ttl).await.unwrap());
+        return;
+    }
+    assert!(!b.hold(ttl).await.unwrap(), "the lease is exclusive");
+    assert!(a.hold(ttl).await.unwrap(), "the holder renews");
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    assert!(
+        b.hold(ttl).await.unwrap(),
+        "an expired lease passes to the spare"
+    );
+    assert!(!a.hold(ttl).await.unwrap());
+    b.release().await.unwrap();
+    assert!(
+        a.hold(ttl).await.unwrap(),
+        "a released lease is free at once"
+    );
+    a.release().await.unwrap();
 }
