@@ -28,14 +28,15 @@ fn text(value: &Value) -> String {
 }
 
 fn print_rows<T: Serialize>(rows: &[T], columns: &[&str], output: &Output) -> anyhow::Result<()> {
+    if output.json {
+        // Serialised from the rows themselves, so members keep the column order.
+        println!("{}", serde_json::to_string_pretty(rows)?);
+        return Ok(());
+    }
     let values: Vec<Value> = rows
         .iter()
         .map(serde_json::to_value)
         .collect::<Result<_, _>>()?;
-    if output.json {
-        println!("{}", serde_json::to_string_pretty(&values)?);
-        return Ok(());
-    }
     let cells: Vec<Vec<String>> = values
         .iter()
         .map(|v| columns.iter().map(|c| text(&v[*c])).collect())
@@ -67,20 +68,45 @@ fn print_rows<T: Serialize>(rows: &[T], columns: &[&str], output: &Output) -> an
     Ok(())
 }
 
-fn print_row<T: Serialize>(row: &T, output: &Output) -> anyhow::Result<()> {
-    let value = serde_json::to_value(row)?;
+fn print_row<T: Serialize>(row: &T, fields: &[&str], output: &Output) -> anyhow::Result<()> {
     if output.json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", serde_json::to_string_pretty(row)?);
         return Ok(());
     }
-    if let Value::Object(map) = value {
-        let width = map.keys().map(String::len).max().unwrap_or(0);
-        for (k, v) in map {
-            println!("{k:<width$}  {}", text(&v));
-        }
+    let value = serde_json::to_value(row)?;
+    let width = fields.iter().map(|f| f.len()).max().unwrap_or(0);
+    for field in fields {
+        println!("{field:<width$}  {}", text(&value[*field]));
     }
     Ok(())
 }
+
+/// Every `api_key` column, in table order.
+const KEY_FIELDS: &[&str] = &[
+    "valid_key",
+    "maxreq",
+    "allow_locate",
+    "allow_region",
+    "allow_fallback",
+    "fallback_name",
+    "fallback_schema",
+    "fallback_url",
+    "fallback_ratelimit",
+    "fallback_ratelimit_interval",
+    "fallback_cache_expire",
+    "store_sample_locate",
+    "store_sample_submit",
+];
+
+/// Every `export_config` column, in table order.
+const EXPORT_FIELDS: &[&str] = &[
+    "name",
+    "batch",
+    "schema",
+    "url",
+    "skip_keys",
+    "skip_sources",
+];
 
 const KEY_COLUMNS: &[&str] = &[
     "valid_key",
@@ -119,7 +145,7 @@ pub async fn apikey(store: &Store, command: ApikeyCommand) -> anyhow::Result<()>
             fields.patch().apply(&mut row);
             check(row.validate())?;
             store.insert_api_key(&row).await?;
-            print_row(&row, &output)
+            print_row(&row, KEY_FIELDS, &output)
         }
         ApikeyCommand::List { output } => {
             print_rows(&store.api_keys().await?, KEY_COLUMNS, &output)
@@ -129,7 +155,7 @@ pub async fn apikey(store: &Store, command: ApikeyCommand) -> anyhow::Result<()>
                 .api_key(&key)
                 .await?
                 .ok_or_else(|| NotFound(format!("api key {key:?} not found")))?;
-            print_row(&row, &output)
+            print_row(&row, KEY_FIELDS, &output)
         }
         ApikeyCommand::Update {
             key,
@@ -145,7 +171,7 @@ pub async fn apikey(store: &Store, command: ApikeyCommand) -> anyhow::Result<()>
             if !store.update_api_key(&row).await? {
                 return Err(NotFound(format!("api key {key:?} not found")).into());
             }
-            print_row(&row, &output)
+            print_row(&row, KEY_FIELDS, &output)
         }
         ApikeyCommand::Delete { key } => {
             if !store.delete_api_key(&key).await? {
@@ -170,7 +196,7 @@ pub async fn export_config(store: &Store, command: ExportCommand) -> anyhow::Res
             fields.patch(None).apply(&mut row);
             check(row.validate())?;
             store.insert_export_config(&row).await?;
-            print_row(&row, &output)
+            print_row(&row, EXPORT_FIELDS, &output)
         }
         ExportCommand::List { output } => {
             print_rows(&store.export_configs().await?, EXPORT_COLUMNS, &output)
@@ -180,7 +206,7 @@ pub async fn export_config(store: &Store, command: ExportCommand) -> anyhow::Res
                 .export_config(&name)
                 .await?
                 .ok_or_else(|| NotFound(format!("export config {name:?} not found")))?;
-            print_row(&row, &output)
+            print_row(&row, EXPORT_FIELDS, &output)
         }
         ExportCommand::Update {
             name,
@@ -197,7 +223,7 @@ pub async fn export_config(store: &Store, command: ExportCommand) -> anyhow::Res
             if !store.update_export_config(&row).await? {
                 return Err(NotFound(format!("export config {name:?} not found")).into());
             }
-            print_row(&row, &output)
+            print_row(&row, EXPORT_FIELDS, &output)
         }
         ExportCommand::Delete { name } => {
             if !store.delete_export_config(&name).await? {

@@ -65,17 +65,21 @@ pub fn decode(headers: &HeaderMap, raw: &[u8], limits: BodyLimits) -> Result<Dec
     parse_json(&text).map(Decoded::Json)
 }
 
-/// Inflates a (multi-member) gzip stream, refusing output beyond `limit` bytes
-/// without producing it.
+/// Inflates a (multi-member) gzip stream, refusing output beyond `limit` bytes.
+/// A first pass only counts the inflated bytes (stopping one past the limit), so
+/// a gzip bomb is refused without allocating anything for it; the second pass
+/// fills a buffer of exactly the right size.
 pub fn gunzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::new();
-    let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1);
-    decoder
-        .read_to_end(&mut out)
+    let mut counter = flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1);
+    let size = std::io::copy(&mut counter, &mut std::io::sink())
         .map_err(|e| decode_error(format!("gzip: {e}")))?;
-    if out.len() > limit {
+    if size > limit as u64 {
         return Err(ApiError::PayloadTooLarge);
     }
+    let mut out = Vec::with_capacity(size as usize);
+    flate2::read::MultiGzDecoder::new(raw)
+        .read_to_end(&mut out)
+        .map_err(|e| decode_error(format!("gzip: {e}")))?;
     Ok(out)
 }
 
