@@ -67,9 +67,18 @@ fn describe(v: &Value) -> String {
 /// Integer kind: integral numbers as they are, fractions truncated toward zero,
 /// booleans 1/0, strings of base-10 digits with an optional sign.
 pub fn int(value: Option<&Value>, path: &str, errors: &mut Errors) -> Option<i64> {
-    let v = value?;
+    try_int(value).unwrap_or_else(|message| {
+        errors.add(path, message);
+        None
+    })
+}
+
+/// [`int`] without a path: `Err` carries the type error's message, so callers
+/// build the error path only when there is an error.
+pub fn try_int(value: Option<&Value>) -> Result<Option<i64>, String> {
+    let Some(v) = value else { return Ok(None) };
     if is_empty_value(v) {
-        return None;
+        return Ok(None);
     }
     let result = match v {
         Value::Number(n) => n
@@ -84,10 +93,10 @@ pub fn int(value: Option<&Value>, path: &str, errors: &mut Errors) -> Option<i64
         Value::String(s) if !is_nonfinite(v) => parse_int(s.trim()),
         _ => None,
     };
-    if result.is_none() {
-        errors.add(path, format!("{} is not an integer", describe(v)));
+    match result {
+        Some(i) => Ok(Some(i)),
+        None => Err(format!("{} is not an integer", describe(v))),
     }
-    result
 }
 
 fn parse_int(s: &str) -> Option<i64> {
@@ -101,9 +110,17 @@ fn parse_int(s: &str) -> Option<i64> {
 /// Float kind: numbers, booleans 1.0/0.0, decimal strings; non-finite values
 /// (including `"nan"`, `"inf"`) become absent.
 pub fn float(value: Option<&Value>, path: &str, errors: &mut Errors) -> Option<f64> {
-    let v = value?;
+    try_float(value).unwrap_or_else(|message| {
+        errors.add(path, message);
+        None
+    })
+}
+
+/// [`float`] without a path; `Err` carries the type error's message.
+pub fn try_float(value: Option<&Value>) -> Result<Option<f64>, String> {
+    let Some(v) = value else { return Ok(None) };
     if is_empty_value(v) || is_nonfinite(v) {
-        return None;
+        return Ok(None);
     }
     let parsed = match v {
         Value::Number(n) => n.as_f64(),
@@ -112,34 +129,33 @@ pub fn float(value: Option<&Value>, path: &str, errors: &mut Errors) -> Option<f
         _ => None,
     };
     match parsed {
-        Some(f) if f.is_finite() => Some(f),
-        Some(_) => None,
-        None => {
-            errors.add(path, format!("{} is not a number", describe(v)));
-            None
-        }
+        Some(f) if f.is_finite() => Ok(Some(f)),
+        Some(_) => Ok(None),
+        None => Err(format!("{} is not a number", describe(v))),
     }
 }
 
 /// String kind: non-empty strings as they are; falsy values absent; anything else
 /// a type error.
 pub fn string(value: Option<&Value>, path: &str, errors: &mut Errors) -> Option<String> {
-    let v = value?;
+    try_string(value).unwrap_or_else(|message| {
+        errors.add(path, message);
+        None
+    })
+}
+
+/// [`string`] without a path; `Err` carries the type error's message.
+pub fn try_string(value: Option<&Value>) -> Result<Option<String>, String> {
+    let Some(v) = value else { return Ok(None) };
     match v {
-        Value::String(_) if is_nonfinite(v) => {
-            errors.add(path, format!("{} is not a string", describe(v)));
-            None
-        }
-        Value::String(s) if s.is_empty() => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Null | Value::Bool(false) => None,
-        Value::Number(n) if n.as_f64() == Some(0.0) => None,
-        Value::Array(a) if a.is_empty() => None,
-        Value::Object(o) if o.is_empty() => None,
-        other => {
-            errors.add(path, format!("{} is not a string", describe(other)));
-            None
-        }
+        Value::String(_) if is_nonfinite(v) => Err(format!("{} is not a string", describe(v))),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Null | Value::Bool(false) => Ok(None),
+        Value::Number(n) if n.as_f64() == Some(0.0) => Ok(None),
+        Value::Array(a) if a.is_empty() => Ok(None),
+        Value::Object(o) if o.is_empty() => Ok(None),
+        other => Err(format!("{} is not a string", describe(other))),
     }
 }
 

@@ -5,7 +5,10 @@
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 
-use super::coerce::{Errors, array, float, int, join, object, string};
+use super::coerce::{Errors, array, int, join, object, string, try_float, try_int, try_string};
+
+/// Builds an error path on demand.
+type LazyPath<'a> = &'a dyn Fn() -> String;
 
 /// Which submit format a body is in.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -64,24 +67,29 @@ enum Kind {
 }
 
 /// Copies member `from` of `input` into `out` as `to`, coerced to `kind`, if present.
+/// The error path is only built when there is an error (this runs for every
+/// member of every entry of every report).
 fn copy(
     input: &Map<String, Value>,
     out: &mut Map<String, Value>,
-    path: &str,
+    path: LazyPath<'_>,
     from: &str,
     to: &str,
     kind: Kind,
     errors: &mut Errors,
 ) {
-    let p = join(path, from);
-    let value = input.get(from);
+    let Some(value) = input.get(from) else { return };
     let coerced = match kind {
-        Kind::Int => int(value, &p, errors).map(Value::from),
-        Kind::Float => float(value, &p, errors).map(Value::from),
-        Kind::Str => string(value, &p, errors).map(Value::from),
+        Kind::Int => try_int(Some(value)).map(|v| v.map(Value::from)),
+        Kind::Float => try_float(Some(value)).map(|v| v.map(Value::from)),
+        Kind::Str => try_string(Some(value)).map(|v| v.map(Value::from)),
     };
-    if let Some(v) = coerced {
-        out.insert(to.to_string(), v);
+    match coerced {
+        Ok(Some(v)) => {
+            out.insert(to.to_string(), v);
+        }
+        Ok(None) => {}
+        Err(message) => errors.add(&join(&path(), from), message),
     }
 }
 
@@ -256,11 +264,12 @@ fn convert_report(
         .unwrap_or(now_ms);
     out.insert("timestamp".into(), Value::from(timestamp));
 
+    let report_path = || path.to_string();
     if version != SubmitVersion::V0 {
         copy(
             item,
             &mut out,
-            path,
+            &report_path,
             "carrier",
             "carrier",
             Kind::Str,
@@ -269,7 +278,7 @@ fn convert_report(
         copy(
             item,
             &mut out,
-            path,
+            &report_path,
             "homeMobileCountryCode",
             "homeMobileCountryCode",
             Kind::Int,
@@ -278,7 +287,7 @@ fn convert_report(
         copy(
             item,
             &mut out,
-            path,
+            &report_path,
             "homeMobileNetworkCode",
             "homeMobileNetworkCode",
             Kind::Int,
@@ -336,11 +345,10 @@ fn convert_report(
         n.cell_fields,
         errors,
         |(entry, input, entry_path, errors)| {
-            let own = radio(string(
-                input.get(n.radio),
-                &join(entry_path, n.radio),
-                errors,
-            ));
+            let own = radio(try_string(input.get(n.radio)).unwrap_or_else(|message| {
+                errors.add(&join(&entry_path(), n.radio), message);
+                None
+            }));
             if let Some(r) = own.or(report_radio) {
                 entry.insert("radioType".into(), Value::from(r));
             }
@@ -369,10 +377,11 @@ fn convert_position(
     errors: &mut Errors,
 ) -> Map<String, Value> {
     let mut out = Map::new();
+    let lazy = || path.to_string();
     for (from, to) in floats {
-        copy(input, &mut out, path, from, to, Kind::Float, errors);
+        copy(input, &mut out, &lazy, from, to, Kind::Float, errors);
     }
-    copy(input, &mut out, path, "age", "age", Kind::Int, errors);
+    copy(input, &mut out, &lazy, "age", "age", Kind::Int, errors);
     if let Some(s) = source(string(input.get("source"), &join(path, "source"), errors)) {
         out.insert("source".into(), Value::from(s));
     }
@@ -382,7 +391,7 @@ fn convert_position(
 type EntryHook<'a> = (
     &'a mut Map<String, Value>,
     &'a Map<String, Value>,
-    &'a str,
+    LazyPath<'a>,
     &'a mut Errors,
 );
 
@@ -402,8 +411,9 @@ fn entries(
         .iter()
         .enumerate()
     {
-        let entry_path = join(&list_path, i);
-        let Some(input) = object(entry, &entry_path, errors) else {
+        let entry_path = || join(&list_path, i);
+        let Some(input) = entry.as_object() else {
+            object(entry, &entry_path(), errors);
             continue;
         };
         let mut converted = Map::new();
