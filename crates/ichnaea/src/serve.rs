@@ -16,7 +16,7 @@ use ichnaea_store::{Store, StoreOptions};
 use ichnaea_web::api::ApiSettings;
 use ichnaea_web::api::body::BodyLimits;
 use ichnaea_web::api::keys::ApiKeyCache;
-use ichnaea_web::{AppState, GeoipStatus};
+use ichnaea_web::{AppState, FallbackClient, GeoIp};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -192,13 +192,23 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
     let (queue, counters) = open_queue(&config, &store).await?;
     let (queue, counters) = (Arc::new(queue), Arc::new(counters));
     tracing::info!(database = store.backend_name(), queue = queue.backend(), roles = ?roles, "starting");
-    if config.geoip_path.is_none() {
-        tracing::info!("ICHNAEA_GEOIP_PATH is unset: the GeoIP position source is skipped");
-    } else {
-        tracing::warn!(
-            "ICHNAEA_GEOIP_PATH is set, but this build has no GeoIP source yet: it is skipped"
-        );
-    }
+    let geoip = match &config.geoip_path {
+        None => {
+            tracing::info!("ICHNAEA_GEOIP_PATH is unset: the GeoIP source is skipped");
+            None
+        }
+        Some(path) => match GeoIp::open(path) {
+            Ok(db) => {
+                let status = db.status(chrono::Utc::now());
+                tracing::info!(path = %path.display(), version = ?status.version, age_in_days = ?status.age_in_days, "GeoIP database loaded");
+                Some(Arc::new(db))
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "GeoIP database unusable: the GeoIP source is skipped");
+                None
+            }
+        },
+    };
 
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
@@ -211,10 +221,9 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
             admin_token: config.admin_token.as_deref().map(Arc::from),
             version: Arc::new(version_body(&config)?),
             prometheus: ichnaea_web::metrics::prometheus_handle(),
-            geoip: GeoipStatus {
-                configured: false,
-                ..GeoipStatus::default()
-            },
+            geoip,
+            geoip_configured: config.geoip_path.is_some(),
+            fallback: FallbackClient::new().context("creating the fallback HTTP client")?,
             api_keys: ApiKeyCache::new(Duration::from_secs(config.api_key_cache_ttl)),
             counters: counters.clone(),
             api: ApiSettings {

@@ -185,6 +185,10 @@ counter_tests!(
     embedded_counts_survive_reopen,
     embedded_background_flush,
     embedded_drops_days_before_yesterday,
+    fallback_windows_count_per_name_and_window,
+    fallback_window_redis_key_and_ttl,
+    cache_round_trip_with_binary_keys,
+    locate_sample_rate_set_read_and_clear,
 );
 
 /// A fixed instant late on a UTC day.
@@ -497,4 +501,120 @@ async fn embedded_drops_days_before_yesterday(f: &Fixture) {
         count(&c, "abc-1", "v1.geolocate", "10.0.0.1", today).await,
         2
     );
+}
+
+async fn fallback_windows_count_per_name_and_window(f: &Fixture) {
+    let c = &f.counters;
+    // 60 s windows: 12:00:00 and 12:00:59 share one, 12:01:00 starts the next.
+    let t0 = Utc.with_ymd_and_hms(2024, 1, 12, 12, 0, 0).unwrap();
+    let t1 = Utc.with_ymd_and_hms(2024, 1, 12, 12, 0, 59).unwrap();
+    let t2 = Utc.with_ymd_and_hms(2024, 1, 12, 12, 1, 0).unwrap();
+    assert_eq!(c.count_fallback_call("fall", 60, t0).await.unwrap(), 1);
+    assert_eq!(c.count_fallback_call("fall", 60, t1).await.unwrap(), 2);
+    assert_eq!(c.count_fallback_call("other", 60, t1).await.unwrap(), 1);
+    assert_eq!(c.count_fallback_call("fall", 60, t2).await.unwrap(), 1);
+    assert_eq!(c.count_fallback_call("fall", 60, t0).await.unwrap(), 3);
+}
+
+async fn fallback_window_redis_key_and_ttl(f: &Fixture) {
+    let Some((mut conn, prefix)) = f.redis_conn() else {
+        return;
+    };
+    let now = Utc.with_ymd_and_hms(2024, 1, 12, 12, 0, 0).unwrap();
+    let window = now.timestamp() / 60;
+    f.counters
+        .count_fallback_call("fall", 60, now)
+        .await
+        .unwrap();
+    let key = format!("{prefix}fallback_ratelimit:fall:{window}");
+    let value: String = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+    assert_eq!(value, "1");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut conn).unwrap();
+    assert!(ttl > 240 && ttl <= 300, "5 × interval, got {ttl}");
+    // A preset counter is incremented past the limit.
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(10)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        f.counters
+            .count_fallback_call("fall", 60, now)
+            .await
+            .unwrap(),
+        11
+    );
+}
+
+async fn cache_round_trip_with_binary_keys(f: &Fixture) {
+    let c = &f.counters;
+    let mut wifi = b"cache:fallback:ichnaea:v1:1:wifi:".to_vec();
+    wifi.extend_from_slice(&[0x01, 0x23, 0x45, 0x67, 0x89, 0xab]);
+    let mut cell = b"cache:fallback:ichnaea:v1:1:cell:".to_vec();
+    cell.extend_from_slice(&[0, 0, 0xea, 0, 1, 0, 2, 0, 0, 0, 0xff]);
+    let missing = b"cache:fallback:ichnaea:v1:1:blue:\xff\x00".to_vec();
+    assert_eq!(
+        c.cache_get(&[wifi.clone(), cell.clone()]).await.unwrap(),
+        vec![None, None]
+    );
+    assert!(c.cache_get(&[]).await.unwrap().is_empty());
+    c.cache_set(
+        &[
+            (wifi.clone(), br#"{"lat":1.0}"#.to_vec()),
+            (cell.clone(), br#""404""#.to_vec()),
+        ],
+        60,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.cache_get(&[wifi.clone(), missing, cell.clone()])
+            .await
+            .unwrap(),
+        vec![
+            Some(br#"{"lat":1.0}"#.to_vec()),
+            None,
+            Some(br#""404""#.to_vec())
+        ]
+    );
+    if let Some((mut conn, prefix)) = f.redis_conn() {
+        let mut key = prefix.as_bytes().to_vec();
+        key.extend_from_slice(&cell);
+        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).unwrap();
+        assert!(ttl > 0 && ttl <= 60, "cache TTL {ttl}");
+    }
+    // Overwriting replaces the value.
+    c.cache_set(&[(cell.clone(), b"x".to_vec())], 60)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.cache_get(&[cell]).await.unwrap(),
+        vec![Some(b"x".to_vec())]
+    );
+}
+
+async fn locate_sample_rate_set_read_and_clear(f: &Fixture) {
+    let c = &f.counters;
+    assert_eq!(c.locate_sample_rate().await.unwrap(), None);
+    c.set_locate_sample_rate(Some(0.0)).await.unwrap();
+    assert_eq!(c.locate_sample_rate().await.unwrap(), Some(0.0));
+    c.set_locate_sample_rate(Some(150.5)).await.unwrap();
+    assert_eq!(c.locate_sample_rate().await.unwrap(), Some(150.5));
+    if let Some((mut conn, prefix)) = f.redis_conn() {
+        let key = format!("{prefix}global_locate_sample_rate");
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg("not a number")
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(c.locate_sample_rate().await.unwrap(), None);
+        let () = redis::cmd("SET")
+            .arg(&key)
+            .arg("12.5")
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(c.locate_sample_rate().await.unwrap(), Some(12.5));
+    }
+    c.set_locate_sample_rate(None).await.unwrap();
+    assert_eq!(c.locate_sample_rate().await.unwrap(), None);
 }

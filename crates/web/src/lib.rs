@@ -1,5 +1,6 @@
 //! The HTTP face of ichnaea: an axum router with the service (operations)
-//! endpoints, the admin API and, as later parts land, the public APIs and site.
+//! endpoints, the admin API, the submit and locate APIs and, as later parts
+//! land, the public site.
 //!
 //! Everything a handler needs lives in [`AppState`]; the router is built by
 //! [`router`] and tested through `tower::ServiceExt::oneshot` without a socket.
@@ -17,6 +18,8 @@ use ichnaea_queue::{Counters, Queue};
 use ichnaea_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+pub use api::fallback::FallbackClient;
+pub use api::geoip::GeoIp;
 pub use service::GeoipStatus;
 
 /// Shared state of every handler; cheap to clone.
@@ -32,8 +35,13 @@ pub struct AppState {
     pub version: Arc<serde_json::Value>,
     /// Renders `/metrics`.
     pub prometheus: PrometheusHandle,
-    /// What the heartbeat says about GeoIP.
-    pub geoip: GeoipStatus,
+    /// The GeoIP database, when one is configured and could be opened.
+    pub geoip: Option<Arc<GeoIp>>,
+    /// Whether a GeoIP database was configured: the heartbeat is 503 when one was
+    /// configured but is not loaded.
+    pub geoip_configured: bool,
+    /// HTTP client of the external fallback providers of `/v1/geolocate`.
+    pub fallback: FallbackClient,
     /// Per-process cache of API key lookups.
     pub api_keys: api::keys::ApiKeyCache,
     /// Daily request and unique-user counters.

@@ -18,7 +18,7 @@ use crate::AppState;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// GeoIP as the heartbeat reports it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct GeoipStatus {
     /// A GeoIP database path was configured.
     pub configured: bool,
@@ -28,6 +28,20 @@ pub struct GeoipStatus {
     pub version: Option<String>,
     /// Days since that build time.
     pub age_in_days: Option<i64>,
+}
+
+impl GeoipStatus {
+    /// The status of the state's GeoIP database at `now` (not loaded: `configured`
+    /// only).
+    pub fn of(state: &AppState, now: chrono::DateTime<chrono::Utc>) -> GeoipStatus {
+        match &state.geoip {
+            Some(db) => db.status(now),
+            None => GeoipStatus {
+                configured: state.geoip_configured,
+                ..GeoipStatus::default()
+            },
+        }
+    }
 }
 
 /// GET, HEAD (GET without body) and POST served alike; any other method is 405.
@@ -91,7 +105,7 @@ async fn heartbeat(State(state): State<AppState>) -> Response {
     } else {
         "unknown".into()
     };
-    let geoip = &state.geoip;
+    let geoip = &GeoipStatus::of(&state, chrono::Utc::now());
     let geoip_ok = !geoip.configured || geoip.loaded;
     let queue_key = if state.queue.backend() == "redis" {
         "redis"

@@ -27,6 +27,9 @@
 //! and answers `sample size × 2^level`, an estimate with a relative standard error of
 //! about 0.5 %, so its memory stays bounded (about 2 MiB per set).
 //!
+//! The fallback provider's rate-limit windows, its answer cache and the global locate
+//! sample rate are kept in process memory only, not persisted.
+//!
 //! The embedded counters belong to one process: two processes sharing the SQLite file
 //! would each count on their own and overwrite each other's rows.
 
@@ -39,6 +42,7 @@ use std::time::Duration;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::{Row, SqlitePool};
 
+use super::volatile::Volatile;
 use super::{iso_day, requests_key, users_key};
 use crate::QueueError;
 
@@ -90,6 +94,8 @@ struct Inner {
     state: Mutex<State>,
     /// Serialises flushes, so an older snapshot never overwrites a newer one.
     flush_lock: tokio::sync::Mutex<()>,
+    /// Rate-limit windows, the fallback cache and the sample rate (not persisted).
+    volatile: Volatile,
 }
 
 /// The counters of all days kept.
@@ -209,6 +215,7 @@ impl EmbeddedCounters {
             hasher: RandomState::new(),
             state: Mutex::new(state),
             flush_lock: tokio::sync::Mutex::new(()),
+            volatile: Volatile::default(),
         });
         tokio::spawn(flush_periodically(Arc::downgrade(&inner)));
         Ok(Self { inner })
@@ -295,6 +302,26 @@ impl EmbeddedCounters {
     /// Writes the counters that changed since their last write and drops old days.
     pub(crate) async fn flush(&self) -> Result<(), QueueError> {
         self.inner.flush().await
+    }
+
+    pub(crate) fn count_window(&self, name: &str, ttl: Duration) -> u64 {
+        self.inner.volatile.increment(name, ttl)
+    }
+
+    pub(crate) fn cache_get(&self, keys: &[Vec<u8>]) -> Vec<Option<Vec<u8>>> {
+        self.inner.volatile.get(keys)
+    }
+
+    pub(crate) fn cache_set(&self, entries: &[(Vec<u8>, Vec<u8>)], ttl: Duration) {
+        self.inner.volatile.set(entries, ttl);
+    }
+
+    pub(crate) fn locate_sample_rate(&self) -> Option<f64> {
+        self.inner.volatile.sample_rate()
+    }
+
+    pub(crate) fn set_locate_sample_rate(&self, rate: Option<f64>) {
+        self.inner.volatile.set_sample_rate(rate);
     }
 }
 

@@ -8,11 +8,18 @@
 //! - [`redis::RedisCounters`] uses the exact Redis keys of the original service
 //!   (`apilimit:*` counters, `apiuser:*` HyperLogLogs), for the cluster deployment.
 //!
+//! The same two backends also hold the web tier's short-lived values: the rate-limit
+//! windows of the external fallback provider, its answer cache, and the global locate
+//! sample rate (Redis keys of spec api §10; in process memory when embedded).
+//!
 //! Days are UTC and always taken from the `now` the caller passes, so a new day starts
 //! new counters and the counters of earlier days are never incremented again.
 
 pub mod embedded;
 pub mod redis;
+mod volatile;
+
+use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
@@ -25,6 +32,9 @@ pub const REQUESTS_TTL_SECS: u64 = 90_000;
 /// Time to live of an `apiuser:*` unique-user set, refreshed on every request
 /// (8 days).
 pub const USERS_TTL_SECS: u64 = 691_200;
+
+/// Name of the global locate sample rate (a float as text, 0–100; missing means 100).
+pub const SAMPLE_RATE_KEY: &str = "global_locate_sample_rate";
 
 /// Per-day counters used by the web tier, on one of the two backends.
 ///
@@ -148,6 +158,74 @@ impl Counters {
                 Ok(())
             }
             Counters::Redis(c) => c.set_requests(api_key, api_path, now, value).await,
+        }
+    }
+
+    /// Counts one call of the external fallback provider `fallback_name` in the
+    /// rate-limit window of `interval_secs` seconds that holds `now`, and returns the
+    /// count after the increment (spec locate §5.6).
+    ///
+    /// The window is `floor(unix seconds / interval)`; its counter is
+    /// `fallback_ratelimit:<name>:<window>` and expires 5 × the interval after its
+    /// last increment (an `interval_secs` of 0 is taken as 1).
+    pub async fn count_fallback_call(
+        &self,
+        fallback_name: &str,
+        interval_secs: u64,
+        now: DateTime<Utc>,
+    ) -> Result<u64, QueueError> {
+        let interval = interval_secs.max(1);
+        let window = u64::try_from(now.timestamp()).unwrap_or(0) / interval;
+        let name = format!("fallback_ratelimit:{fallback_name}:{window}");
+        let ttl = interval.saturating_mul(5);
+        match self {
+            Counters::Embedded(c) => Ok(c.count_window(&name, Duration::from_secs(ttl))),
+            Counters::Redis(c) => c.count_window(&name, ttl).await,
+        }
+    }
+
+    /// Reads entries of the web tier's cache (the external fallback's answers) by
+    /// binary key; missing or expired entries are `None`. Redis: one `MGET`.
+    pub async fn cache_get(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, QueueError> {
+        match self {
+            Counters::Embedded(c) => Ok(c.cache_get(keys)),
+            Counters::Redis(c) => c.cache_get(keys).await,
+        }
+    }
+
+    /// Writes entries of the web tier's cache, each living `ttl_secs` seconds
+    /// (at least 1). Redis: `SET key value EX ttl` for each, in one pipeline.
+    pub async fn cache_set(
+        &self,
+        entries: &[(Vec<u8>, Vec<u8>)],
+        ttl_secs: u64,
+    ) -> Result<(), QueueError> {
+        match self {
+            Counters::Embedded(c) => {
+                c.cache_set(entries, Duration::from_secs(ttl_secs.max(1)));
+                Ok(())
+            }
+            Counters::Redis(c) => c.cache_set(entries, ttl_secs).await,
+        }
+    }
+
+    /// The global locate sample rate ([`SAMPLE_RATE_KEY`]); `None` when unset or not a
+    /// number (callers then use 100).
+    pub async fn locate_sample_rate(&self) -> Result<Option<f64>, QueueError> {
+        match self {
+            Counters::Embedded(c) => Ok(c.locate_sample_rate()),
+            Counters::Redis(c) => c.locate_sample_rate().await,
+        }
+    }
+
+    /// Sets (or, with `None`, removes) the global locate sample rate.
+    pub async fn set_locate_sample_rate(&self, rate: Option<f64>) -> Result<(), QueueError> {
+        match self {
+            Counters::Embedded(c) => {
+                c.set_locate_sample_rate(rate);
+                Ok(())
+            }
+            Counters::Redis(c) => c.set_locate_sample_rate(rate).await,
         }
     }
 

@@ -7,6 +7,13 @@
 //!   key's `locate` or `submit` requests on one UTC day; TTL 691 200 s (8 days),
 //!   refreshed on every request.
 //!
+//! - `<prefix>fallback_ratelimit:<name>:<window>`: calls of an external fallback
+//!   provider in one rate-limit window, `INCR` + `EXPIRE` (5 × the interval).
+//! - `<prefix>cache:fallback:...`: binary keys of the fallback answer cache, written
+//!   with `SET ... EX` in one pipeline and read with `MGET`.
+//! - `<prefix>global_locate_sample_rate`: the global locate sample rate (a float as
+//!   text), read by the web tier.
+//!
 //! A request is counted by one `MULTI`/`EXEC` transaction: `PFADD` + `EXPIRE` of the
 //! user set, `INCR` + `EXPIRE` of the counter. The worker's monitoring job reads and
 //! prunes these keys, so their names must not change. The two keys of a request hash
@@ -17,7 +24,7 @@ use ::redis::Client;
 use ::redis::aio::ConnectionManager;
 use chrono::{DateTime, Utc};
 
-use super::{REQUESTS_TTL_SECS, USERS_TTL_SECS, requests_key, users_key};
+use super::{REQUESTS_TTL_SECS, SAMPLE_RATE_KEY, USERS_TTL_SECS, requests_key, users_key};
 use crate::QueueError;
 
 /// Per-day counters in Redis; see the module documentation for the keys.
@@ -123,6 +130,87 @@ impl RedisCounters {
             .arg(REQUESTS_TTL_SECS)
             .query_async(&mut self.conn.clone())
             .await?;
+        Ok(())
+    }
+
+    /// The prefixed name of `key` as bytes.
+    fn binary_key(&self, key: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix.len() + key.len());
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(key);
+        out
+    }
+
+    pub(crate) async fn count_window(&self, name: &str, ttl_secs: u64) -> Result<u64, QueueError> {
+        let key = format!("{}{name}", self.prefix);
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        pipe.cmd("INCR").arg(&key);
+        pipe.cmd("EXPIRE").arg(&key).arg(ttl_secs).ignore();
+        let (value,): (i64,) = pipe.query_async(&mut self.conn.clone()).await?;
+        u64::try_from(value).map_err(|_| QueueError::Corrupt(format!("counter {key} is {value}")))
+    }
+
+    pub(crate) async fn cache_get(
+        &self,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, QueueError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = ::redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(self.binary_key(key));
+        }
+        let values: Vec<Option<Vec<u8>>> = cmd.query_async(&mut self.conn.clone()).await?;
+        Ok(values)
+    }
+
+    pub(crate) async fn cache_set(
+        &self,
+        entries: &[(Vec<u8>, Vec<u8>)],
+        ttl_secs: u64,
+    ) -> Result<(), QueueError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        for (key, value) in entries {
+            pipe.cmd("SET")
+                .arg(self.binary_key(key))
+                .arg(value.as_slice())
+                .arg("EX")
+                .arg(ttl_secs.max(1))
+                .ignore();
+        }
+        let () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn locate_sample_rate(&self) -> Result<Option<f64>, QueueError> {
+        let key = format!("{}{SAMPLE_RATE_KEY}", self.prefix);
+        let value: Option<String> = ::redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(value.and_then(|v| v.trim().parse::<f64>().ok()))
+    }
+
+    pub(crate) async fn set_locate_sample_rate(&self, rate: Option<f64>) -> Result<(), QueueError> {
+        let key = format!("{}{SAMPLE_RATE_KEY}", self.prefix);
+        let mut conn = self.conn.clone();
+        match rate {
+            Some(rate) => {
+                let () = ::redis::cmd("SET")
+                    .arg(&key)
+                    .arg(rate.to_string())
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            None => {
+                let () = ::redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+            }
+        }
         Ok(())
     }
 }

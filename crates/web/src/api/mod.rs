@@ -5,20 +5,55 @@ pub mod body;
 pub mod coerce;
 pub mod convert;
 pub mod error;
+pub mod fallback;
+pub mod geoip;
 pub mod keys;
+mod locate;
+pub mod locate_schema;
 mod submit;
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
+use chrono::Utc;
+use ichnaea_core::ApiKey;
 
 use crate::AppState;
-use error::add_cors;
+use error::{ApiError, ParseDetails, add_cors};
+
+/// Longest wait for a counter, cache or best-effort queue operation of the
+/// request path; a backend that does not answer in time counts as failed (so a
+/// Redis outage costs a request at most this long per operation, instead of the
+/// connection manager's reconnect back-off).
+pub(crate) const BACKEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A counter, cache or queue operation that failed or did not answer in time.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BackendError {
+    /// The backend answered with an error.
+    #[error(transparent)]
+    Failed(#[from] ichnaea_queue::QueueError),
+    /// No answer within [`BACKEND_TIMEOUT`].
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Runs `op` with [`BACKEND_TIMEOUT`].
+pub(crate) async fn bounded<T>(
+    op: impl std::future::Future<Output = Result<T, ichnaea_queue::QueueError>>,
+) -> Result<T, BackendError> {
+    match tokio::time::timeout(BACKEND_TIMEOUT, op).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(BackendError::Timeout(BACKEND_TIMEOUT)),
+    }
+}
 
 /// Settings of the public API.
 #[derive(Clone, Copy, Debug)]
@@ -59,6 +94,53 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v2/geosubmit", api_methods(submit::v2))
         .route("/v1/geosubmit", api_methods(submit::v1))
         .route("/v1/submit", api_methods(submit::v0))
+        .route("/v1/geolocate", api_methods(locate::geolocate))
+        .route("/v1/country", api_methods(locate::country))
+}
+
+/// Reads the whole request body within the configured wire limit (413 above it).
+pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(body, state.api.body.max_body)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::Parse(Some(ParseDetails::Decode(format!("reading the body: {e}"))))
+            }
+        })
+}
+
+/// Counts a known key's request on `path` (e.g. `v1.geolocate`) as a user of
+/// `api_type` (`locate` / `submit`) and enforces its daily limit (spec api §7.5);
+/// counting failures let the request through (fail open).
+pub(crate) async fn check_daily_limit(
+    state: &AppState,
+    key: &ApiKey,
+    caller: &Caller,
+    path: &str,
+    api_type: &str,
+) -> Result<(), ApiError> {
+    let counted = bounded(state.counters.count_request(
+        &key.valid_key,
+        path,
+        api_type,
+        &caller.ip_text(),
+        Utc::now(),
+    ))
+    .await;
+    match counted {
+        Ok(count) => match key.maxreq {
+            Some(max) if max > 0 && count > max.unsigned_abs() => Err(ApiError::DailyLimitExceeded),
+            _ => Ok(()),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "usage counting failed, request not limited");
+            Ok(())
+        }
+    }
 }
 
 /// Who is asking: the client IP (spec api §2.1) and the API key text (§2.2).

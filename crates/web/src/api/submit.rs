@@ -11,11 +11,11 @@ use ichnaea_core::ApiKey;
 use ichnaea_core::queues::UPDATE_INCOMING;
 use serde_json::{Value, json};
 
-use super::Caller;
 use super::body::{Decoded, decode};
 use super::convert::{Report, SubmitVersion, convert};
 use super::error::{ApiError, ParseDetails, add_cors};
 use super::keys::KeyLookup;
+use super::{Caller, check_daily_limit, read_body};
 use crate::AppState;
 
 pub(super) async fn v2(State(state): State<AppState>, request: Request) -> Response {
@@ -54,36 +54,6 @@ fn success(version: SubmitVersion) -> Response {
     response
 }
 
-/// Counts a known key's request and enforces its daily limit (spec api §7.5);
-/// counting failures let the request through.
-async fn check_limit(
-    state: &AppState,
-    key: &ApiKey,
-    caller: &Caller,
-    path: &str,
-) -> Result<(), ApiError> {
-    let counted = state
-        .counters
-        .count_request(
-            &key.valid_key,
-            path,
-            "submit",
-            &caller.ip_text(),
-            Utc::now(),
-        )
-        .await;
-    match counted {
-        Ok(count) => match key.maxreq {
-            Some(max) if max > 0 && count > max as u64 => Err(ApiError::DailyLimitExceeded),
-            _ => Ok(()),
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "usage counting failed, request not limited");
-            Ok(())
-        }
-    }
-}
-
 async fn accept(
     state: &AppState,
     version: SubmitVersion,
@@ -98,7 +68,7 @@ async fn accept(
         None => None,
         Some(text) => match state.api_keys.lookup(&state.store, text).await {
             KeyLookup::Known(key) => {
-                check_limit(state, &key, &caller, path).await?;
+                check_daily_limit(state, &key, &caller, path, "submit").await?;
                 Some(key)
             }
             KeyLookup::Unknown | KeyLookup::Failed => None,
@@ -112,17 +82,7 @@ async fn accept(
     metrics::counter!("submit.request", "path" => path, "key" => key_tag).increment(1);
 
     let limits = state.api.body;
-    let raw = axum::body::to_bytes(body, limits.max_body)
-        .await
-        .map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::Parse(Some(ParseDetails::Decode(format!("reading the body: {e}"))))
-            }
-        })?;
+    let raw = read_body(state, body).await?;
     let value = match decode(&parts.headers, &raw, limits)? {
         Decoded::Empty => return Err(ApiError::Parse(None)),
         Decoded::Json(value) => value,

@@ -13,8 +13,10 @@ use ichnaea_queue::{Counters, Queue};
 use ichnaea_store::{Store, StoreOptions};
 use ichnaea_web::api::ApiSettings;
 use ichnaea_web::api::keys::ApiKeyCache;
-use ichnaea_web::{AppState, GeoipStatus, router};
+use ichnaea_web::{AppState, FallbackClient, GeoIp, router};
 
+mod locate;
+mod mmdb;
 mod submit;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -32,8 +34,18 @@ pub struct Fx {
     pub store: Store,
     pub queue: Queue,
     pub counters: Arc<Counters>,
+    /// Redis URL and key prefix of the cluster backends (`None` when embedded).
+    pub redis: Option<(String, String)>,
 }
 
+/// The GeoIP test database of spec locate §4.3 (built in memory, once).
+fn test_geoip() -> Arc<GeoIp> {
+    static DB: std::sync::OnceLock<Arc<GeoIp>> = std::sync::OnceLock::new();
+    DB.get_or_init(|| Arc::new(GeoIp::from_bytes(mmdb::test_city_db()).expect("test mmdb")))
+        .clone()
+}
+
+/// The router's state over `fx`, with the GeoIP test database loaded.
 fn state(fx: &Fx, admin: bool) -> AppState {
     AppState {
         store: fx.store.clone(),
@@ -41,7 +53,9 @@ fn state(fx: &Fx, admin: bool) -> AppState {
         admin_token: admin.then(|| Arc::from(TOKEN)),
         version: Arc::new(json!({"version": "9.9.9", "commit": "abc"})),
         prometheus: ichnaea_web::metrics::prometheus_handle(),
-        geoip: GeoipStatus::default(),
+        geoip: Some(test_geoip()),
+        geoip_configured: true,
+        fallback: FallbackClient::new().expect("fallback client"),
         api_keys: ApiKeyCache::new(std::time::Duration::from_secs(300)),
         counters: fx.counters.clone(),
         api: ApiSettings::default(),
@@ -69,6 +83,7 @@ where
         store: store.clone(),
         queue,
         counters,
+        redis: None,
     };
     let result = std::panic::AssertUnwindSafe(body(fx)).catch_unwind().await;
     store.close().await;
@@ -118,6 +133,7 @@ where
         store: store.clone(),
         queue,
         counters,
+        redis: Some((redis.clone(), prefix.clone())),
     };
     let result = std::panic::AssertUnwindSafe(body(fx)).catch_unwind().await;
     delete_redis_keys(&redis, &prefix).await;
@@ -134,7 +150,8 @@ where
 async fn delete_redis_keys(url: &str, prefix: &str) {
     let client = redis::Client::open(url).unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
+    // Binary-safe: the fallback cache keys end in raw MAC / cell id bytes.
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(&mut con)
         .await
@@ -268,16 +285,43 @@ async fn heartbeat_reports_every_backend(fx: Fx) {
     let r = call(&app, Method::GET, "/__heartbeat__", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     let body = r.json();
-    let members: Vec<&String> = body.as_object().unwrap().keys().collect();
-    assert_eq!(members, vec!["database", queue_member, "geoip"]);
+    let mut members: Vec<&String> = body.as_object().unwrap().keys().collect();
+    members.sort();
+    let mut want = vec!["database", "geoip", queue_member];
+    want.sort();
+    assert_eq!(members, want, "member order is irrelevant (spec api §4.3)");
     assert_eq!(body["database"]["up"], json!(true));
     assert_eq!(body["database"]["alembic_version"], json!("2"));
     assert!(body["database"]["time"].as_u64().is_some());
     assert_eq!(body[queue_member]["up"], json!(true));
     assert!(body[queue_member]["time"].as_u64().is_some());
-    assert_eq!(body["geoip"]["configured"], json!(false));
-    assert_eq!(body["geoip"]["age_in_days"], json!(-1));
+    assert_eq!(body["geoip"]["up"], json!(true));
+    assert_eq!(body["geoip"]["configured"], json!(true));
+    assert_eq!(body["geoip"]["version"], json!("2022-01-06T16:20:21Z"));
+    assert!(body["geoip"]["age_in_days"].as_i64().unwrap() >= 1_000);
+    assert!(body["geoip"]["time"].as_u64().is_some());
     assert_security_headers(&r);
+
+    // Without a GeoIP database: up false but not an outage; configured but
+    // unloadable: 503.
+    let mut none = state(&fx, false);
+    none.geoip = None;
+    none.geoip_configured = false;
+    let r = call(
+        &router(none.clone()),
+        Method::GET,
+        "/__heartbeat__",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["geoip"]["up"], json!(false));
+    assert_eq!(r.json()["geoip"]["age_in_days"], json!(-1));
+    none.geoip_configured = true;
+    let r = call(&router(none), Method::GET, "/__heartbeat__", None, None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["geoip"]["up"], json!(false));
 }
 
 async fn heartbeat_is_503_naming_the_database_when_it_is_down(fx: Fx) {

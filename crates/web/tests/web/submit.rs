@@ -42,7 +42,7 @@ crate::backend_tests!(
     case_64_queue_backend_down_is_503,
 );
 
-async fn send(
+pub(crate) async fn send(
     fx: &Fx,
     method: Method,
     uri: &str,
@@ -52,7 +52,7 @@ async fn send(
     send_app(&router(state(fx, false)), method, uri, headers, body).await
 }
 
-async fn send_app(
+pub(crate) async fn send_app(
     app: &axum::Router,
     method: Method,
     uri: &str,
@@ -96,7 +96,7 @@ async fn post(fx: &Fx, uri: &str, body: Value) -> Reply {
 }
 
 /// Every item waiting in `update_incoming` (leased, not acknowledged).
-async fn queued(fx: &Fx) -> Vec<Value> {
+pub(crate) async fn queued(fx: &Fx) -> Vec<Value> {
     let mut items = Vec::new();
     while let Some(batch) = fx
         .queue
@@ -118,31 +118,31 @@ async fn queued(fx: &Fx) -> Vec<Value> {
     items
 }
 
-async fn add_key(fx: &Fx, key: ApiKey) {
+pub(crate) async fn add_key(fx: &Fx, key: ApiKey) {
     fx.store.insert_api_key(&key).await.unwrap();
 }
 
-fn limited(name: &str, maxreq: i64) -> ApiKey {
+pub(crate) fn limited(name: &str, maxreq: i64) -> ApiKey {
     ApiKey {
         maxreq: Some(maxreq),
         ..ApiKey::new(name)
     }
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(data).unwrap();
     e.finish().unwrap()
 }
 
-fn error_reason(r: &Reply) -> String {
+pub(crate) fn error_reason(r: &Reply) -> String {
     r.json()["error"]["errors"][0]["reason"]
         .as_str()
         .unwrap_or_default()
         .to_string()
 }
 
-fn assert_cors(r: &Reply) {
+pub(crate) fn assert_cors(r: &Reply) {
     assert_eq!(r.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), Some("*"));
     assert_eq!(r.header(header::ACCESS_CONTROL_MAX_AGE), Some("2592000"));
 }
@@ -769,13 +769,13 @@ async fn client_geoclue_old_and_new(fx: Fx) {
 }
 
 /// A private redis-server on a free port, killed on drop.
-struct PrivateRedis {
-    child: std::process::Child,
-    url: String,
+pub(crate) struct PrivateRedis {
+    pub(crate) child: std::process::Child,
+    pub(crate) url: String,
 }
 
 impl PrivateRedis {
-    async fn start() -> PrivateRedis {
+    pub(crate) async fn start() -> PrivateRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
