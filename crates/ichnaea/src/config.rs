@@ -68,6 +68,15 @@ pub struct Config {
     pub log_level: String,
     /// Seconds to wait for in-flight work at shutdown.
     pub shutdown_timeout: u64,
+    /// Backlog (queued reports and observations) the rate controller steers
+    /// towards by lowering the locate sample rate; unset = controller off.
+    pub rate_control_target: Option<f64>,
+    /// Rate controller gains (spec pipeline §4.7.2).
+    pub rate_control_kp: f64,
+    /// Integral gain.
+    pub rate_control_ki: f64,
+    /// Derivative gain.
+    pub rate_control_kd: f64,
     /// Dockerflow `version.json` served at `/__version__`; unset = build info.
     pub version_file: Option<PathBuf>,
 }
@@ -92,6 +101,10 @@ impl Default for Config {
             log_format: LogFormat::Json,
             log_level: "info".into(),
             shutdown_timeout: 30,
+            rate_control_target: None,
+            rate_control_kp: 8.0,
+            rate_control_ki: 0.0,
+            rate_control_kd: 0.0,
             version_file: None,
         }
     }
@@ -196,6 +209,12 @@ impl Config {
             "log_format" => self.log_format = parse(var, value)?,
             "log_level" => self.log_level = value.to_string(),
             "shutdown_timeout" => self.shutdown_timeout = parse(var, value)?,
+            "rate_control_target" => {
+                self.rate_control_target = optional(value).map(|v| parse(var, &v)).transpose()?
+            }
+            "rate_control_kp" => self.rate_control_kp = parse(var, value)?,
+            "rate_control_ki" => self.rate_control_ki = parse(var, value)?,
+            "rate_control_kd" => self.rate_control_kd = parse(var, value)?,
             "version_file" => self.version_file = optional(value).map(PathBuf::from),
             _ => return Ok(false),
         }
@@ -236,6 +255,10 @@ impl Config {
             "log_format": self.log_format,
             "log_level": self.log_level,
             "shutdown_timeout": self.shutdown_timeout,
+            "rate_control_target": self.rate_control_target,
+            "rate_control_kp": self.rate_control_kp,
+            "rate_control_ki": self.rate_control_ki,
+            "rate_control_kd": self.rate_control_kd,
             "version_file": self.version_file,
         })
     }

@@ -10,8 +10,7 @@ use ichnaea_pipeline::export::Exporters;
 use ichnaea_pipeline::periodic::Intervals;
 use ichnaea_pipeline::scheduler::Scheduler;
 use ichnaea_pipeline::{PipelineContext, PipelineSettings, worker};
-use ichnaea_queue::Counters;
-use ichnaea_queue::Queue;
+use ichnaea_queue::{Counters, Queue};
 use ichnaea_store::{Store, StoreOptions};
 use ichnaea_web::api::ApiSettings;
 use ichnaea_web::api::body::BodyLimits;
@@ -81,6 +80,7 @@ fn pipeline_context(
     config: &Config,
     store: &Store,
     queue: &Arc<Queue>,
+    counters: &Arc<Counters>,
 ) -> anyhow::Result<PipelineContext> {
     let settings = PipelineSettings {
         visibility: Duration::from_secs(config.queue_visibility.max(1)),
@@ -90,6 +90,7 @@ fn pipeline_context(
     Ok(PipelineContext {
         store: store.clone(),
         queue: queue.clone(),
+        counters: counters.clone(),
         geocoder: Arc::new(geocoder),
         exporters: Arc::new(
             Exporters::new(settings.export_timeout).context("creating the exporters")?,
@@ -102,8 +103,8 @@ fn pipeline_context(
 pub async fn drain(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let (queue, counters) = open_queue(&config, &store).await?;
-    let queue = Arc::new(queue);
-    let ctx = pipeline_context(&config, &store, &queue)?;
+    let (queue, counters) = (Arc::new(queue), Arc::new(counters));
+    let ctx = pipeline_context(&config, &store, &queue, &counters)?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -250,9 +251,25 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
             Ok("web")
         });
     }
-    let ctx = pipeline_context(&config, &store, &queue)?;
+    let ctx = pipeline_context(&config, &store, &queue, &counters)?;
     if roles.contains(&Role::Scheduler) {
-        let scheduler = Scheduler::new(ichnaea_pipeline::periodic::tasks(&Intervals::default()));
+        let rate_control = match config.rate_control_target {
+            None => None,
+            Some(target) => Some(
+                ichnaea_pipeline::rate_control::RateControl::new(target)
+                    .map(|p| ichnaea_pipeline::rate_control::RateControl {
+                        kp: config.rate_control_kp,
+                        ki: config.rate_control_ki,
+                        kd: config.rate_control_kd,
+                        ..p
+                    })
+                    .context("rate_control_target must be greater than 0")?,
+            ),
+        };
+        let scheduler = Scheduler::new(ichnaea_pipeline::periodic::tasks(&Intervals {
+            rate_control,
+            ..Intervals::default()
+        }));
         for (name, interval) in scheduler.describe() {
             tracing::info!(task = name, interval_s = interval.as_secs(), "scheduled");
         }

@@ -13,6 +13,7 @@ pub mod export;
 pub mod incoming;
 pub mod monitor;
 pub mod periodic;
+pub mod rate_control;
 pub mod scheduler;
 pub mod stations;
 pub mod worker;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ichnaea_core::geocoder::Geocoder;
-use ichnaea_queue::Queue;
+use ichnaea_queue::{Counters, Queue};
 use ichnaea_store::Store;
 
 /// Batch sizes and timings of the pipeline (spec pipeline §6.4: the original's
@@ -72,6 +73,8 @@ pub struct PipelineContext {
     pub store: Store,
     /// The queue backend.
     pub queue: Arc<Queue>,
+    /// Counters shared with the web tier (the global locate sample rate).
+    pub counters: Arc<Counters>,
     /// Regions and mobile country codes.
     pub geocoder: Arc<dyn Geocoder>,
     /// Sizes and timings.

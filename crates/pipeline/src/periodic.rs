@@ -53,8 +53,10 @@ pub struct Intervals {
     pub statregion: Duration,
     /// Retention tasks (original: daily).
     pub cleanup: Duration,
-    /// Queue gauges (original: 60 s).
+    /// Queue gauges and the rate controller (original: 60 s).
     pub monitor: Duration,
+    /// The rate controller, when enabled (off by default).
+    pub rate_control: Option<crate::rate_control::RateControl>,
 }
 
 impl Default for Intervals {
@@ -64,13 +66,14 @@ impl Default for Intervals {
             statregion: Duration::from_secs(86_400),
             cleanup: Duration::from_secs(86_400),
             monitor: Duration::from_secs(60),
+            rate_control: None,
         }
     }
 }
 
 /// Every periodic task of the service.
 pub fn tasks(intervals: &Intervals) -> Vec<PeriodicTask> {
-    vec![
+    let mut tasks = vec![
         PeriodicTask::new(
             "update_statcounter",
             intervals.statcounter,
@@ -88,5 +91,19 @@ pub fn tasks(intervals: &Intervals) -> Vec<PeriodicTask> {
             intervals.cleanup,
             crate::monitor::prune_applied_batches,
         ),
-    ]
+    ];
+    if let Some(params) = intervals.rate_control {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(
+            crate::rate_control::PidState::default(),
+        ));
+        tasks.push(PeriodicTask::new(
+            "rate_control",
+            intervals.monitor,
+            move |ctx| {
+                let state = state.clone();
+                async move { crate::rate_control::run(ctx, params, &state).await }
+            },
+        ));
+    }
+    tasks
 }

@@ -19,7 +19,7 @@ use ichnaea_core::source::ReportSource;
 use ichnaea_core::stats::StatKey;
 use ichnaea_pipeline::export::Exporters;
 use ichnaea_pipeline::{PipelineContext, PipelineSettings, worker};
-use ichnaea_queue::Queue;
+use ichnaea_queue::{Counters, Queue};
 use ichnaea_store::{Store, StoreOptions};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -57,10 +57,11 @@ fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn context(store: Store, queue: Queue) -> PipelineContext {
+fn context(store: Store, queue: Queue, counters: Counters) -> PipelineContext {
     PipelineContext {
         store,
         queue: Arc::new(queue),
+        counters: Arc::new(counters),
         geocoder: Arc::new(TestGeocoder),
         settings: PipelineSettings {
             visibility: Duration::from_millis(300),
@@ -87,7 +88,10 @@ where
     let queue = Queue::embedded(store.sqlite_pool().unwrap().clone())
         .await
         .unwrap();
-    let result = std::panic::AssertUnwindSafe(body(context(store.clone(), queue)))
+    let counters = Counters::embedded(store.sqlite_pool().unwrap().clone())
+        .await
+        .unwrap();
+    let result = std::panic::AssertUnwindSafe(body(context(store.clone(), queue, counters)))
         .catch_unwind()
         .await;
     store.close().await;
@@ -124,7 +128,8 @@ where
     store.migrate().await.unwrap();
     let prefix = format!("test-{}:", unique());
     let queue = Queue::redis(&redis_url, &prefix).await.unwrap();
-    let result = std::panic::AssertUnwindSafe(body(context(store.clone(), queue)))
+    let counters = Counters::redis(&redis_url, &prefix).await.unwrap();
+    let result = std::panic::AssertUnwindSafe(body(context(store.clone(), queue, counters)))
         .catch_unwind()
         .await;
     store.drop_pg_schema(&schema).await.unwrap();
@@ -170,6 +175,7 @@ backend_tests!(
     moved_network_is_blocklisted,
     replayed_batches_are_applied_once,
     exports_follow_skip_rules_and_partitions,
+    rate_control_lowers_the_locate_sample_rate,
 );
 
 async fn submit(ctx: &PipelineContext, api_key: Option<&str>, source: &str, reports: Vec<Value>) {
@@ -446,4 +452,31 @@ async fn exports_follow_skip_rules_and_partitions(ctx: PipelineContext) {
     assert_eq!(q.len("queue_export_odd").await.unwrap(), 3);
     let (_, stuck) = worker::backlog(&ctx).await.unwrap();
     assert_eq!(stuck, vec![("queue_export_odd".to_string(), 3)]);
+}
+
+async fn rate_control_lowers_the_locate_sample_rate(ctx: PipelineContext) {
+    use ichnaea_pipeline::rate_control::{PidState, RateControl, run};
+    let params = RateControl::new(10.0).unwrap();
+    let state = std::sync::Mutex::new(PidState::default());
+    run(ctx.clone(), params, &state).await.unwrap();
+    assert_eq!(
+        ctx.counters.locate_sample_rate().await.unwrap(),
+        Some(100.0),
+        "empty queues"
+    );
+    // 9 reports waiting (target 10): 8 * (10 - 9) / 10 -> 80 %.
+    let items: Vec<Vec<u8>> = (0..9).map(|_| b"{}".to_vec()).collect();
+    ctx.queue.push(UPDATE_INCOMING, items).await.unwrap();
+    run(ctx.clone(), params, &state).await.unwrap();
+    assert_eq!(ctx.counters.locate_sample_rate().await.unwrap(), Some(80.0));
+    ctx.queue
+        .push(UPDATE_INCOMING, vec![b"{}".to_vec(); 5])
+        .await
+        .unwrap();
+    run(ctx.clone(), params, &state).await.unwrap();
+    assert_eq!(
+        ctx.counters.locate_sample_rate().await.unwrap(),
+        Some(0.0),
+        "above the target"
+    );
 }
