@@ -178,14 +178,44 @@ fn entry_age(entry: &Map<String, Value>, gps_age: i64) -> Result<Option<i64>, ()
     }
 }
 
-fn entries<'a>(report: &'a Map<String, Value>, member: &str) -> Vec<&'a Map<String, Value>> {
+/// Members the transform keeps, per network type (spec §2.9.1); an entry with
+/// none of them maps to an empty object and is dropped without being counted.
+const BLUE_FIELDS: &[&str] = &["macAddress", "age", "signalStrength"];
+const WIFI_FIELDS: &[&str] = &[
+    "macAddress",
+    "age",
+    "channel",
+    "frequency",
+    "radioType",
+    "signalToNoiseRatio",
+    "signalStrength",
+];
+const CELL_FIELDS: &[&str] = &[
+    "radioType",
+    "mobileCountryCode",
+    "mobileNetworkCode",
+    "locationAreaCode",
+    "cellId",
+    "age",
+    "asu",
+    "primaryScramblingCode",
+    "serving",
+    "signalStrength",
+    "timingAdvance",
+];
+
+fn entries<'a>(
+    report: &'a Map<String, Value>,
+    member: &str,
+    kept: &[&str],
+) -> Vec<&'a Map<String, Value>> {
     report
         .get(member)
         .and_then(Value::as_array)
         .map(|list| {
             list.iter()
                 .filter_map(Value::as_object)
-                .filter(|e| e.values().any(|v| !v.is_null()))
+                .filter(|e| kept.iter().any(|k| e.get(*k).is_some_and(|v| !v.is_null())))
                 .collect()
         })
         .unwrap_or_default()
@@ -401,9 +431,9 @@ fn dedupe<T, K: PartialEq>(
 pub fn ingest_report(report: &Value, geocoder: &dyn Geocoder) -> Option<Ingested> {
     let report = report.as_object()?;
     let (blue, wifi, cell) = (
-        entries(report, "bluetoothBeacons"),
-        entries(report, "wifiAccessPoints"),
-        entries(report, "cellTowers"),
+        entries(report, "bluetoothBeacons", BLUE_FIELDS),
+        entries(report, "wifiAccessPoints", WIFI_FIELDS),
+        entries(report, "cellTowers", CELL_FIELDS),
     );
     if blue.is_empty() && wifi.is_empty() && cell.is_empty() {
         return None;

@@ -24,12 +24,15 @@ struct Counts {
 
 const TYPES: [&str; 3] = ["blue", "cell", "wifi"];
 
+/// Counters of one batch by api key, for [`emit`].
+pub struct BatchCounts(BTreeMap<Option<String>, Counts>);
+
 /// The queue entries produced from one batch of export elements
-/// (`{"api_key", "report"}`), and the metrics they imply.
+/// (`{"api_key", "report"}`), and the counters they imply.
 pub fn observations_for(
     ctx: &PipelineContext,
     elements: &[Vec<u8>],
-) -> Vec<(String, Vec<Vec<u8>>)> {
+) -> (Vec<(String, Vec<Vec<u8>>)>, BatchCounts) {
     let mut outputs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     let mut grids: BTreeSet<DatamapGrid> = BTreeSet::new();
     let mut counts: BTreeMap<Option<String>, Counts> = BTreeMap::new();
@@ -91,12 +94,20 @@ pub fn observations_for(
             .or_default()
             .push(grid.to_bytes().to_vec());
     }
-    emit(counts);
-    outputs.into_iter().collect()
+    (outputs.into_iter().collect(), BatchCounts(counts))
 }
 
-fn emit(counts: BTreeMap<Option<String>, Counts>) {
-    for (key, c) in counts {
+/// Emits the exporter's counters (spec §2.10.7); only keys that exist in
+/// `api_key` become a `key` tag, looked up once per distinct key of the batch.
+pub async fn emit(ctx: &PipelineContext, counts: BatchCounts) {
+    let mut known = std::collections::HashSet::new();
+    for key in counts.0.keys().flatten() {
+        if let Ok(Some(row)) = ctx.store.api_key(key).await {
+            known.insert(row.valid_key);
+        }
+    }
+    for (key, c) in counts.0 {
+        let key = key.filter(|k| known.contains(k));
         let tags: Vec<(&'static str, String)> = key.map(|k| vec![("key", k)]).unwrap_or_default();
         let counter = |name: &'static str, n: u64, extra: Option<&'static str>| {
             if n == 0 {

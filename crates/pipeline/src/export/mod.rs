@@ -131,8 +131,10 @@ async fn export(
             ctx.queue.ack(batch).await?;
         }
         ExportSchema::Internal => {
-            let outputs = internal::observations_for(ctx, &batch.items);
-            ctx.queue.transfer(batch, &outputs).await?;
+            let (outputs, counts) = internal::observations_for(ctx, &batch.items);
+            if ctx.queue.transfer(batch, &outputs).await? {
+                internal::emit(ctx, counts).await;
+            }
         }
         ExportSchema::Geosubmit | ExportSchema::S3 => {
             let url = config.url.as_deref().unwrap_or_default();
