@@ -24,6 +24,9 @@ struct Counts {
 
 const TYPES: [&str; 3] = ["blue", "cell", "wifi"];
 
+/// Entries for other queues: (queue name, items), as `Queue::transfer` takes them.
+pub type QueueOutputs = Vec<(String, Vec<Vec<u8>>)>;
+
 /// Counters of one batch by api key, for [`emit`].
 pub struct BatchCounts(BTreeMap<Option<String>, Counts>);
 
@@ -32,7 +35,7 @@ pub struct BatchCounts(BTreeMap<Option<String>, Counts>);
 pub fn observations_for(
     ctx: &PipelineContext,
     elements: &[Vec<u8>],
-) -> (Vec<(String, Vec<Vec<u8>>)>, BatchCounts) {
+) -> (QueueOutputs, BatchCounts) {
     let mut outputs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     let mut grids: BTreeSet<DatamapGrid> = BTreeSet::new();
     let mut counts: BTreeMap<Option<String>, Counts> = BTreeMap::new();
