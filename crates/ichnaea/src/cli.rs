@@ -32,6 +32,16 @@ pub enum Command {
     /// Run all pipeline work until every queue is empty, then exit (safe while
     /// `serve` runs against the same database and queues).
     Drain,
+    /// Benchmark aid: write Wi-Fi stations into the configured database — the
+    /// `sim load --endpoint geolocate` MAC pool in one cluster, plus random ones.
+    SeedStations {
+        /// Total stations to write.
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+        /// Seed of the MAC pool (as `sim load --mac-pool-seed`).
+        #[arg(long, default_value_t = 1)]
+        mac_pool_seed: u64,
+    },
     /// Manage API keys.
     #[command(subcommand)]
     Apikey(ApikeyCommand),

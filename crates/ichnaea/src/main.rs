@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod config;
+mod seed;
 mod serve;
 
 use std::process::ExitCode;
@@ -54,6 +55,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             println!("database schema at version {version}");
             Ok(())
+        }
+        Command::SeedStations {
+            count,
+            mac_pool_seed,
+        } => {
+            init_logging(&config, "warn");
+            let store = serve::open_store(&config).await?;
+            let result = seed::seed(&store, count, mac_pool_seed).await;
+            store.close().await;
+            result
         }
         Command::Drain => {
             init_logging(&config, "warn");
