@@ -45,3 +45,26 @@ pub async fn prune_applied_batches(ctx: PipelineContext) -> Result<(), PipelineE
     }
     Ok(())
 }
+
+/// `monitor_api_key_limits`: gauge `api.limit` (tags `key`, `path`) with today's
+/// request count of every key with traffic (spec pipeline §4.6).
+pub async fn monitor_api_key_limits(ctx: PipelineContext) -> Result<(), PipelineError> {
+    for (key, path, count) in ctx.counters.daily_requests(Utc::now()).await? {
+        metrics::gauge!("api.limit", "key" => key, "path" => path).set(count as f64);
+    }
+    Ok(())
+}
+
+/// `monitor_api_users`: gauge `<api type>.user` (tags `key`, `interval:1d|7d`)
+/// with distinct client IPs today and over seven days; older user sets are
+/// deleted on the way (spec pipeline §4.6).
+pub async fn monitor_api_users(ctx: PipelineContext) -> Result<(), PipelineError> {
+    for usage in ctx.counters.key_usage(Utc::now()).await? {
+        let name = format!("{}.user", usage.api_type);
+        metrics::gauge!(name.clone(), "key" => usage.api_key.clone(), "interval" => "1d")
+            .set(usage.users_today as f64);
+        metrics::gauge!(name, "key" => usage.api_key, "interval" => "7d")
+            .set(usage.users_week as f64);
+    }
+    Ok(())
+}

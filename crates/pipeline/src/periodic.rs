@@ -55,6 +55,8 @@ pub struct Intervals {
     pub cleanup: Duration,
     /// Queue gauges and the rate controller (original: 60 s).
     pub monitor: Duration,
+    /// API key usage gauges (original: 600 s).
+    pub usage: Duration,
     /// The rate controller, when enabled (off by default).
     pub rate_control: Option<crate::rate_control::RateControl>,
 }
@@ -66,6 +68,7 @@ impl Default for Intervals {
             statregion: Duration::from_secs(86_400),
             cleanup: Duration::from_secs(86_400),
             monitor: Duration::from_secs(60),
+            usage: Duration::from_secs(600),
             rate_control: None,
         }
     }
@@ -90,6 +93,16 @@ pub fn tasks(intervals: &Intervals) -> Vec<PeriodicTask> {
             "prune_applied_batches",
             intervals.cleanup,
             crate::monitor::prune_applied_batches,
+        ),
+        PeriodicTask::new(
+            "monitor_api_key_limits",
+            intervals.usage,
+            crate::monitor::monitor_api_key_limits,
+        ),
+        PeriodicTask::new(
+            "monitor_api_users",
+            intervals.usage,
+            crate::monitor::monitor_api_users,
         ),
     ];
     if let Some(params) = intervals.rate_control {

@@ -194,6 +194,7 @@ backend_tests!(
     replayed_batches_are_applied_once,
     exports_follow_skip_rules_and_partitions,
     rate_control_lowers_the_locate_sample_rate,
+    monitor_tasks_report_api_usage,
     case_01_zero_weight_observation_is_dropped_uncounted,
     case_05_large_gsm_cid_is_stored_as_wcdma,
     case_06_rejected_cell_entry_counts_an_observation_drop,
@@ -543,6 +544,7 @@ async fn rate_control_lowers_the_locate_sample_rate(ctx: PipelineContext) {
 #[derive(Default)]
 struct TestMetrics {
     counters: Mutex<BTreeMap<MetricId, Arc<AtomicU64>>>,
+    gauges: Mutex<BTreeMap<MetricId, Arc<AtomicU64>>>,
 }
 
 /// A metric name with its labels, sorted.
@@ -561,6 +563,20 @@ impl TestMetrics {
             .unwrap()
             .get(&(name.to_string(), labels))
             .map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+
+    /// The gauge with exactly these labels; `None` if never set.
+    fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        labels.sort();
+        self.gauges
+            .lock()
+            .unwrap()
+            .get(&(name.to_string(), labels))
+            .map(|g| f64::from_bits(g.load(Ordering::SeqCst)))
     }
 
     /// The sum of a counter over all its label sets.
@@ -596,8 +612,20 @@ impl metrics::Recorder for TestMetrics {
         Counter::from_arc(slot)
     }
 
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        let mut labels: Vec<(String, String)> = key
+            .labels()
+            .map(|l| (l.key().to_string(), l.value().to_string()))
+            .collect();
+        labels.sort();
+        let slot = self
+            .gauges
+            .lock()
+            .unwrap()
+            .entry((key.name().to_string(), labels))
+            .or_default()
+            .clone();
+        Gauge::from_arc(slot)
     }
 
     fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
@@ -2263,4 +2291,48 @@ async fn case_58_rate_controller_needs_a_target(ctx: PipelineContext) {
         .await
         .unwrap();
     assert_eq!(ctx.counters.locate_sample_rate().await.unwrap(), None);
+}
+
+/// §4.6 `monitor_api_key_limits` and `monitor_api_users`: gauges of today's
+/// requests per key and path, and of distinct users per key.
+async fn monitor_tasks_report_api_usage(ctx: PipelineContext) {
+    let metrics = TestMetrics::default();
+    let _guard = metrics::set_default_local_recorder(&metrics);
+    let now = Utc::now();
+    for ip in ["10.0.0.1", "10.0.0.2", "10.0.0.1"] {
+        ctx.counters
+            .count_request("test", "v1.geolocate", "locate", ip, now)
+            .await
+            .unwrap();
+    }
+    ctx.counters
+        .count_request("test", "v2.geosubmit", "submit", "10.0.0.3", now)
+        .await
+        .unwrap();
+    ichnaea_pipeline::monitor::monitor_api_key_limits(ctx.clone())
+        .await
+        .unwrap();
+    ichnaea_pipeline::monitor::monitor_api_users(ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        metrics.gauge("api.limit", &[("key", "test"), ("path", "v1.geolocate")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        metrics.gauge("api.limit", &[("key", "test"), ("path", "v2.geosubmit")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metrics.gauge("locate.user", &[("key", "test"), ("interval", "1d")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        metrics.gauge("locate.user", &[("key", "test"), ("interval", "7d")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        metrics.gauge("submit.user", &[("key", "test"), ("interval", "7d")]),
+        Some(1.0)
+    );
 }

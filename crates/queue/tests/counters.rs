@@ -189,6 +189,7 @@ counter_tests!(
     fallback_window_redis_key_and_ttl,
     cache_round_trip_with_binary_keys,
     locate_sample_rate_set_read_and_clear,
+    monitoring_lists_todays_usage,
 );
 
 /// A fixed instant late on a UTC day.
@@ -617,4 +618,43 @@ async fn locate_sample_rate_set_read_and_clear(f: &Fixture) {
     }
     c.set_locate_sample_rate(None).await.unwrap();
     assert_eq!(c.locate_sample_rate().await.unwrap(), None);
+}
+
+async fn monitoring_lists_todays_usage(f: &Fixture) {
+    let c = &f.counters;
+    let now = day_one();
+    let week_ago = now - chrono::Duration::days(6);
+    let too_old = now - chrono::Duration::days(8);
+    for (key, path, ip, at) in [
+        ("alpha", "v1.geolocate", "10.0.0.1", now),
+        ("alpha", "v1.geolocate", "10.0.0.2", now),
+        ("alpha", "v2.geosubmit", "10.0.0.1", now),
+        ("beta", "v1.geolocate", "10.0.0.9", now),
+        ("alpha", "v1.geolocate", "10.0.0.3", week_ago),
+        ("alpha", "v1.geolocate", "10.0.0.4", too_old),
+    ] {
+        c.count_request(key, path, "locate", ip, at).await.unwrap();
+    }
+    let requests = c.daily_requests(now).await.unwrap();
+    assert_eq!(
+        requests,
+        vec![
+            ("alpha".to_string(), "v1.geolocate".to_string(), 2),
+            ("alpha".to_string(), "v2.geosubmit".to_string(), 1),
+            ("beta".to_string(), "v1.geolocate".to_string(), 1),
+        ]
+    );
+    let usage = c.key_usage(now).await.unwrap();
+    let got: Vec<(String, String, u64, u64)> = usage
+        .into_iter()
+        .map(|u| (u.api_type, u.api_key, u.users_today, u.users_week))
+        .collect();
+    // alpha: 10.0.0.1, .2 today; .3 six days ago; .4 eight days ago is outside.
+    assert_eq!(
+        got,
+        vec![
+            ("locate".to_string(), "alpha".to_string(), 2, 3),
+            ("locate".to_string(), "beta".to_string(), 1, 1),
+        ]
+    );
 }

@@ -276,6 +276,65 @@ impl EmbeddedCounters {
             .map_or(0, UserSet::estimate)
     }
 
+    /// Request counter names and values of `day`.
+    pub(crate) fn request_counters(&self, day: NaiveDate) -> Vec<(String, u64)> {
+        let state = self.inner.lock();
+        state
+            .requests
+            .get(&day)
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|(name, c)| (name.clone(), c.value))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Distinct users per (type, key): today's set, and the union of the last
+    /// seven days' sets (sampled sets are merged at their coarsest level).
+    pub(crate) fn key_usage(&self, today: NaiveDate) -> Vec<super::KeyUsage> {
+        let state = self.inner.lock();
+        let mut by_key: HashMap<(String, String), (u64, Vec<&UserSet>)> = HashMap::new();
+        for (day, sets) in &state.users {
+            let age = (today - *day).num_days();
+            if !(0..7).contains(&age) {
+                continue;
+            }
+            for (name, set) in sets {
+                let Some((api_type, api_key, _)) = super::parse_users_key(name) else {
+                    continue;
+                };
+                let entry = by_key
+                    .entry((api_type.to_string(), api_key.to_string()))
+                    .or_default();
+                if age == 0 {
+                    entry.0 = set.estimate();
+                }
+                entry.1.push(set);
+            }
+        }
+        by_key
+            .into_iter()
+            .map(|((api_type, api_key), (users_today, sets))| {
+                let level = sets.iter().map(|s| s.level).max().unwrap_or(0);
+                let union: HashSet<u64> = sets
+                    .iter()
+                    .flat_map(|s| s.hashes.iter().copied())
+                    .filter(|h| h.leading_zeros() >= level)
+                    .collect();
+                let users_week =
+                    (union.len() as u64).saturating_mul(1u64 << level.min(u64::BITS - 1));
+                super::KeyUsage {
+                    api_type,
+                    api_key,
+                    users_today,
+                    users_week,
+                }
+            })
+            .collect()
+    }
+
     pub(crate) fn set_requests(
         &self,
         api_key: &str,

@@ -229,6 +229,40 @@ impl Counters {
         }
     }
 
+    /// Today's request counters: (api key, api path, requests), for the `api.limit`
+    /// gauge. Every key with traffic is listed, not only keys with a limit.
+    pub async fn daily_requests(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, u64)>, QueueError> {
+        let day = compact_day(now.date_naive());
+        let mut out = match self {
+            Counters::Embedded(c) => c.request_counters(now.date_naive()),
+            Counters::Redis(c) => c.request_counters(&day).await?,
+        };
+        out.retain(|(name, _)| parse_requests_key(name, &day).is_some());
+        let mut rows: Vec<(String, String, u64)> = out
+            .into_iter()
+            .filter_map(|(name, n)| {
+                let (key, path) = parse_requests_key(&name, &day)?;
+                Some((key.to_string(), path.to_string(), n))
+            })
+            .collect();
+        rows.sort();
+        Ok(rows)
+    }
+
+    /// Distinct users per (api type, key) today and over the last seven days; in
+    /// Redis, user sets older than seven days are deleted on the way (spec §4.6).
+    pub async fn key_usage(&self, now: DateTime<Utc>) -> Result<Vec<KeyUsage>, QueueError> {
+        let mut rows = match self {
+            Counters::Embedded(c) => c.key_usage(now.date_naive()),
+            Counters::Redis(c) => c.key_usage(now.date_naive()).await?,
+        };
+        rows.sort();
+        Ok(rows)
+    }
+
     /// Writes changed embedded counters to SQLite now (and drops old days); does
     /// nothing on Redis, where every increment is already stored.
     pub async fn flush(&self) -> Result<(), QueueError> {
@@ -241,6 +275,43 @@ impl Counters {
 
 /// Name of the daily request counter: `apilimit:<key>:<path>:<YYYYMMDD>` (without
 /// prefix).
+/// One API key's usage, for the monitoring gauges (spec pipeline §4.6).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyUsage {
+    /// `locate`, `region` or `submit`.
+    pub api_type: String,
+    /// The key.
+    pub api_key: String,
+    /// Distinct client IPs today.
+    pub users_today: u64,
+    /// Distinct client IPs over the last seven days (today included).
+    pub users_week: u64,
+}
+
+/// Splits `apilimit:<key>:<path>:<YYYYMMDD>` (without prefix) into key and path
+/// when the day matches.
+fn parse_requests_key<'a>(name: &'a str, day: &str) -> Option<(&'a str, &'a str)> {
+    let rest = name
+        .strip_prefix("apilimit:")?
+        .strip_suffix(day)?
+        .strip_suffix(':')?;
+    rest.split_once(':')
+}
+
+/// Splits `apiuser:<type>:<key>:<YYYY-MM-DD>` (without prefix).
+fn parse_users_key(name: &str) -> Option<(&str, &str, NaiveDate)> {
+    let rest = name.strip_prefix("apiuser:")?;
+    let (rest, day) = rest.rsplit_once(':')?;
+    let (api_type, api_key) = rest.split_once(':')?;
+    let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+    Some((api_type, api_key, day))
+}
+
+/// `YYYYMMDD` of a day.
+fn compact_day(day: NaiveDate) -> String {
+    format!("{:04}{:02}{:02}", day.year(), day.month(), day.day())
+}
+
 fn requests_key(api_key: &str, api_path: &str, now: DateTime<Utc>) -> String {
     let day = now.date_naive();
     format!(

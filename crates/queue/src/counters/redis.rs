@@ -22,7 +22,7 @@
 
 use ::redis::Client;
 use ::redis::aio::ConnectionManager;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{REQUESTS_TTL_SECS, SAMPLE_RATE_KEY, USERS_TTL_SECS, requests_key, users_key};
 use crate::QueueError;
@@ -113,6 +113,105 @@ impl RedisCounters {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(count)
+    }
+
+    /// Keys under the prefix matching `pattern`, by SCAN (never the blocking KEYS).
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, QueueError> {
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}{pattern}", self.prefix))
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await?;
+            out.extend(
+                keys.into_iter()
+                    .filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_string)),
+            );
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Request counter names (without prefix) and values of `day` (`YYYYMMDD`).
+    pub(crate) async fn request_counters(
+        &self,
+        day: &str,
+    ) -> Result<Vec<(String, u64)>, QueueError> {
+        let names = self.scan(&format!("apilimit:*:{day}")).await?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let value: Option<i64> = ::redis::cmd("GET")
+                .arg(format!("{}{name}", self.prefix))
+                .query_async(&mut self.conn.clone())
+                .await?;
+            if let Some(v) = value.and_then(|v| u64::try_from(v).ok()) {
+                out.push((name, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Distinct users per (type, key) today and over seven days (PFCOUNT of the
+    /// union); user sets older than seven days are deleted.
+    pub(crate) async fn key_usage(
+        &self,
+        today: NaiveDate,
+    ) -> Result<Vec<super::KeyUsage>, QueueError> {
+        let mut by_key: std::collections::BTreeMap<(String, String), Vec<(NaiveDate, String)>> =
+            Default::default();
+        for name in self.scan("apiuser:*").await? {
+            let Some((api_type, api_key, day)) = super::parse_users_key(&name) else {
+                continue;
+            };
+            let age = (today - day).num_days();
+            if !(0..7).contains(&age) {
+                let _: i64 = ::redis::cmd("DEL")
+                    .arg(format!("{}{name}", self.prefix))
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                continue;
+            }
+            by_key
+                .entry((api_type.to_string(), api_key.to_string()))
+                .or_default()
+                .push((day, format!("{}{name}", self.prefix)));
+        }
+        let mut out = Vec::with_capacity(by_key.len());
+        for ((api_type, api_key), days) in by_key {
+            let today_key = days
+                .iter()
+                .find(|(d, _)| *d == today)
+                .map(|(_, k)| k.clone());
+            let users_today = match today_key {
+                Some(k) => {
+                    ::redis::cmd("PFCOUNT")
+                        .arg(k)
+                        .query_async(&mut self.conn.clone())
+                        .await?
+                }
+                None => 0,
+            };
+            let keys: Vec<String> = days.into_iter().map(|(_, k)| k).collect();
+            let users_week: u64 = ::redis::cmd("PFCOUNT")
+                .arg(keys)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            out.push(super::KeyUsage {
+                api_type,
+                api_key,
+                users_today,
+                users_week,
+            });
+        }
+        Ok(out)
     }
 
     pub(crate) async fn set_requests(
