@@ -51,6 +51,15 @@ crate::backend_tests!(
     client_microg,
     client_neostumbler,
     client_country_requests,
+    t_w7_minpack_fidelity,
+    t_w8_high_scores_and_signals,
+    t_w9_signals_weight_the_position,
+    t_w11_permanently_blocked_station,
+    t_w13_bluetooth_signals,
+    t_w14_large_cluster,
+    t_n11_out_of_range_cell_fields_are_nulled,
+    t_g7_geoip_radius_rules,
+    t_m2_mcc_regions_and_region_radii,
 );
 
 const LONDON: &str = "81.2.69.192";
@@ -2537,4 +2546,378 @@ fn test_database_answers_the_spec_blocks() {
     let country = crate::mmdb::build("GeoLite2-Country", 0, &[]);
     assert!(ichnaea_web::GeoIp::from_bytes(country).is_err());
     assert!(ichnaea_web::GeoIp::from_bytes(b"garbage".to_vec()).is_err());
+}
+
+// ---- Spec locate §8 cases otherwise only covered by core unit tests ----------------
+//
+// T-M1 (reference distances of §7.1) is pure geodesy with no observable
+// counterpart in an HTTP answer, and the `region(lat, lon)` examples of T-M2 are
+// used only when stations are updated, never by the locate APIs: both stay core
+// unit tests.
+
+/// A 200 position whose rounded coordinates are within 1e-7° of (lat, lon)
+/// (and 1 m, untagged) and whose accuracy is within 1 m of `accuracy`.
+fn assert_exact(r: &Reply, (lat, lon): (f64, f64), accuracy: f64) {
+    assert_position(r, (lat, lon), accuracy, None);
+    let body = r.json();
+    let got_lat = body["location"]["lat"].as_f64().unwrap();
+    let got_lon = body["location"]["lng"].as_f64().unwrap();
+    assert!(
+        (got_lat - lat).abs() <= 1.000_001e-7 && (got_lon - lon).abs() <= 1.000_001e-7,
+        "{body}: want ({lat}, {lon})"
+    );
+}
+
+fn accuracy_of(r: &Reply) -> f64 {
+    r.json()["accuracy"].as_f64().unwrap()
+}
+
+async fn t_w7_minpack_fidelity(fx: Fx) {
+    fixture_keys(&fx).await;
+    let app = app(&fx);
+    put_wifi(
+        &fx,
+        (0..4)
+            .map(|i| {
+                let f = i as f64;
+                (i, fresh((P0.0 + f * 0.0001, P0.1 + f * 0.00012)))
+            })
+            .collect(),
+    )
+    .await;
+    let body = json!({"wifiAccessPoints": [
+        {"macAddress": mac_hex(0), "signalStrength": -10, "age": 0},
+        {"macAddress": mac_hex(1), "signalStrength": -40, "age": 8000},
+        {"macAddress": mac_hex(2), "signalStrength": -70, "age": 16000},
+        {"macAddress": mac_hex(3), "signalStrength": -100}]});
+    let r = locate(&app, T, None, body).await;
+    assert_exact(&r, (51.5000009, -0.0999994), 39.51);
+    assert_eq!((accuracy_of(&r) * 100.0).round() / 100.0, 39.51);
+    // The initial weighted mean is not the answer.
+    let body = r.json();
+    assert_ne!(
+        (
+            body["location"]["lat"].as_f64(),
+            body["location"]["lng"].as_f64()
+        ),
+        (Some(51.5000072), Some(-0.0999913))
+    );
+}
+
+async fn t_w8_high_scores_and_signals(fx: Fx) {
+    fixture_keys(&fx).await;
+    // The result score (≈ 1.2288) is not part of the answer; that it is ≥ 1 shows
+    // in the fallback gate (T-F6): a satisfying result keeps the provider idle.
+    let provider = MockProvider::start(200, PROVIDER_OK).await;
+    add_key(&fx, fallback_key("fbkey", &provider.url)).await;
+    let app = app(&fx);
+    put_wifi(
+        &fx,
+        vec![
+            (
+                0,
+                StationFields {
+                    samples: Some(50),
+                    ..fresh(P0)
+                },
+            ),
+            (
+                1,
+                StationFields {
+                    samples: Some(100),
+                    ..fresh((51.5, -0.09999))
+                },
+            ),
+        ],
+    )
+    .await;
+    let body = json!({"wifiAccessPoints": [
+        {"macAddress": mac_hex(0), "signalStrength": -60},
+        {"macAddress": mac_hex(1), "signalStrength": -80}]});
+    assert_exact(
+        &locate(&app, T, None, body.clone()).await,
+        (51.5, -0.099996),
+        10.0,
+    );
+    assert_exact(
+        &locate(&app, "/v1/geolocate?key=fbkey", None, body).await,
+        (51.5, -0.099996),
+        10.0,
+    );
+    assert_eq!(provider.count(), 0, "score > 1 satisfies the query");
+}
+
+async fn t_w9_signals_weight_the_position(fx: Fx) {
+    fixture_keys(&fx).await;
+    let app = app(&fx);
+    put_wifi(
+        &fx,
+        vec![
+            (0, fresh(P0)),
+            (1, fresh((51.50001, -0.1))),
+            (2, fresh((51.50002, -0.1))),
+        ],
+    )
+    .await;
+    let body = json!({"wifiAccessPoints": [
+        {"macAddress": mac_hex(0), "signalStrength": -50},
+        {"macAddress": mac_hex(1)},
+        {"macAddress": mac_hex(2), "signalStrength": -130}]});
+    assert_exact(&locate(&app, T, None, body).await, (51.500005, -0.1), 10.0);
+}
+
+async fn t_w11_permanently_blocked_station(fx: Fx) {
+    fixture_keys(&fx).await;
+    let app = app(&fx);
+    let blocked = |count| StationFields {
+        created: Some(now() - Duration::days(120)),
+        block_last: Some(now().date() - Duration::days(7)),
+        block_count: Some(count),
+        ..fresh((51.5001, -0.1))
+    };
+    // block_count 4 ≥ round(120 / 30): blocked, one usable station left → 404.
+    put_wifi(&fx, vec![(0, fresh(P0)), (1, blocked(4))]).await;
+    assert_not_found(&locate(&app, T, None, wifi_body(&[0, 1])).await);
+    // block_count 3: usable → one result. Its score weights the mean: first
+    // collection day = block_last (7 days ago) → score 0.35 against 0.05 of the
+    // fresh station → lat 51.5 + 0.0001 · 0.35 / 0.4 = 51.5000875.
+    put_wifi(&fx, vec![(2, fresh(P0)), (3, blocked(3))]).await;
+    assert_exact(
+        &locate(&app, T, None, wifi_body(&[2, 3])).await,
+        (51.5000875, -0.1),
+        10.0,
+    );
+}
+
+async fn t_w13_bluetooth_signals(fx: Fx) {
+    fixture_keys(&fx).await;
+    let app = app(&fx);
+    put_blue(
+        &fx,
+        vec![
+            (0, fresh(P0)),
+            (1, fresh((51.50001, -0.1))),
+            (2, fresh((51.50002, -0.1))),
+        ],
+    )
+    .await;
+    let body = json!({"bluetoothBeacons": [
+        {"macAddress": mac_hex(0), "signalStrength": -50},
+        {"macAddress": mac_hex(1), "signalStrength": -150},
+        {"macAddress": mac_hex(2)}]});
+    assert_exact(&locate(&app, T, None, body).await, (51.5000035, -0.1), 10.0);
+}
+
+async fn t_w14_large_cluster(fx: Fx) {
+    fixture_keys(&fx).await;
+    // The score and the used networks are not part of the answer, so the
+    // stations are laid out to make both observable: the 20 lowest-scored
+    // networks (score 0.025 each: one sample, modified 90 days ago) sit at P0,
+    // the 10 others (score 0.2 each: 4 samples, fresh) 11 m north. Only the
+    // 20 enter the aggregate → exactly P0; the result score is the sum of all
+    // 30 (2.5 ≥ 1, not the sample's 0.5) → the fallback provider is not asked.
+    let provider = MockProvider::start(200, PROVIDER_OK).await;
+    add_key(&fx, fallback_key("fbkey", &provider.url)).await;
+    let app = app(&fx);
+    let old = now() - Duration::days(90);
+    let low = StationFields {
+        created: Some(old),
+        modified: Some(old),
+        last_seen: Some(old.date()),
+        ..fresh(P0)
+    };
+    let high = StationFields {
+        samples: Some(4),
+        ..fresh((51.5001, -0.1))
+    };
+    let rows: Vec<(usize, StationFields)> = (0..30)
+        .map(|i| (i, if i < 20 { low.clone() } else { high.clone() }))
+        .collect();
+    put_wifi(&fx, rows).await;
+    let all: Vec<usize> = (0..30).collect();
+    assert_exact(&locate(&app, T, None, wifi_body(&all)).await, P0, 10.0);
+    assert_exact(
+        &locate(&app, "/v1/geolocate?key=fbkey", None, wifi_body(&all)).await,
+        P0,
+        10.0,
+    );
+    assert_eq!(provider.count(), 0, "score of all 30 networks ≥ 1");
+    // Control: the 20 low-scored networks alone (score 0.5) do ask the provider.
+    let low_ids: Vec<usize> = (0..20).collect();
+    assert_position(
+        &locate(&app, "/v1/geolocate?key=fbkey", None, wifi_body(&low_ids)).await,
+        (1.0, 1.0),
+        100.0,
+        None,
+    );
+    assert_eq!(provider.count(), 1);
+}
+
+async fn t_n11_out_of_range_cell_fields_are_nulled(fx: Fx) {
+    // The normalised cell fields show in the request to the external provider
+    // (ichnaea format: primaryScramblingCode, timingAdvance, signalStrength).
+    let provider = MockProvider::start(200, PROVIDER_OK).await;
+    add_key(&fx, fallback_key("fbkey", &provider.url)).await;
+    let app = app(&fx);
+    let cell = |radio: &str, cid: u64, extra: Value| {
+        let mut c = cell_json(radio, 234, 10, cid);
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let body = json!({"cellTowers": [
+        cell("lte", 1, json!({"primaryScramblingCode": 504})),
+        cell("lte", 2, json!({"primaryScramblingCode": 503})),
+        cell("wcdma", 3, json!({"timingAdvance": 3, "primaryScramblingCode": 511})),
+        cell("gsm", 4, json!({"signalStrength": -40, "timingAdvance": 3})),
+    ]});
+    let r = locate(&app, "/v1/geolocate?key=fbkey", None, body).await;
+    assert_position(&r, (1.0, 1.0), 100.0, None);
+    let calls = provider.calls();
+    assert_eq!(calls.len(), 1);
+    let cells = calls[0].body["cellTowers"].as_array().unwrap().clone();
+    let by_cid = |cid: u64| {
+        cells
+            .iter()
+            .find(|c| c["cellId"] == json!(cid))
+            .unwrap_or_else(|| panic!("cell {cid} in {cells:?}"))
+            .clone()
+    };
+    let lte_bad = by_cid(1);
+    assert!(lte_bad.get("primaryScramblingCode").is_none(), "{lte_bad}");
+    assert_eq!(by_cid(2)["primaryScramblingCode"], json!(503));
+    let wcdma = by_cid(3);
+    assert!(wcdma.get("timingAdvance").is_none(), "{wcdma}");
+    assert_eq!(wcdma["primaryScramblingCode"], json!(511));
+    let gsm = by_cid(4);
+    assert!(gsm.get("signalStrength").is_none(), "{gsm}");
+    assert_eq!(gsm["timingAdvance"], json!(3));
+}
+
+/// An app whose GeoIP database holds `networks` (City records).
+fn app_with_geoip(fx: &Fx, networks: &[(&str, u8, crate::mmdb::Data)]) -> axum::Router {
+    let db = crate::mmdb::build("GeoIP2-City", crate::mmdb::BUILD_EPOCH, networks);
+    let mut st = state(fx, false);
+    st.geoip = Some(Arc::new(
+        ichnaea_web::GeoIp::from_bytes(db).expect("custom mmdb"),
+    ));
+    router(st)
+}
+
+async fn t_g7_geoip_radius_rules(fx: Fx) {
+    fixture_keys(&fx).await;
+    use crate::mmdb::city_record;
+    let app = app_with_geoip(
+        &fx,
+        &[
+            (
+                "1.2.1.0",
+                24,
+                city_record(Some("US"), Some((40.0, -100.0, 1100)), None, &[]),
+            ),
+            (
+                "1.2.2.0",
+                24,
+                city_record(Some("XK"), Some((42.6, 21.0, 11)), None, &[]),
+            ),
+            (
+                "1.2.3.0",
+                24,
+                city_record(Some("RU"), Some((55.0, 40.0, 100)), None, &["MOS"]),
+            ),
+            (
+                "1.2.4.0",
+                24,
+                city_record(
+                    Some("GB"),
+                    Some((51.5142, -0.0931, 1)),
+                    Some((2_643_743, "London")),
+                    &["ENG"],
+                ),
+            ),
+            (
+                "1.2.5.0",
+                24,
+                city_record(Some("XX"), Some((10.0, 10.0, 5100)), None, &[]),
+            ),
+            (
+                "1.2.6.0",
+                24,
+                city_record(Some("XX"), Some((10.0, 10.0, 26)), Some((1, "Some")), &[]),
+            ),
+        ],
+    );
+    let r = locate(&app, T, Some("1.2.1.1"), json!({})).await;
+    assert_exact(&r, (40.0, -100.0), 1_100_000.0);
+    assert!(accuracy_of(&r) > 1_000_000.0);
+    for (ip, at, accuracy) in [
+        ("1.2.2.1", (42.6, 21.0), 11_000.0),
+        ("1.2.3.1", (55.0, 40.0), 100_000.0),
+        ("1.2.4.1", (51.5142, -0.0931), 1_000.0),
+        ("1.2.5.1", (10.0, 10.0), 5_000_000.0),
+        ("1.2.6.1", (10.0, 10.0), 25_000.0),
+    ] {
+        let r = locate(&app, T, Some(ip), json!({})).await;
+        assert_exact(&r, at, accuracy);
+        assert_eq!(accuracy_of(&r), accuracy, "{ip}");
+    }
+}
+
+async fn t_m2_mcc_regions_and_region_radii(fx: Fx) {
+    fixture_keys(&fx).await;
+    let app = app(&fx);
+    let c = "/v1/country?key=test";
+    // regions_for_mcc(244) = {FI}: an unknown cell of MCC 244 alone answers FI.
+    let body = json!({"cellTowers": [cell_json("gsm", 244, 10, 1)]});
+    assert_country(&locate(&app, c, None, body).await, "FI", "Finland", None);
+    // regions_for_mcc(1) = {} → nothing.
+    let body = json!({"cellTowers": [cell_json("gsm", 1, 10, 1)]});
+    assert_not_found(&locate(&app, c, None, body).await);
+    // region_max_radius is the GeoIP radius of a record with no accuracy
+    // radius, subdivision or city: US 2 971 000, LI 14 000, VA 1 000.
+    let app = app_with_geoip(
+        &fx,
+        &[
+            (
+                "1.2.1.0",
+                24,
+                city_record_without_radius("US", (40.0, -100.0)),
+            ),
+            (
+                "1.2.2.0",
+                24,
+                city_record_without_radius("LI", (47.16, 9.55)),
+            ),
+            (
+                "1.2.3.0",
+                24,
+                city_record_without_radius("VA", (41.9029, 12.4534)),
+            ),
+        ],
+    );
+    for (ip, at, accuracy) in [
+        ("1.2.1.1", (40.0, -100.0), 2_971_000.0),
+        ("1.2.2.1", (47.16, 9.55), 14_000.0),
+        ("1.2.3.1", (41.9029, 12.4534), 1_000.0),
+    ] {
+        let r = locate(&app, T, Some(ip), json!({})).await;
+        assert_exact(&r, at, accuracy);
+        assert_eq!(accuracy_of(&r), accuracy, "{ip}");
+    }
+}
+
+/// A City record with a location but no `accuracy_radius`.
+fn city_record_without_radius(code: &str, (lat, lon): (f64, f64)) -> crate::mmdb::Data {
+    use crate::mmdb::Data;
+    Data::map([
+        ("country", Data::map([("iso_code", Data::str(code))])),
+        (
+            "location",
+            Data::map([
+                ("latitude", Data::Double(lat)),
+                ("longitude", Data::Double(lon)),
+            ]),
+        ),
+    ])
 }
