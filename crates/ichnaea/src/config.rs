@@ -52,6 +52,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Root of `file://` exports; default `<data_dir>/exports`.
     pub exports_dir: Option<PathBuf>,
+    /// Directory of the public cell export (`file:///dir` or `s3://bucket/prefix`);
+    /// default `<exports_dir>/export`; `off` disables it.
+    pub cell_export_url: Option<String>,
     /// Seconds an API key lookup is cached per process.
     pub api_key_cache_ttl: u64,
     /// Most items `update_incoming` may hold before submissions get 503.
@@ -93,6 +96,7 @@ impl Default for Config {
             geoip_path: None,
             admin_token: None,
             exports_dir: None,
+            cell_export_url: None,
             api_key_cache_ttl: 300,
             incoming_queue_max: 1_000_000,
             max_body_bytes: 10 * 1024 * 1024,
@@ -201,6 +205,7 @@ impl Config {
             "geoip_path" => self.geoip_path = optional(value).map(PathBuf::from),
             "admin_token" => self.admin_token = optional(value),
             "exports_dir" => self.exports_dir = optional(value).map(PathBuf::from),
+            "cell_export_url" => self.cell_export_url = optional(value),
             "api_key_cache_ttl" => self.api_key_cache_ttl = parse(var, value)?,
             "incoming_queue_max" => self.incoming_queue_max = parse(var, value)?,
             "max_body_bytes" => self.max_body_bytes = parse(var, value)?,
@@ -235,6 +240,19 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("exports"))
     }
 
+    /// The public cell export directory in effect; `None` when turned off.
+    pub fn cell_export_url(&self) -> Option<String> {
+        match self.cell_export_url.as_deref() {
+            Some("off") => None,
+            Some(url) => Some(url.to_string()),
+            None => {
+                let dir = self.exports_dir().join("export");
+                let dir = std::path::absolute(&dir).unwrap_or(dir);
+                Some(format!("file://{}", dir.display()))
+            }
+        }
+    }
+
     /// The effective configuration as JSON with secrets hidden, for the start-up log.
     pub fn redacted(&self) -> serde_json::Value {
         serde_json::json!({
@@ -247,6 +265,7 @@ impl Config {
             "geoip_path": self.geoip_path,
             "admin_token": self.admin_token.as_ref().map(|_| "<redacted>"),
             "exports_dir": self.exports_dir(),
+            "cell_export_url": self.cell_export_url(),
             "api_key_cache_ttl": self.api_key_cache_ttl,
             "incoming_queue_max": self.incoming_queue_max,
             "max_body_bytes": self.max_body_bytes,

@@ -268,6 +268,7 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
         };
         let scheduler = Scheduler::new(ichnaea_pipeline::periodic::tasks(&Intervals {
             rate_control,
+            cell_export: config.cell_export_url(),
             ..Intervals::default()
         }));
         for (name, interval) in scheduler.describe() {

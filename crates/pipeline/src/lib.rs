@@ -8,6 +8,7 @@
 //! applied exactly once even if a worker dies at any instant.
 
 pub mod areas;
+pub mod cell_export;
 pub mod datamap;
 pub mod export;
 pub mod incoming;

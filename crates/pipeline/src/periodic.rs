@@ -57,6 +57,9 @@ pub struct Intervals {
     pub monitor: Duration,
     /// API key usage gauges (original: 600 s).
     pub usage: Duration,
+    /// Directory URL of the public cell export (`file://…` or `s3://…`); `None`
+    /// disables `cell_export_diff` / `cell_export_full`.
+    pub cell_export: Option<String>,
     /// The rate controller, when enabled (off by default).
     pub rate_control: Option<crate::rate_control::RateControl>,
 }
@@ -69,6 +72,7 @@ impl Default for Intervals {
             cleanup: Duration::from_secs(86_400),
             monitor: Duration::from_secs(60),
             usage: Duration::from_secs(600),
+            cell_export: None,
             rate_control: None,
         }
     }
@@ -105,6 +109,31 @@ pub fn tasks(intervals: &Intervals) -> Vec<PeriodicTask> {
             crate::monitor::monitor_api_users,
         ),
     ];
+    if let Some(url) = &intervals.cell_export {
+        for (name, every, kind) in [
+            (
+                "cell_export_diff",
+                Duration::from_secs(3600),
+                crate::cell_export::Kind::Diff,
+            ),
+            (
+                "cell_export_full",
+                Duration::from_secs(86_400),
+                crate::cell_export::Kind::Full,
+            ),
+        ] {
+            let url = url.clone();
+            tasks.push(PeriodicTask::new(name, every, move |ctx| {
+                let url = url.clone();
+                async move {
+                    let now = Utc::now().naive_utc();
+                    crate::cell_export::export(&ctx, &url, kind, now)
+                        .await
+                        .map(|_| ())
+                }
+            }));
+        }
+    }
     if let Some(params) = intervals.rate_control {
         let state = std::sync::Arc::new(std::sync::Mutex::new(
             crate::rate_control::PidState::default(),

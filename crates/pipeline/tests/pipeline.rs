@@ -195,6 +195,7 @@ backend_tests!(
     exports_follow_skip_rules_and_partitions,
     rate_control_lowers_the_locate_sample_rate,
     monitor_tasks_report_api_usage,
+    public_cell_export_writes_gzip_csv,
     case_01_zero_weight_observation_is_dropped_uncounted,
     case_05_large_gsm_cid_is_stored_as_wcdma,
     case_06_rejected_cell_entry_counts_an_observation_drop,
@@ -2335,4 +2336,72 @@ async fn monitor_tasks_report_api_usage(ctx: PipelineContext) {
         metrics.gauge("submit.user", &[("key", "test"), ("interval", "7d")]),
         Some(1.0)
     );
+}
+
+/// §4.4: the public cell export writes the positioned cells changed in the
+/// window as gzip CSV with CRLF lines, in the OpenCellID-compatible layout.
+async fn public_cell_export_writes_gzip_csv(ctx: PipelineContext) {
+    use ichnaea_core::station::{CellStation, StationFields};
+    use ichnaea_pipeline::cell_export::{Kind, export};
+    let now = Utc::now().naive_utc();
+    let modified = now - chrono::Duration::minutes(90);
+    let cell = |radio, cid, lat: Option<f64>, psc| CellStation {
+        key: CellKey {
+            radio,
+            mcc: 262,
+            mnc: 1,
+            lac: 7,
+            cid,
+        },
+        psc,
+        fields: StationFields {
+            lat,
+            lon: lat.map(|_| 13.123456789),
+            radius: Some(1500),
+            samples: Some(4),
+            created: Some(modified),
+            modified: Some(modified),
+            ..StationFields::default()
+        },
+    };
+    ctx.store
+        .upsert_cell_stations(&[
+            cell(Radio::Wcdma, 5, Some(52.5), Some(12)),
+            cell(Radio::Nr, 1 << 35, Some(52.6), None),
+            cell(Radio::Lte, 9, None, None),
+        ])
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("ichnaea-cells-{}", unique()));
+    let url = format!("file://{}", dir.display());
+    let (path, rows) = export(&ctx, &url, Kind::Full, now).await.unwrap();
+    assert_eq!(rows, 2, "the blocked cell without a position is left out");
+    assert!(
+        path.ends_with(&format!(
+            "MLS-full-cell-export-{}T000000.csv.gz",
+            now.date().format("%Y-%m-%d")
+        )),
+        "{path}"
+    );
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    let ts = modified.and_utc().timestamp();
+    assert_eq!(
+        text,
+        format!(
+            "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,averageSignal\r\n\
+             UMTS,262,1,7,5,12,13.1234568,52.5,1500,4,1,{ts},{ts},\r\n\
+             NR,262,1,7,34359738368,,13.1234568,52.6,1500,4,1,{ts},{ts},\r\n"
+        )
+    );
+    // The hourly diff covers the previous full hour only.
+    let (_, diff_rows) = export(&ctx, &url, Kind::Diff, now + chrono::Duration::hours(3))
+        .await
+        .unwrap();
+    assert_eq!(diff_rows, 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }

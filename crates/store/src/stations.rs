@@ -245,3 +245,36 @@ pub(crate) fn decode_cell(row: &impl SqlRow, radio: Radio) -> Result<CellStation
         fields: station_fields(row, table)?,
     })
 }
+
+impl Store {
+    /// Positioned cells of one radio with `modified` in `[from, to)` (`to`
+    /// open-ended when `None`), ordered by cellid, after `after` (keyset paging
+    /// for the public cell export).
+    pub async fn exportable_cells(
+        &self,
+        radio: Radio,
+        from: chrono::NaiveDateTime,
+        to: Option<chrono::NaiveDateTime>,
+        after: Option<&[u8]>,
+        limit: i64,
+    ) -> Result<Vec<CellStation>> {
+        let table = radio.cell_table();
+        let sql = format!(
+            "SELECT cellid, radio, mcc, mnc, lac, cid, psc, {} FROM {table} \
+             WHERE lat IS NOT NULL AND lon IS NOT NULL AND modified >= $1 \
+             AND ($2 IS NULL OR modified < $2) AND ($3 IS NULL OR cellid > $3) \
+             ORDER BY cellid LIMIT $4",
+            STATION_COLUMNS.join(", ")
+        );
+        with_pool!(self, pool => {
+            let rows = sqlx::query(AssertSqlSafe(&*sql))
+                .bind(from)
+                .bind(to)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(|r| decode_cell(r, radio)).collect()
+        })
+    }
+}

@@ -237,6 +237,38 @@ impl ObjectExporter {
         })
     }
 
+    /// Writes one object named `file_name` under the directory URL `dir_url`
+    /// (`s3://bucket/prefix` or `file:///dir`); returns where it went. Used by the
+    /// public cell export.
+    pub async fn put_file(
+        &self,
+        dir_url: &str,
+        file_name: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<String, ExportError> {
+        let target = parse_target(dir_url)?;
+        let (store, dir, attributes) = match &target {
+            Target::S3 { bucket, template } => {
+                let attributes = Attributes::from_iter([
+                    (Attribute::ContentType, content_type.to_string()),
+                    (Attribute::ContentEncoding, "gzip".to_string()),
+                ]);
+                (self.s3_store(bucket)?, template.clone(), attributes)
+            }
+            Target::File { template } => (self.file_store()?, template.clone(), Attributes::new()),
+        };
+        let key = format!("{}/{file_name}", dir.trim_end_matches('/'));
+        let path = Path::from_iter(key.split('/'));
+        store
+            .put_opts(&path, PutPayload::from(body), PutOptions::from(attributes))
+            .await?;
+        Ok(match target {
+            Target::S3 { .. } => path.to_string(),
+            Target::File { .. } => format!("/{path}"),
+        })
+    }
+
     /// Uses `store` for `s3://<bucket>` targets (tests: a store pointed at a
     /// local fake S3 without touching the process environment).
     #[cfg(test)]
