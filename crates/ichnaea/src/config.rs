@@ -74,6 +74,9 @@ pub struct Config {
     /// Backlog (queued reports and observations) the rate controller steers
     /// towards by lowering the locate sample rate; unset = controller off.
     pub rate_control_target: Option<f64>,
+    /// Seconds between runs of periodic tasks, by task name (e.g.
+    /// `update_statcounter = 600`); `ICHNAEA_INTERVAL_<TASK>` overrides one.
+    pub intervals: std::collections::BTreeMap<String, u64>,
     /// Rate controller gains (spec pipeline §4.7.2).
     pub rate_control_kp: f64,
     /// Integral gain.
@@ -105,6 +108,7 @@ impl Default for Config {
             log_format: LogFormat::Json,
             log_level: "info".into(),
             shutdown_timeout: 30,
+            intervals: Default::default(),
             rate_control_target: None,
             rate_control_kp: 8.0,
             rate_control_ki: 0.0,
@@ -221,6 +225,10 @@ impl Config {
             "rate_control_ki" => self.rate_control_ki = parse(var, value)?,
             "rate_control_kd" => self.rate_control_kd = parse(var, value)?,
             "version_file" => self.version_file = optional(value).map(PathBuf::from),
+            task if task.starts_with("interval_") => {
+                let name = task.trim_start_matches("interval_").to_string();
+                self.intervals.insert(name, parse(var, value)?);
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -274,6 +282,7 @@ impl Config {
             "log_format": self.log_format,
             "log_level": self.log_level,
             "shutdown_timeout": self.shutdown_timeout,
+            "intervals": self.intervals,
             "rate_control_target": self.rate_control_target,
             "rate_control_kp": self.rate_control_kp,
             "rate_control_ki": self.rate_control_ki,
@@ -355,6 +364,24 @@ mod tests {
         assert_eq!(c.redis_url, None);
         assert_eq!(c.database_url(), "sqlite:///srv/ichnaea.db");
         assert_eq!(unknown, vec!["ICHNAEA_BOGUS".to_string()]);
+    }
+
+    #[test]
+    fn task_intervals_from_file_and_env() {
+        let dir = std::env::temp_dir().join(format!("ichnaea-intervals-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("ichnaea.toml");
+        std::fs::write(
+            &file,
+            "[intervals]\nupdate_statcounter = 60\ncleanup = 3600\n",
+        )
+        .unwrap();
+        let (c, unknown) =
+            Config::load(Some(&file), env(&[("ICHNAEA_INTERVAL_CLEANUP", "7200")])).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(unknown.is_empty());
+        assert_eq!(c.intervals.get("update_statcounter"), Some(&60));
+        assert_eq!(c.intervals.get("cleanup"), Some(&7200));
     }
 
     #[test]

@@ -266,11 +266,17 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
                     .context("rate_control_target must be greater than 0")?,
             ),
         };
-        let scheduler = Scheduler::new(ichnaea_pipeline::periodic::tasks(&Intervals {
+        let mut periodic = ichnaea_pipeline::periodic::tasks(&Intervals {
             rate_control,
             cell_export: config.cell_export_url(),
             ..Intervals::default()
-        }));
+        });
+        for task in &mut periodic {
+            if let Some(secs) = config.intervals.get(task.name) {
+                task.interval = Duration::from_secs((*secs).max(1));
+            }
+        }
+        let scheduler = Scheduler::new(periodic);
         for (name, interval) in scheduler.describe() {
             tracing::info!(task = name, interval_s = interval.as_secs(), "scheduled");
         }

@@ -196,6 +196,9 @@ backend_tests!(
     rate_control_lowers_the_locate_sample_rate,
     monitor_tasks_report_api_usage,
     public_cell_export_writes_gzip_csv,
+    case_55_full_cell_export,
+    case_56_diff_cell_export_window,
+    case_60_monitor_api_users_gauges,
     case_01_zero_weight_observation_is_dropped_uncounted,
     case_05_large_gsm_cid_is_stored_as_wcdma,
     case_06_rejected_cell_entry_counts_an_observation_drop,
@@ -2404,4 +2407,175 @@ async fn public_cell_export_writes_gzip_csv(ctx: PipelineContext) {
         .unwrap();
     assert_eq!(diff_rows, 0);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn exported_lines(path: &str) -> Vec<String> {
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    assert!(
+        text.ends_with("\r\n") && !text.replace("\r\n", "").contains('\n'),
+        "CRLF line ends"
+    );
+    text.split("\r\n")
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn export_cell(
+    cid: u64,
+    lat: Option<f64>,
+    modified: chrono::NaiveDateTime,
+) -> ichnaea_core::station::CellStation {
+    ichnaea_core::station::CellStation {
+        key: CellKey {
+            radio: Radio::Wcdma,
+            mcc: 234,
+            mnc: 10,
+            lac: 5,
+            cid,
+        },
+        psc: None,
+        fields: ichnaea_core::station::StationFields {
+            lat,
+            lon: lat.map(|_| -0.1234567891),
+            created: Some(modified),
+            modified: Some(modified),
+            ..Default::default()
+        },
+    }
+}
+
+/// §9 case 55: a full export holds the positioned cells changed in the last
+/// 365 days: 10 data lines, radio UMTS, 7 decimals, CRLF, the spec's file name
+/// under `export/`.
+async fn case_55_full_cell_export(ctx: PipelineContext) {
+    let now = Utc::now().naive_utc();
+    let mut cells: Vec<_> = (1..=10)
+        .map(|cid| {
+            export_cell(
+                cid,
+                Some(51.5 + cid as f64 * 1e-3),
+                now - chrono::Duration::days(2),
+            )
+        })
+        .collect();
+    cells.push(export_cell(11, None, now));
+    cells.push(export_cell(
+        12,
+        Some(51.4),
+        now - chrono::Duration::days(367),
+    ));
+    ctx.store.upsert_cell_stations(&cells).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("ichnaea-case55-{}", unique()));
+    let url = format!("file://{}/export", dir.display());
+    let (path, rows) = ichnaea_pipeline::cell_export::export(
+        &ctx,
+        &url,
+        ichnaea_pipeline::cell_export::Kind::Full,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows, 10);
+    assert_eq!(
+        path,
+        format!(
+            "{}/export/MLS-full-cell-export-{}T000000.csv.gz",
+            dir.display(),
+            now.date().format("%Y-%m-%d")
+        )
+    );
+    let lines = exported_lines(&path);
+    assert_eq!(lines.len(), 11, "header + 10 cells");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.starts_with("UMTS,234,10,5,") && l.contains(",-0.1234568,")),
+        "{lines:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// §9 case 56: the diff export run at 14:03 is named `…T140000.csv.gz` and holds
+/// exactly the cells with 13:00 ≤ modified < 14:00.
+async fn case_56_diff_cell_export_window(ctx: PipelineContext) {
+    let day = Utc::now().date_naive() - chrono::Duration::days(1);
+    let at = |h, m, s| day.and_hms_opt(h, m, s).unwrap();
+    ctx.store
+        .upsert_cell_stations(&[
+            export_cell(1, Some(51.5), at(12, 59, 59)),
+            export_cell(2, Some(51.5), at(13, 0, 0)),
+            export_cell(3, Some(51.5), at(13, 59, 59)),
+            export_cell(4, Some(51.5), at(14, 0, 0)),
+        ])
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("ichnaea-case56-{}", unique()));
+    let url = format!("file://{}/export", dir.display());
+    let (path, rows) = ichnaea_pipeline::cell_export::export(
+        &ctx,
+        &url,
+        ichnaea_pipeline::cell_export::Kind::Diff,
+        at(14, 3, 0),
+    )
+    .await
+    .unwrap();
+    assert!(
+        path.ends_with(&format!(
+            "MLS-diff-cell-export-{}T140000.csv.gz",
+            day.format("%Y-%m-%d")
+        )),
+        "{path}"
+    );
+    assert_eq!(rows, 2);
+    let cids: Vec<String> = exported_lines(&path)[1..]
+        .iter()
+        .map(|l| l.split(',').nth(4).unwrap().to_string())
+        .collect();
+    assert_eq!(cids, vec!["2", "3"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// §9 case 60: user sets of today {ip1, ip2}, six days ago {ip1, ip2, ip3} and
+/// seven days ago {ip2} → `submit.user` 2 for one day and 3 for seven; the
+/// seven-day-old set is not counted (and deleted in Redis).
+async fn case_60_monitor_api_users_gauges(ctx: PipelineContext) {
+    let metrics = TestMetrics::default();
+    let _guard = metrics::set_default_local_recorder(&metrics);
+    let now = Utc::now();
+    for (ip, days) in [
+        ("1.1.1.1", 0),
+        ("2.2.2.2", 0),
+        ("1.1.1.1", 6),
+        ("2.2.2.2", 6),
+        ("3.3.3.3", 6),
+        ("2.2.2.2", 7),
+    ] {
+        ctx.counters
+            .count_request(
+                "test",
+                "v2.geosubmit",
+                "submit",
+                ip,
+                now - chrono::Duration::days(days),
+            )
+            .await
+            .unwrap();
+    }
+    ichnaea_pipeline::monitor::monitor_api_users(ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        metrics.gauge("submit.user", &[("key", "test"), ("interval", "1d")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        metrics.gauge("submit.user", &[("key", "test"), ("interval", "7d")]),
+        Some(3.0)
+    );
 }
