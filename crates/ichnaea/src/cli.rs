@@ -32,6 +32,12 @@ pub enum Command {
     /// Run all pipeline work until every queue is empty, then exit (safe while
     /// `serve` runs against the same database and queues).
     Drain,
+    /// Import a public cell export (MLS/OpenCellID CSV, gzip or plain) into the
+    /// cell tables, then recompute the affected cell areas and region statistics.
+    Import {
+        /// The `.csv.gz` or `.csv` file.
+        file: PathBuf,
+    },
     /// Benchmark aid: write Wi-Fi stations into the configured database — the
     /// `sim load --endpoint geolocate` MAC pool in one cluster, plus random ones.
     SeedStations {

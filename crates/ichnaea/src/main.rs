@@ -56,6 +56,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database schema at version {version}");
             Ok(())
         }
+        Command::Import { file } => {
+            init_logging(&config, "warn");
+            serve::import(config, &file).await
+        }
         Command::SeedStations {
             count,
             mac_pool_seed,

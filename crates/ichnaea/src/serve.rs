@@ -133,6 +133,40 @@ pub async fn drain(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `ichnaea import FILE`: merges a public cell export into the cell tables.
+pub async fn import(config: Config, file: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::{BufReader, Read};
+    let store = open_store(&config).await?;
+    let (queue, counters) = open_queue(&config, &store).await?;
+    let (queue, counters) = (Arc::new(queue), Arc::new(counters));
+    let ctx = pipeline_context(&config, &store, &queue, &counters)?;
+    let mut opened =
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut magic = [0u8; 2];
+    let gzip = opened
+        .read(&mut magic)
+        .map(|n| n == 2 && magic == [0x1f, 0x8b])
+        .unwrap_or(false);
+    let opened =
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let result = if gzip {
+        ichnaea_pipeline::cell_import::import(
+            &ctx,
+            BufReader::new(flate2::read::MultiGzDecoder::new(opened)),
+        )
+        .await
+    } else {
+        ichnaea_pipeline::cell_import::import(&ctx, BufReader::new(opened)).await
+    };
+    store.close().await;
+    let report = result.context("importing cells")?;
+    println!(
+        "read {} rows: {} cells inserted, {} updated, {} skipped",
+        report.rows, report.inserted, report.updated, report.skipped
+    );
+    Ok(())
+}
+
 fn version_body(config: &Config) -> anyhow::Result<serde_json::Value> {
     match &config.version_file {
         Some(path) => {

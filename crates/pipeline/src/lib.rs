@@ -9,6 +9,7 @@
 
 pub mod areas;
 pub mod cell_export;
+pub mod cell_import;
 pub mod datamap;
 pub mod export;
 pub mod incoming;

@@ -199,6 +199,7 @@ backend_tests!(
     case_55_full_cell_export,
     case_56_diff_cell_export_window,
     case_60_monitor_api_users_gauges,
+    cell_import_merges_a_public_export,
     case_01_zero_weight_observation_is_dropped_uncounted,
     case_05_large_gsm_cid_is_stored_as_wcdma,
     case_06_rejected_cell_entry_counts_an_observation_drop,
@@ -2578,4 +2579,100 @@ async fn case_60_monitor_api_users_gauges(ctx: PipelineContext) {
         metrics.gauge("submit.user", &[("key", "test"), ("interval", "7d")]),
         Some(3.0)
     );
+}
+
+/// §4.5 `load_cell_data`: new cells are inserted with a point bounding box and
+/// their MCC's region, newer rows overwrite, older rows and empty radios are
+/// skipped, areas and region stats are recomputed; an unknown radio on the first
+/// row aborts.
+async fn cell_import_merges_a_public_export(ctx: PipelineContext) {
+    use ichnaea_pipeline::cell_import::import;
+    let ctx = with_regions(ctx);
+    let old = Utc::now().naive_utc() - chrono::Duration::days(3);
+    let mut stored = export_cell(1, Some(51.5), old);
+    stored.key.mcc = 234;
+    stored.fields.region = Some("GB".into());
+    stored.fields.max_lat = Some(51.6);
+    ctx.store
+        .upsert_cell_stations(&[stored.clone(), export_cell(2, Some(51.5), old)])
+        .await
+        .unwrap();
+    let newer = (old + chrono::Duration::days(1)).and_utc().timestamp();
+    let older = (old - chrono::Duration::days(1)).and_utc().timestamp();
+    let csv = format!(
+        "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,averageSignal\r\n\
+         UMTS,234,10,5,1,7,-0.12,51.51,200000,9,1,{older},{newer},\r\n\
+         UMTS,234,10,5,2,,-0.2,51.4,300,9,1,{older},{older},\r\n\
+         ,234,10,5,3,,-0.2,51.4,300,9,1,{older},{older},\r\n\
+         NR,234,10,70000,68719476735,1007,-0.1,51.5,500,3,1,{older},{newer},\r\n"
+    );
+    let report = import(&ctx, std::io::BufReader::new(csv.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.rows, report.inserted, report.updated, report.skipped),
+        (4, 1, 1, 2)
+    );
+    let key = |radio, lac, cid| CellKey {
+        radio,
+        mcc: 234,
+        mnc: 10,
+        lac,
+        cid,
+    };
+    let cells = ctx
+        .store
+        .cell_stations(&[
+            key(Radio::Wcdma, 5, 1),
+            key(Radio::Wcdma, 5, 2),
+            key(Radio::Nr, 70_000, (1 << 36) - 1),
+        ])
+        .await
+        .unwrap();
+    let get = |k: CellKey| cells.iter().find(|c| c.key == k).unwrap().clone();
+    let updated = get(key(Radio::Wcdma, 5, 1));
+    assert_eq!(
+        (
+            updated.fields.lat,
+            updated.fields.radius,
+            updated.fields.samples,
+            updated.psc
+        ),
+        (Some(51.51), Some(100_000), Some(9), Some(7))
+    );
+    assert_eq!(
+        (updated.fields.max_lat, updated.fields.region.as_deref()),
+        (Some(51.6), Some("GB")),
+        "bbox and region kept"
+    );
+    assert_eq!(
+        get(key(Radio::Wcdma, 5, 2)).fields.lat,
+        Some(51.5),
+        "an older row does not overwrite"
+    );
+    let nr = get(key(Radio::Nr, 70_000, (1 << 36) - 1));
+    assert_eq!(
+        (nr.fields.min_lat, nr.fields.region.as_deref(), nr.psc),
+        (Some(51.5), Some("GB"), Some(1007))
+    );
+    let areas = ctx
+        .store
+        .cell_areas(&[key(Radio::Wcdma, 5, 1).area(), nr.key.area()])
+        .await
+        .unwrap();
+    assert_eq!(areas.len(), 2);
+    assert!(
+        ctx.store
+            .region_stats()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.region == "GB" && r.wcdma == 2 && r.nr == 1)
+    );
+    let err = import(
+        &ctx,
+        std::io::BufReader::new("CDMA,1,1,1,1,,0,0,1,1,1,0,0,\r\n".as_bytes()),
+    )
+    .await;
+    assert!(err.is_err(), "an unknown radio on the first row aborts");
 }
