@@ -38,6 +38,24 @@ pub enum Command {
         /// The `.csv.gz` or `.csv` file.
         file: PathBuf,
     },
+    /// Write the stations of one family to a gzip CSV file (refuses existing files).
+    Dump {
+        /// `blue`, `cell` or `wifi`.
+        #[arg(long)]
+        datatype: String,
+        /// Output file (`.csv.gz`).
+        #[arg(long)]
+        filename: PathBuf,
+        /// Only stations within --radius metres of --lat/--lon.
+        #[arg(long, requires_all = ["lon", "radius"], allow_negative_numbers = true)]
+        lat: Option<f64>,
+        /// Longitude of the centre.
+        #[arg(long, requires_all = ["lat", "radius"], allow_negative_numbers = true)]
+        lon: Option<f64>,
+        /// Radius in metres.
+        #[arg(long, requires_all = ["lat", "lon"])]
+        radius: Option<f64>,
+    },
     /// Benchmark aid: write Wi-Fi stations into the configured database — the
     /// `sim load --endpoint geolocate` MAC pool in one cluster, plus random ones.
     SeedStations {

@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod config;
+mod dump;
 mod seed;
 mod serve;
 
@@ -54,6 +55,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let version = store.schema_version().await?;
             store.close().await;
             println!("database schema at version {version}");
+            Ok(())
+        }
+        Command::Dump {
+            datatype,
+            filename,
+            lat,
+            lon,
+            radius,
+        } => {
+            init_logging(&config, "warn");
+            let store = serve::open_store(&config).await?;
+            let around = lat.zip(lon).zip(radius).map(|((a, b), r)| (a, b, r));
+            let result = dump::dump(&store, &datatype, &filename, around).await;
+            store.close().await;
+            println!("wrote {} stations to {}", result?, filename.display());
             Ok(())
         }
         Command::Import { file } => {

@@ -380,3 +380,70 @@ impl Store {
         Ok(rows)
     }
 }
+
+/// A latitude/longitude box for [`Store::station_page`].
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct BoundingBox {
+    /// Southern edge.
+    pub min_lat: f64,
+    /// Northern edge.
+    pub max_lat: f64,
+    /// Western edge.
+    pub min_lon: f64,
+    /// Eastern edge.
+    pub max_lon: f64,
+}
+
+impl Store {
+    /// One page of a station table in key order after `after` (keyset paging for
+    /// dumps), optionally only positioned stations inside `area`.
+    pub async fn station_page(
+        &self,
+        table: StationTable,
+        after: Option<&[u8]>,
+        limit: i64,
+        area: Option<BoundingBox>,
+    ) -> Result<Vec<(StationKey, StoredStation)>> {
+        let name = table.name();
+        let (key_col, extra) = match table {
+            StationTable::Cell(_) => ("cellid", "cellid, radio, mcc, mnc, lac, cid, psc"),
+            _ => ("mac", "mac"),
+        };
+        let filter = if area.is_some() {
+            "AND lat >= $3 AND lat <= $4 AND lon >= $5 AND lon <= $6"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {extra}, {} FROM {name} WHERE ($1 IS NULL OR {key_col} > $1) {filter} ORDER BY {key_col} LIMIT $2",
+            crate::rows::STATION_COLUMNS.join(", ")
+        );
+        let b = area.unwrap_or(BoundingBox {
+            min_lat: 0.0,
+            max_lat: 0.0,
+            min_lon: 0.0,
+            max_lon: 0.0,
+        });
+        with_pool!(self, pool => {
+            let mut q = sqlx::query(AssertSqlSafe(&*sql)).bind(after).bind(limit);
+            if area.is_some() {
+                q = q.bind(b.min_lat).bind(b.max_lat).bind(b.min_lon).bind(b.max_lon);
+            }
+            let rows = q.fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                match table {
+                    StationTable::Cell(radio) => {
+                        let cell = decode_cell(row, radio)?;
+                        out.push((StationKey::Cell(cell.key), StoredStation { fields: cell.fields, psc: cell.psc.map(i64::from) }));
+                    }
+                    _ => out.push((
+                        StationKey::Mac(decode_mac(row, &name)?),
+                        StoredStation { fields: station_fields(row, &name)?, psc: None },
+                    )),
+                }
+            }
+            Ok(out)
+        })
+    }
+}

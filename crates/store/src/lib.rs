@@ -27,7 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use apply::{StationKey, StationTable, StationWrites, StoredStation};
+pub use apply::{BoundingBox, StationKey, StationTable, StationWrites, StoredStation};
 pub use migrate::MigrationReport;
 
 /// Errors of the store. Database failures keep their cause; the rest say which

@@ -17,8 +17,8 @@ use ichnaea_core::station::{BlueStation, CellArea, CellStation, StationFields, W
 use ichnaea_core::stats::{RegionStat, StatKey, StatRow};
 use ichnaea_core::{ApiKey, ExportConfigPatch};
 use ichnaea_store::{
-    DatamapRow, StationKey, StationTable, StationWrites, Store, StoreError, StoreOptions,
-    StoredStation,
+    BoundingBox, DatamapRow, StationKey, StationTable, StationWrites, Store, StoreError,
+    StoreOptions, StoredStation,
 };
 
 static PG_NOTICE: Once = Once::new();
@@ -123,6 +123,7 @@ backend_tests!(
     cells_in_area_scan_the_prefix,
     stat_counters_fold_into_running_totals,
     region_stats_count_areas_and_stations,
+    station_pages_follow_key_order_and_area,
 );
 
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -981,4 +982,51 @@ async fn region_stats_count_areas_and_stations(store: Store) {
     ];
     assert_eq!(rows, want);
     assert_eq!(store.region_stats().await.unwrap(), want);
+}
+
+async fn station_pages_follow_key_order_and_area(store: Store) {
+    let at = |mac: &str, lat: f64| WifiStation {
+        mac: Mac::from_hex(mac).unwrap(),
+        fields: StationFields {
+            lat: Some(lat),
+            lon: Some(10.0),
+            ..StationFields::default()
+        },
+    };
+    store
+        .upsert_wifi_stations(&[
+            at("000000000003", 50.0),
+            at("000000000001", 51.0),
+            at("000000000002", 52.0),
+        ])
+        .await
+        .unwrap();
+    let table = StationTable::Wifi(0);
+    let first = store.station_page(table, None, 2, None).await.unwrap();
+    let macs = |page: &[(StationKey, ichnaea_store::StoredStation)]| -> Vec<String> {
+        page.iter()
+            .map(|(k, _)| match k {
+                StationKey::Mac(m) => m.to_string(),
+                StationKey::Cell(_) => unreachable!(),
+            })
+            .collect()
+    };
+    assert_eq!(macs(&first), vec!["000000000001", "000000000002"]);
+    let after = Mac::from_hex("000000000002").unwrap();
+    let rest = store
+        .station_page(table, Some(after.bytes()), 2, None)
+        .await
+        .unwrap();
+    assert_eq!(macs(&rest), vec!["000000000003"]);
+    let area = BoundingBox {
+        min_lat: 50.5,
+        max_lat: 51.5,
+        min_lon: 9.0,
+        max_lon: 11.0,
+    };
+    let inside = store
+        .station_page(table, None, 10, Some(area))
+        .await
+        .unwrap();
+    assert_eq!(macs(&inside), vec!["000000000001"]);
 }

@@ -1,0 +1,147 @@
+//! `ichnaea dump`: writes a station family to a gzip CSV file (spec pipeline
+//! §4.5, `location_dump`), optionally only the stations within a distance of a
+//! point. For moving data between instances and for analysis.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use ichnaea_core::geo::bbox;
+use ichnaea_core::locate::result::round7;
+use ichnaea_core::radio::Radio;
+use ichnaea_store::{BoundingBox, StationKey, StationTable, Store, StoredStation};
+
+/// Rows read per query.
+const PAGE: i64 = 25_000;
+
+const MAC_HEADER: &str = "mac,lat,lon,max_lat,min_lat,max_lon,min_lon,radius,region,samples,source,weight,created,modified,last_seen,block_first,block_last,block_count";
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn coord(v: Option<f64>) -> String {
+    opt(v.map(round7))
+}
+
+/// The columns shared by every family, in [`MAC_HEADER`] order after the key.
+fn common(s: &StoredStation) -> String {
+    let f = &s.fields;
+    let secs = |t: Option<chrono::NaiveDateTime>| opt(t.map(|t| t.and_utc().timestamp()));
+    let day = |d: Option<chrono::NaiveDate>| {
+        opt(d
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc().timestamp()))
+    };
+    format!(
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        coord(f.lat),
+        coord(f.lon),
+        coord(f.max_lat),
+        coord(f.min_lat),
+        coord(f.max_lon),
+        coord(f.min_lon),
+        f.radius.unwrap_or(0),
+        opt(f.region.clone()),
+        f.samples.unwrap_or(0),
+        opt(f.source.map(|s| s.code())),
+        f.weight.unwrap_or(0.0),
+        secs(f.created),
+        secs(f.modified),
+        day(f.last_seen),
+        day(f.block_first),
+        day(f.block_last),
+        f.block_count.unwrap_or(0),
+    )
+}
+
+/// Writes the dump; refuses to overwrite an existing file. Returns rows written.
+pub async fn dump(
+    store: &Store,
+    datatype: &str,
+    file: &Path,
+    around: Option<(f64, f64, f64)>,
+) -> anyhow::Result<u64> {
+    let tables: Vec<StationTable> = match datatype {
+        "wifi" => (0..16).map(StationTable::Wifi).collect(),
+        "blue" => (0..16).map(StationTable::Blue).collect(),
+        "cell" => Radio::ALL.into_iter().map(StationTable::Cell).collect(),
+        other => anyhow::bail!("unknown datatype {other:?}: use blue, cell or wifi"),
+    };
+    let area = around.map(|(lat, lon, radius)| {
+        let (max_lat, min_lat, max_lon, min_lon) = bbox(lat, lon, radius);
+        let r5 = |x: f64| (x * 1e5).round() / 1e5;
+        BoundingBox {
+            min_lat: r5(min_lat),
+            max_lat: r5(max_lat),
+            min_lon: r5(min_lon),
+            max_lon: r5(max_lon),
+        }
+    });
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(file)
+        .with_context(|| {
+            format!(
+                "creating {} (existing files are not overwritten)",
+                file.display()
+            )
+        })?;
+    let mut gz = GzEncoder::new(out, Compression::default());
+    let header = if datatype == "cell" {
+        format!(
+            "radio,mcc,mnc,lac,cid,psc,{}",
+            MAC_HEADER.trim_start_matches("mac,")
+        )
+    } else {
+        MAC_HEADER.to_string()
+    };
+    writeln!(gz, "{header}")?;
+    let mut rows = 0u64;
+    for table in tables {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = store
+                .station_page(table, after.as_deref(), PAGE, area)
+                .await?;
+            for (key, station) in &page {
+                let line = match key {
+                    StationKey::Mac(mac) => format!("{mac},{}", common(station)),
+                    StationKey::Cell(k) => {
+                        let radio = match k.radio {
+                            Radio::Gsm => "GSM",
+                            Radio::Wcdma => "WCDMA",
+                            Radio::Lte => "LTE",
+                            Radio::Nr => "NR",
+                        };
+                        format!(
+                            "{radio},{},{},{},{},{},{}",
+                            k.mcc,
+                            k.mnc,
+                            k.lac,
+                            k.cid,
+                            opt(station.psc),
+                            common(station)
+                        )
+                    }
+                };
+                writeln!(gz, "{line}")?;
+            }
+            rows += page.len() as u64;
+            match page.last() {
+                Some((StationKey::Mac(mac), _)) if page.len() as i64 == PAGE => {
+                    after = Some(mac.bytes().to_vec())
+                }
+                Some((StationKey::Cell(k), _)) if page.len() as i64 == PAGE => {
+                    after = k.to_bytes().ok()
+                }
+                _ => break,
+            }
+        }
+    }
+    gz.finish()?.flush()?;
+    Ok(rows)
+}
