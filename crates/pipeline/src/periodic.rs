@@ -86,8 +86,9 @@ pub fn tasks(intervals: &Intervals) -> Vec<PeriodicTask> {
             intervals.statcounter,
             update_statcounter,
         ),
-        PeriodicTask::new("update_statregion", intervals.statregion, update_statregion),
-        PeriodicTask::new("cleanup", intervals.cleanup, cleanup),
+        PeriodicTask::new("update_statregion", intervals.statregion, update_statregion)
+            .at(Duration::from_secs(7 * 60)),
+        PeriodicTask::new("cleanup", intervals.cleanup, cleanup).at(Duration::from_secs(17 * 60)),
         PeriodicTask::new(
             "monitor_queue_size",
             intervals.monitor,

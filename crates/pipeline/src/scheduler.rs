@@ -26,6 +26,10 @@ pub struct PeriodicTask {
     pub name: &'static str,
     /// Time between the starts of two runs.
     pub interval: Duration,
+    /// When set, runs are aligned to UTC: at `offset` past each multiple of
+    /// `interval` since midnight (daily at 00:07, hourly at :03), as the
+    /// original's clock schedule; otherwise the first run is at start.
+    pub offset: Option<Duration>,
     run: TaskFn,
 }
 
@@ -39,9 +43,31 @@ impl PeriodicTask {
         PeriodicTask {
             name,
             interval,
+            offset: None,
             run: Arc::new(move |ctx| Box::pin(f(ctx))),
         }
     }
+
+    /// Aligns the runs to `offset` past each multiple of the interval (UTC).
+    pub fn at(mut self, offset: Duration) -> PeriodicTask {
+        self.offset = Some(offset);
+        self
+    }
+}
+
+/// Time from `now` (seconds since the epoch) to the next aligned run:
+/// `offset` past a multiple of `interval`.
+pub fn until_aligned(now: Duration, interval: Duration, offset: Duration) -> Duration {
+    let interval = interval.as_secs().max(1);
+    let offset = offset.as_secs() % interval;
+    let now_s = now.as_secs();
+    let phase = (now_s + interval - offset) % interval;
+    let wait = if phase == 0 && now.subsec_nanos() == 0 {
+        0
+    } else {
+        interval - phase
+    };
+    Duration::from_secs(wait).saturating_sub(Duration::from_nanos(u64::from(now.subsec_nanos())))
 }
 
 /// The periodic tasks of the service, each on its own timer.
@@ -107,7 +133,16 @@ impl Scheduler {
             let shutdown = shutdown.clone();
             let leading = leading.clone();
             set.spawn(async move {
-                let mut ticker = tokio::time::interval(task.interval);
+                let start = match task.offset {
+                    None => tokio::time::Instant::now(),
+                    Some(offset) => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default();
+                        tokio::time::Instant::now() + until_aligned(now, task.interval, offset)
+                    }
+                };
+                let mut ticker = tokio::time::interval_at(start, task.interval);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
@@ -134,5 +169,33 @@ impl Scheduler {
             });
         }
         while set.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_waits() {
+        let day = Duration::from_secs(86_400);
+        let seven = Duration::from_secs(7 * 60);
+        // 2024-01-12 00:00:00 UTC = 1705017600.
+        let midnight = Duration::from_secs(1_705_017_600);
+        assert_eq!(until_aligned(midnight, day, seven), seven);
+        assert_eq!(until_aligned(midnight + seven, day, seven), Duration::ZERO);
+        assert_eq!(
+            until_aligned(midnight + Duration::from_secs(8 * 60), day, seven),
+            day - Duration::from_secs(60)
+        );
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            until_aligned(
+                midnight + Duration::from_secs(3600 + 120),
+                hour,
+                Duration::from_secs(180)
+            ),
+            Duration::from_secs(60)
+        );
     }
 }
