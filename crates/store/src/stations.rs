@@ -94,22 +94,40 @@ pub(crate) fn decode_mac(row: &impl SqlRow, table: &str) -> Result<Mac> {
 }
 
 impl Store {
+    /// Reads MAC stations from their shard tables: one `UNION ALL` query per
+    /// chunk of keys, so a locate query costs one database round trip however
+    /// many shards its networks fall into.
     async fn mac_stations(&self, kind: MacKind, macs: &[Mac]) -> Result<Vec<(Mac, StationFields)>> {
         let mut out = Vec::with_capacity(macs.len());
-        for (shard, macs) in group_by(macs.iter().copied(), Mac::shard) {
-            let table = kind.table(shard);
-            for chunk in macs.chunks(LOOKUP_CHUNK) {
-                let sql = mac_select_sql(&table, chunk.len());
-                with_pool!(self, pool => {
-                    let mut q = sqlx::query(AssertSqlSafe(&*sql));
-                    for mac in chunk {
+        for chunk in macs.chunks(LOOKUP_CHUNK) {
+            let groups = group_by(chunk.iter().copied(), Mac::shard);
+            let mut parts = Vec::with_capacity(groups.len());
+            let mut offset = 0;
+            for (shard, macs) in &groups {
+                parts.push(format!(
+                    "SELECT mac, {} FROM {} WHERE mac IN ({})",
+                    STATION_COLUMNS.join(", "),
+                    kind.table(*shard),
+                    placeholders(offset, macs.len())
+                ));
+                offset += macs.len();
+            }
+            let sql = parts.join(" UNION ALL ");
+            let table = match kind {
+                MacKind::Wifi => "wifi_shard_*",
+                MacKind::Blue => "blue_shard_*",
+            };
+            with_pool!(self, pool => {
+                let mut q = sqlx::query(AssertSqlSafe(&*sql));
+                for macs in groups.values() {
+                    for mac in macs {
                         q = q.bind(mac.bytes().as_slice());
                     }
-                    for row in q.fetch_all(pool).await? {
-                        out.push((decode_mac(&row, &table)?, station_fields(&row, &table)?));
-                    }
-                });
-            }
+                }
+                for row in q.fetch_all(pool).await? {
+                    out.push((decode_mac(&row, table)?, station_fields(&row, table)?));
+                }
+            });
         }
         Ok(out)
     }
