@@ -99,12 +99,19 @@ fn pipeline_context(
     })
 }
 
+/// Opens store, queue and counters and the pipeline's context over them, for the
+/// commands that run pipeline work outside `serve`.
+async fn open_pipeline(config: &Config) -> anyhow::Result<(Store, Arc<Counters>, PipelineContext)> {
+    let store = open_store(config).await?;
+    let (queue, counters) = open_queue(config, &store).await?;
+    let (queue, counters) = (Arc::new(queue), Arc::new(counters));
+    let ctx = pipeline_context(config, &store, &queue, &counters)?;
+    Ok((store, counters, ctx))
+}
+
 /// `ichnaea drain`: runs every pipeline stage until the queues are empty.
 pub async fn drain(config: Config) -> anyhow::Result<()> {
-    let store = open_store(&config).await?;
-    let (queue, counters) = open_queue(&config, &store).await?;
-    let (queue, counters) = (Arc::new(queue), Arc::new(counters));
-    let ctx = pipeline_context(&config, &store, &queue, &counters)?;
+    let (store, counters, ctx) = open_pipeline(&config).await?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -136,10 +143,7 @@ pub async fn drain(config: Config) -> anyhow::Result<()> {
 /// `ichnaea import FILE`: merges a public cell export into the cell tables.
 pub async fn import(config: Config, file: &std::path::Path) -> anyhow::Result<()> {
     use std::io::{BufReader, Read};
-    let store = open_store(&config).await?;
-    let (queue, counters) = open_queue(&config, &store).await?;
-    let (queue, counters) = (Arc::new(queue), Arc::new(counters));
-    let ctx = pipeline_context(&config, &store, &queue, &counters)?;
+    let (store, _, ctx) = open_pipeline(&config).await?;
     let mut opened =
         std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
     let mut magic = [0u8; 2];
@@ -285,8 +289,13 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
             Ok("web")
         });
     }
-    let ctx = pipeline_context(&config, &store, &queue, &counters)?;
-    if roles.contains(&Role::Scheduler) {
+    // Only the worker and the scheduler need the pipeline (and its region data).
+    let ctx = if roles.contains(&Role::Scheduler) || roles.contains(&Role::Worker) {
+        Some(pipeline_context(&config, &store, &queue, &counters)?)
+    } else {
+        None
+    };
+    if let (true, Some(ctx)) = (roles.contains(&Role::Scheduler), &ctx) {
         let rate_control = match config.rate_control_target {
             None => None,
             Some(target) => Some(
@@ -324,7 +333,7 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
             Ok("scheduler")
         });
     }
-    if roles.contains(&Role::Worker) {
+    if let (true, Some(ctx)) = (roles.contains(&Role::Worker), &ctx) {
         let stop = shutdown.clone();
         let ctx = ctx.clone();
         tasks.spawn(async move {

@@ -1,7 +1,6 @@
 //! `update_cellarea` (spec pipeline §4.1): recomputes the `cell_area` rows of
 //! queued area ids from their cells. Idempotent, so re-delivery is harmless.
 
-use chrono::Utc;
 use ichnaea_core::area::aggregate_area;
 use ichnaea_core::cell::AreaKey;
 use ichnaea_core::queues::UPDATE_CELLAREA;
@@ -28,9 +27,7 @@ pub async fn run_once(ctx: &PipelineContext) -> Result<usize, PipelineError> {
         .collect();
     keys.sort();
     keys.dedup();
-    let now = Utc::now().naive_utc();
-    let now =
-        now - chrono::Duration::nanoseconds(i64::from(now.and_utc().timestamp_subsec_nanos()));
+    let now = crate::now_seconds();
     let existing = ctx.store.cell_areas(&keys).await?;
     let mut upserts = Vec::new();
     let mut deletes = Vec::new();

@@ -85,6 +85,13 @@ pub struct PipelineContext {
     pub exporters: Arc<export::Exporters>,
 }
 
+/// The current UTC time in whole seconds: the `now` of a task run (spec
+/// pipeline §0), as the `DATETIME` columns store it.
+pub fn now_seconds() -> chrono::NaiveDateTime {
+    let now = chrono::Utc::now().naive_utc();
+    now - chrono::Duration::nanoseconds(i64::from(now.and_utc().timestamp_subsec_nanos()))
+}
+
 /// Errors of pipeline tasks.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::Utc;
 use ichnaea_core::cell::CellKey;
 use ichnaea_core::mac::Mac;
 use ichnaea_core::observation::{BlueObservation, CellObservation, WifiObservation};
@@ -93,9 +92,7 @@ pub async fn run_once(
     let kind = station_type(table);
     let groups = group(table, &batch.items);
     let keys: Vec<StationKey> = groups.keys().copied().collect();
-    let now = Utc::now().naive_utc();
-    let now =
-        now - chrono::Duration::nanoseconds(i64::from(now.and_utc().timestamp_subsec_nanos()));
+    let now = crate::now_seconds();
     let geocoder = ctx.geocoder.clone();
     let mut tally = Tally::default();
     let mut touched_areas = Vec::new();

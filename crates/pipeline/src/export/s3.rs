@@ -214,18 +214,8 @@ impl ObjectExporter {
         let (source, api_key) = partition(queue)?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let body = gzip_items(reports, S3_GZIP_LEVEL)?;
-        let (store, template, attributes) = match &target {
-            Target::S3 { bucket, template } => {
-                let attributes = Attributes::from_iter([
-                    (Attribute::ContentType, "application/json"),
-                    (Attribute::ContentEncoding, "gzip"),
-                ]);
-                (self.s3_store(bucket)?, template, attributes)
-            }
-            // LocalFileSystem refuses attributes (NotImplemented).
-            Target::File { template } => (self.file_store()?, template, Attributes::new()),
-        };
-        let key = object_key(template, source, api_key, today, &id);
+        let (store, template, attributes) = self.destination(&target, "application/json")?;
+        let key = object_key(&template, source, api_key, today, &id);
         // Empty segments are dropped; `.`/`..` and unsafe characters are escaped.
         let path = Path::from_iter(key.split('/'));
         store
@@ -248,16 +238,7 @@ impl ObjectExporter {
         content_type: &str,
     ) -> Result<String, ExportError> {
         let target = parse_target(dir_url)?;
-        let (store, dir, attributes) = match &target {
-            Target::S3 { bucket, template } => {
-                let attributes = Attributes::from_iter([
-                    (Attribute::ContentType, content_type.to_string()),
-                    (Attribute::ContentEncoding, "gzip".to_string()),
-                ]);
-                (self.s3_store(bucket)?, template.clone(), attributes)
-            }
-            Target::File { template } => (self.file_store()?, template.clone(), Attributes::new()),
-        };
+        let (store, dir, attributes) = self.destination(&target, content_type)?;
         let key = format!("{}/{file_name}", dir.trim_end_matches('/'));
         let path = Path::from_iter(key.split('/'));
         store
@@ -266,6 +247,26 @@ impl ObjectExporter {
         Ok(match target {
             Target::S3 { .. } => path.to_string(),
             Target::File { .. } => format!("/{path}"),
+        })
+    }
+
+    /// The store, path template and object attributes of a target: S3 objects
+    /// carry their content type and gzip encoding; the local filesystem refuses
+    /// attributes (NotImplemented), so files get none.
+    fn destination(
+        &self,
+        target: &Target,
+        content_type: &str,
+    ) -> Result<(Arc<dyn ObjectStore>, String, Attributes), ExportError> {
+        Ok(match target {
+            Target::S3 { bucket, template } => {
+                let attributes = Attributes::from_iter([
+                    (Attribute::ContentType, content_type.to_string()),
+                    (Attribute::ContentEncoding, "gzip".to_string()),
+                ]);
+                (self.s3_store(bucket)?, template.clone(), attributes)
+            }
+            Target::File { template } => (self.file_store()?, template.clone(), Attributes::new()),
         })
     }
 
