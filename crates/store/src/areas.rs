@@ -45,6 +45,11 @@ impl Store {
                 "SELECT {COLUMNS} FROM cell_area WHERE areaid IN ({})",
                 placeholders(0, ids.len())
             );
+            if let Some(reader) = &self.reader {
+                let params: Vec<&[u8]> = ids.iter().map(|k| k.as_slice()).collect();
+                out.extend(reader.query(&sql, &params, |row| decode(row))?);
+                continue;
+            }
             with_pool!(self, pool => {
                 let mut q = sqlx::query(AssertSqlSafe(&*sql));
                 for id in &ids {

@@ -16,12 +16,16 @@ mod exports;
 mod migrate;
 mod rows;
 pub mod schema;
+mod sqlite_read;
 mod stations;
 mod stats;
 
 use sqlx::AssertSqlSafe;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use sqlite_read::SqliteReader;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -37,6 +41,9 @@ pub enum StoreError {
     /// The database reported an error or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// SQLite reported an error on the embedded read path.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// A row with this primary key already exists.
     #[error("{0} already exists")]
     Duplicate(String),
@@ -99,6 +106,8 @@ enum Backend {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// SQLite only: the inline read path for locate lookups.
+    reader: Option<Arc<SqliteReader>>,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend. The body
@@ -137,6 +146,7 @@ impl Store {
                 .await?;
             Ok(Store {
                 backend: Backend::Sqlite(pool),
+                reader: Some(Arc::new(SqliteReader::new(path, options.acquire_timeout))),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut connect = PgConnectOptions::from_str(url)?;
@@ -151,6 +161,7 @@ impl Store {
                 .await?;
             Ok(Store {
                 backend: Backend::Postgres(pool),
+                reader: None,
             })
         } else {
             Err(StoreError::UnsupportedUrl(url.to_string()))
@@ -183,6 +194,9 @@ impl Store {
 
     /// Closes the pool, waiting for checked-out connections to return.
     pub async fn close(&self) {
+        if let Some(reader) = &self.reader {
+            reader.close();
+        }
         with_pool!(self, pool => pool.close().await)
     }
 

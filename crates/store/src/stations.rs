@@ -117,12 +117,18 @@ impl Store {
                 MacKind::Wifi => "wifi_shard_*",
                 MacKind::Blue => "blue_shard_*",
             };
+            let keys: Vec<[u8; 6]> = groups.values().flatten().map(|m| *m.bytes()).collect();
+            if let Some(reader) = &self.reader {
+                let params: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+                out.extend(reader.query(&sql, &params, |row| {
+                    Ok((decode_mac(row, table)?, station_fields(row, table)?))
+                })?);
+                continue;
+            }
             with_pool!(self, pool => {
                 let mut q = sqlx::query(AssertSqlSafe(&*sql));
-                for macs in groups.values() {
-                    for mac in macs {
-                        q = q.bind(mac.bytes().as_slice());
-                    }
+                for key in &keys {
+                    q = q.bind(key.as_slice());
                 }
                 for row in q.fetch_all(pool).await? {
                     out.push((decode_mac(&row, table)?, station_fields(&row, table)?));
@@ -193,6 +199,11 @@ impl Store {
                     .map(CellKey::to_bytes)
                     .collect::<Result<Vec<_>, _>>()?;
                 let sql = cell_select_sql(table, ids.len());
+                if let Some(reader) = &self.reader {
+                    let params: Vec<&[u8]> = ids.iter().map(|k| k.as_slice()).collect();
+                    out.extend(reader.query(&sql, &params, |row| decode_cell(row, radio))?);
+                    continue;
+                }
                 with_pool!(self, pool => {
                     let mut q = sqlx::query(AssertSqlSafe(&*sql));
                     for id in &ids {
