@@ -4,6 +4,7 @@ use ichnaea_core::cell::AreaKey;
 use ichnaea_core::radio::Radio;
 use ichnaea_core::station::CellArea;
 use sqlx::AssertSqlSafe;
+use std::sync::LazyLock;
 
 use crate::rows::{SqlRow, corrupt};
 use crate::{LOOKUP_CHUNK, Result, Store, placeholders, with_pool};
@@ -46,8 +47,17 @@ impl Store {
                 placeholders(0, ids.len())
             );
             if let Some(reader) = &self.reader {
-                let params: Vec<&[u8]> = ids.iter().map(|k| k.as_slice()).collect();
-                out.extend(reader.query(&sql, &params, |row| decode(row))?);
+                static POINT: LazyLock<(String, Vec<&'static str>)> = LazyLock::new(|| {
+                    (
+                        format!("SELECT {COLUMNS} FROM cell_area WHERE areaid = $1"),
+                        COLUMNS.split(", ").collect(),
+                    )
+                });
+                let lookups: Vec<(&str, &[u8])> = ids
+                    .iter()
+                    .map(|id| (POINT.0.as_str(), id.as_slice()))
+                    .collect();
+                out.extend(reader.lookup(&POINT.1, &lookups, |row| decode(row))?);
                 continue;
             }
             with_pool!(self, pool => {

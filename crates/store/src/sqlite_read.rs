@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime};
-use rusqlite::{Connection, OpenFlags, Row, params_from_iter};
+use rusqlite::{Connection, OpenFlags, Row, TransactionBehavior};
 
 use crate::rows::SqlRow;
 use crate::{Result, StoreError};
@@ -70,31 +70,40 @@ impl SqliteReader {
         Ok(conn)
     }
 
-    /// Runs `sql` with `params` and decodes every row with `decode`.
-    pub(crate) fn query<T>(
+    /// Runs each `(sql, key)` point lookup of `lookups` in one read transaction
+    /// (one snapshot, one lock round) and decodes every row found with `decode`.
+    /// `columns` names the selected columns in order, so values are read by
+    /// position rather than by asking SQLite for column names.
+    pub(crate) fn lookup<T>(
         &self,
-        sql: &str,
-        params: &[&[u8]],
-        mut decode: impl FnMut(&Row<'_>) -> Result<T>,
+        columns: &[&str],
+        lookups: &[(&str, &[u8])],
+        mut decode: impl FnMut(&Columns<'_, '_>) -> Result<T>,
     ) -> Result<Vec<T>> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Database(sqlx::Error::PoolClosed));
         }
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let conn = match idle {
+        let mut conn = match idle {
             Some(conn) => conn,
             None => self.open()?,
         };
         let result = (|| {
-            let mut stmt = conn.prepare_cached(sql)?;
-            let mut rows = stmt.query(params_from_iter(params.iter()))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(decode(row)?);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let mut out = Vec::with_capacity(lookups.len());
+            for (sql, key) in lookups {
+                let mut stmt = tx.prepare_cached(sql)?;
+                let mut rows = stmt.query([key])?;
+                while let Some(row) = rows.next()? {
+                    out.push(decode(&Columns { row, columns })?);
+                }
             }
+            tx.commit()?;
             Ok(out)
         })();
-        if let Ok(mut idle) = self.idle.lock()
+        // A connection is only reused when it is back outside any transaction.
+        if conn.is_autocommit()
+            && let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
             && !self.closed.load(Ordering::SeqCst)
         {
@@ -104,30 +113,85 @@ impl SqliteReader {
     }
 }
 
-fn get<T: rusqlite::types::FromSql>(row: &Row<'_>, col: &str) -> Result<T> {
-    Ok(row.get(col)?)
+/// A result row whose columns are found by name in the statement's known column
+/// list (cheaper than SQLite's by-name lookup, which compares C strings).
+pub(crate) struct Columns<'r, 'c> {
+    row: &'r Row<'r>,
+    columns: &'c [&'c str],
 }
 
-impl SqlRow for Row<'_> {
+impl Columns<'_, '_> {
+    fn get<T: rusqlite::types::FromSql>(&self, col: &str) -> Result<T> {
+        match self.columns.iter().position(|c| *c == col) {
+            Some(i) => Ok(self.row.get(i)?),
+            None => Ok(self.row.get(col)?),
+        }
+    }
+
+    /// A text column: dates and timestamps are stored as text by sqlx
+    /// (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS[.f]`) and parsed below without the
+    /// format-string machinery of rusqlite's chrono conversions.
+    fn text(&self, col: &str) -> Result<Option<String>> {
+        self.get(col)
+    }
+}
+
+impl SqlRow for Columns<'_, '_> {
     fn f64_opt(&self, col: &str) -> Result<Option<f64>> {
-        get(self, col)
+        self.get(col)
     }
     fn i64_opt(&self, col: &str) -> Result<Option<i64>> {
-        get(self, col)
+        self.get(col)
     }
     fn bool_opt(&self, col: &str) -> Result<Option<bool>> {
-        get(self, col)
+        self.get(col)
     }
     fn str_opt(&self, col: &str) -> Result<Option<String>> {
-        get(self, col)
+        self.get(col)
     }
     fn bytes(&self, col: &str) -> Result<Vec<u8>> {
-        get(self, col)
+        self.get(col)
     }
     fn date_opt(&self, col: &str) -> Result<Option<NaiveDate>> {
-        get(self, col)
+        match self.text(col)? {
+            None => Ok(None),
+            Some(text) => match text.get(..10).and_then(|d| d.parse().ok()) {
+                Some(date) => Ok(Some(date)),
+                None => self.get(col),
+            },
+        }
     }
     fn datetime_opt(&self, col: &str) -> Result<Option<NaiveDateTime>> {
-        get(self, col)
+        match self.text(col)? {
+            None => Ok(None),
+            Some(text) => match parse_datetime(&text) {
+                Some(at) => Ok(Some(at)),
+                None => self.get(col),
+            },
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.fraction]` (sqlx's SQLite encoding) or with a `T`.
+fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
+    let date: NaiveDate = text.get(..10)?.parse().ok()?;
+    let rest = text.get(10..)?;
+    let rest = rest.strip_prefix(' ').or_else(|| rest.strip_prefix('T'))?;
+    let time: chrono::NaiveTime = rest.parse().ok()?;
+    Some(date.and_time(time))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_datetime;
+
+    #[test]
+    fn parses_sqlx_timestamps() {
+        let at = parse_datetime("2026-11-29 15:04:05.123456").map(|t| t.to_string());
+        assert_eq!(at.as_deref(), Some("2026-11-29 15:04:05.123456"));
+        let at = parse_datetime("2026-11-29T15:04:05").map(|t| t.to_string());
+        assert_eq!(at.as_deref(), Some("2026-11-29 15:04:05"));
+        assert_eq!(parse_datetime("2026-11-29"), None);
+        assert_eq!(parse_datetime("garbage"), None);
     }
 }

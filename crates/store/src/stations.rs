@@ -3,6 +3,7 @@
 
 use sqlx::AssertSqlSafe;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use ichnaea_core::cell::CellKey;
 use ichnaea_core::mac::Mac;
@@ -26,6 +27,44 @@ impl MacKind {
             MacKind::Blue => blue_table(shard),
         }
     }
+
+    /// The one-key `SELECT` of a shard, built once (the embedded read path).
+    fn point_select(self, shard: u8) -> &'static str {
+        static WIFI: LazyLock<Vec<String>> =
+            LazyLock::new(|| (0..16).map(|s| mac_select_sql(&wifi_table(s), 1)).collect());
+        static BLUE: LazyLock<Vec<String>> =
+            LazyLock::new(|| (0..16).map(|s| mac_select_sql(&blue_table(s), 1)).collect());
+        let all = match self {
+            MacKind::Wifi => &WIFI,
+            MacKind::Blue => &BLUE,
+        };
+        all.get(usize::from(shard)).map_or("", String::as_str)
+    }
+}
+
+/// Columns of [`mac_select_sql`], in order.
+static MAC_COLUMNS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| std::iter::once("mac").chain(STATION_COLUMNS).collect());
+
+/// Columns of [`cell_select_sql`], in order.
+static CELL_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    ["cellid", "radio", "mcc", "mnc", "lac", "cid", "psc"]
+        .into_iter()
+        .chain(STATION_COLUMNS)
+        .collect()
+});
+
+/// The one-key `SELECT` of a radio's cell table, built once.
+fn cell_point_select(radio: Radio) -> &'static str {
+    static ALL: LazyLock<Vec<(Radio, String)>> = LazyLock::new(|| {
+        Radio::ALL
+            .iter()
+            .map(|r| (*r, cell_select_sql(r.cell_table(), 1)))
+            .collect()
+    });
+    ALL.iter()
+        .find(|(r, _)| *r == radio)
+        .map_or("", |(_, sql)| sql.as_str())
 }
 
 fn update_clause() -> String {
@@ -119,8 +158,13 @@ impl Store {
             };
             let keys: Vec<[u8; 6]> = groups.values().flatten().map(|m| *m.bytes()).collect();
             if let Some(reader) = &self.reader {
-                let params: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
-                out.extend(reader.query(&sql, &params, |row| {
+                let lookups: Vec<(&str, &[u8])> = groups
+                    .iter()
+                    .flat_map(|(shard, macs)| macs.iter().map(|_| *shard))
+                    .zip(&keys)
+                    .map(|(shard, key)| (kind.point_select(shard), key.as_slice()))
+                    .collect();
+                out.extend(reader.lookup(&MAC_COLUMNS, &lookups, |row| {
                     Ok((decode_mac(row, table)?, station_fields(row, table)?))
                 })?);
                 continue;
@@ -200,8 +244,12 @@ impl Store {
                     .collect::<Result<Vec<_>, _>>()?;
                 let sql = cell_select_sql(table, ids.len());
                 if let Some(reader) = &self.reader {
-                    let params: Vec<&[u8]> = ids.iter().map(|k| k.as_slice()).collect();
-                    out.extend(reader.query(&sql, &params, |row| decode_cell(row, radio))?);
+                    let point = cell_point_select(radio);
+                    let lookups: Vec<(&str, &[u8])> =
+                        ids.iter().map(|id| (point, id.as_slice())).collect();
+                    out.extend(
+                        reader.lookup(&CELL_COLUMNS, &lookups, |row| decode_cell(row, radio))?,
+                    );
                     continue;
                 }
                 with_pool!(self, pool => {

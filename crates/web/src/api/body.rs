@@ -65,21 +65,40 @@ pub fn decode(headers: &HeaderMap, raw: &[u8], limits: BodyLimits) -> Result<Dec
     parse_json(&text).map(Decoded::Json)
 }
 
+/// Inflated sizes up to this are decoded in a single pass into a growing buffer.
+const SINGLE_PASS_BYTES: usize = 256 * 1024;
+
 /// Inflates a (multi-member) gzip stream, refusing output beyond `limit` bytes.
-/// A first pass only counts the inflated bytes (stopping one past the limit), so
-/// a gzip bomb is refused without allocating anything for it; the second pass
-/// fills a buffer of exactly the right size.
+///
+/// Bodies that inflate to at most [`SINGLE_PASS_BYTES`] (every locate query and
+/// most submissions) are decoded once. Larger ones get a first pass that only
+/// counts the inflated bytes (stopping one past the limit), so a gzip bomb is
+/// refused without allocating more than that first buffer; the second pass fills
+/// a buffer of exactly the right size.
 pub fn gunzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let gzip_error = |e: std::io::Error| decode_error(format!("gzip: {e}"));
+    let first = limit.min(SINGLE_PASS_BYTES);
+    let mut out = Vec::new();
+    let read = flate2::read::MultiGzDecoder::new(raw)
+        .take(first as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(gzip_error)?;
+    if read <= first {
+        return Ok(out);
+    }
+    if first == limit {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    drop(out);
     let mut counter = flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1);
-    let size = std::io::copy(&mut counter, &mut std::io::sink())
-        .map_err(|e| decode_error(format!("gzip: {e}")))?;
+    let size = std::io::copy(&mut counter, &mut std::io::sink()).map_err(gzip_error)?;
     if size > limit as u64 {
         return Err(ApiError::PayloadTooLarge);
     }
     let mut out = Vec::with_capacity(size as usize);
     flate2::read::MultiGzDecoder::new(raw)
         .read_to_end(&mut out)
-        .map_err(|e| decode_error(format!("gzip: {e}")))?;
+        .map_err(gzip_error)?;
     Ok(out)
 }
 
@@ -215,6 +234,29 @@ mod tests {
             is_decode_error(decode(&upper, &body, limits)),
             "only exact gzip is recognised"
         );
+    }
+
+    #[test]
+    fn gunzip_limits_on_both_paths() {
+        // Single pass: small output, at and one past a small limit.
+        let small = vec![b'x'; 1000];
+        assert_eq!(gunzip(&gz(&small), 1000).unwrap(), small);
+        assert_eq!(gunzip(&gz(&small), 999), Err(ApiError::PayloadTooLarge));
+        // Two passes: output larger than the single-pass budget.
+        let big: Vec<u8> = (0..SINGLE_PASS_BYTES + 5000)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        assert_eq!(gunzip(&gz(&big), big.len()).unwrap(), big);
+        assert_eq!(
+            gunzip(&gz(&big), big.len() - 1),
+            Err(ApiError::PayloadTooLarge)
+        );
+        // A truncated stream is a decode error on either path.
+        let body = gz(&big);
+        assert!(matches!(
+            gunzip(&body[..body.len() - 4], big.len()),
+            Err(ApiError::Parse(_))
+        ));
     }
 
     #[test]
