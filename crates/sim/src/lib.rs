@@ -1,25 +1,44 @@
 //! `ichnaea sim`: tools that play the clients of an ichnaea/MLS-compatible server.
 //!
-//! Today that is `sim load`, a bounded load generator for `/v2/geosubmit` and
-//! `/v1/geolocate` that measures what the server sustains (throughput, status codes,
-//! latency percentiles). It exists so capacity claims about the service are numbers
-//! anyone can reproduce with one command, against any server speaking the API.
+//! `sim load` is a bounded load generator for `/v2/geosubmit` and `/v1/geolocate`
+//! that measures what the server sustains (throughput, status codes, latency
+//! percentiles). `sim world`, `sim traffic` and `sim accuracy` measure what it
+//! learns: a synthetic city with ground truth ([`world`]), stumblers submitting
+//! what they see along its streets ([`track`], [`traffic`]), and the positioning
+//! error per data type against the truth ([`accuracy`]). They exist so capacity
+//! and accuracy claims about the service are numbers anyone can reproduce with
+//! one command, against any server speaking the API.
 //!
-//! Load only ever goes to loopback addresses unless `--allow-remote` is given (see
-//! [`target`]), and every run stops by itself (`--duration`, `--requests`).
+//! Requests only ever go to loopback addresses unless `--allow-remote` is given
+//! (see [`target`]), and every run stops by itself.
 
+pub mod accuracy;
 pub mod bodies;
 pub mod duration;
+pub mod geo;
 pub mod load;
+pub mod radio;
+pub mod rng;
+pub mod scan;
+pub mod streets;
 pub mod summary;
 pub mod target;
+pub mod track;
+pub mod traffic;
+pub mod wire;
+pub mod world;
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Subcommand, ValueEnum};
 
+pub use accuracy::run_accuracy;
 pub use load::run_load;
 pub use summary::Summary;
+pub use traffic::run_traffic;
+pub use world::{World, WorldParams};
 
 /// Everything that can stop a simulation before or while it runs; the binary turns
 /// it into a message and a non-zero exit status.
@@ -65,6 +84,15 @@ pub enum SimError {
     /// The summary could not be written to stdout.
     #[error("cannot write the summary: {0}")]
     Output(#[source] std::io::Error),
+    /// `--out` could not be written.
+    #[error("cannot write {path}: {source}")]
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// `ichnaea sim …`: the simulation subcommands, embedded in the binary's CLI.
@@ -80,6 +108,174 @@ pub enum SimCommand {
     /// address given and nowhere else. A run always ends: at --duration (default 30 s)
     /// or after --requests requests, whichever comes first.
     Load(LoadArgs),
+    /// Generate the synthetic city (streets, Wi-Fi access points, cells, Bluetooth
+    /// beacons, access points that move) as JSON; the same seed gives the same bytes.
+    World(WorldCmdArgs),
+    /// Stumblers walking, cycling and driving the streets of the world, uploading
+    /// gzip /v2/geosubmit batches of 50-100 reports at a target rate.
+    ///
+    /// Loopback targets only unless --allow-remote. The world is regenerated from
+    /// --seed (and the other world flags), so no file is needed.
+    Traffic(TrafficArgs),
+    /// Query /v1/geolocate at true positions of the world, per data type (Wi-Fi,
+    /// cell, Bluetooth, mixed), and report the share answered, the error
+    /// percentiles and the calibration of the returned accuracy.
+    ///
+    /// Run it after `sim traffic` with the same world flags and `ichnaea drain`.
+    Accuracy(AccuracyArgs),
+}
+
+/// The flags that define the world; `traffic` and `accuracy` take the same ones
+/// and regenerate the same world in memory.
+#[derive(Debug, Clone, Args)]
+pub struct WorldArgs {
+    /// Seed of the world (and of the traffic and queries made in it).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Side of the square city, km (0.5 to 40).
+    #[arg(long, default_value_t = 8.0)]
+    pub size_km: f64,
+    /// Latitude of the centre (default: Berlin).
+    #[arg(long, default_value_t = 52.52, allow_negative_numbers = true)]
+    pub lat: f64,
+    /// Longitude of the centre.
+    #[arg(long, default_value_t = 13.405, allow_negative_numbers = true)]
+    pub lon: f64,
+    /// Mobile country code of the three operators (MNC 1, 2, 3).
+    #[arg(long, default_value_t = 262)]
+    pub mcc: u16,
+    /// Share of Wi-Fi access points that move several km during the simulation.
+    #[arg(long, default_value_t = 0.02)]
+    pub move_share: f64,
+    /// Simulated time at which they move (e.g. 30m, 1800s).
+    #[arg(long, default_value = "30m", value_parser = duration::parse)]
+    pub move_at: Duration,
+}
+
+impl WorldArgs {
+    /// The checked world parameters.
+    pub fn params(&self) -> Result<WorldParams, SimError> {
+        let invalid = |flag, reason: &str| {
+            Err(SimError::InvalidOption {
+                flag,
+                reason: reason.to_string(),
+            })
+        };
+        if !(self.size_km.is_finite() && (0.5..=40.0).contains(&self.size_km)) {
+            return invalid("--size-km", "must be 0.5 to 40");
+        }
+        if !(self.lat.is_finite() && (-80.0..=80.0).contains(&self.lat)) {
+            return invalid("--lat", "must be -80 to 80");
+        }
+        if !(self.lon.is_finite() && (-180.0..=180.0).contains(&self.lon)) {
+            return invalid("--lon", "must be -180 to 180");
+        }
+        if !(1..=999).contains(&self.mcc) {
+            return invalid("--mcc", "must be 1 to 999");
+        }
+        if !(self.move_share.is_finite() && (0.0..=0.5).contains(&self.move_share)) {
+            return invalid("--move-share", "must be 0 to 0.5");
+        }
+        Ok(WorldParams {
+            seed: self.seed,
+            size_km: self.size_km,
+            lat: self.lat,
+            lon: self.lon,
+            mcc: self.mcc,
+            move_share: self.move_share,
+            move_at_s: self.move_at.as_secs_f64(),
+        })
+    }
+}
+
+/// The flags of `ichnaea sim world`.
+#[derive(Debug, Clone, Args)]
+pub struct WorldCmdArgs {
+    /// The world.
+    #[command(flatten)]
+    pub world: WorldArgs,
+    /// Write the JSON to this file instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The flags of `ichnaea sim traffic`.
+#[derive(Debug, Clone, Args)]
+pub struct TrafficArgs {
+    /// The world.
+    #[command(flatten)]
+    pub world: WorldArgs,
+    /// Base URL of the server (http only); /v2/geosubmit is appended.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// API key sent as ?key=K (none by default).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Stumblers moving through the city at the same time.
+    #[arg(long, default_value_t = 40)]
+    pub stumblers: usize,
+    /// Reports to make in all.
+    #[arg(long, default_value_t = 50_000)]
+    pub reports: u64,
+    /// Target rate, reports per second (uploads are paced to it); unset: as
+    /// fast as the server answers.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Stop sending after this long even if reports remain.
+    #[arg(long, value_parser = duration::parse)]
+    pub duration: Option<Duration>,
+    /// Uploads in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Unix time in ms of simulated second 0 (default: now minus the expected
+    /// simulated span). Fixing it makes the bodies byte-identical across runs.
+    #[arg(long)]
+    pub start_ms: Option<i64>,
+    /// Write the uncompressed bodies as JSON lines to stdout instead of sending
+    /// them (the summary goes to stderr).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Give up on an upload after this long.
+    #[arg(long, default_value = "120s", value_parser = duration::parse)]
+    pub timeout: Duration,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print a progress line every second on stderr even when it is not a terminal.
+    #[arg(long)]
+    pub progress: bool,
+    /// Allow a target that is not a loopback address (servers you run yourself only).
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+/// The flags of `ichnaea sim accuracy`.
+#[derive(Debug, Clone, Args)]
+pub struct AccuracyArgs {
+    /// The world.
+    #[command(flatten)]
+    pub world: WorldArgs,
+    /// Base URL of the server (http only); /v1/geolocate is appended.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// API key sent as ?key=K (the key needs allow_locate).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// True positions to probe (four queries each at most).
+    #[arg(long, default_value_t = 1000)]
+    pub positions: usize,
+    /// Queries in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Give up on a query after this long (counted as failed).
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
+    pub timeout: Duration,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Allow a target that is not a loopback address (servers you run yourself only).
+    #[arg(long)]
+    pub allow_remote: bool,
 }
 
 /// Which API endpoint the load goes to.
@@ -167,5 +363,59 @@ pub async fn run(command: SimCommand) -> Result<(), SimError> {
             let summary = run_load(&args).await?;
             summary.print(args.json)
         }
+        SimCommand::World(args) => write_world(&args),
+        SimCommand::Traffic(args) => {
+            let summary = run_traffic(&args).await?;
+            let text = if args.json {
+                let mut t = serde_json::to_string_pretty(&summary)?;
+                t.push('\n');
+                t
+            } else {
+                summary.table()
+            };
+            if args.dry_run {
+                let mut err = std::io::stderr().lock();
+                err.write_all(text.as_bytes()).map_err(SimError::Output)
+            } else {
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes())
+                    .and_then(|()| out.flush())
+                    .map_err(SimError::Output)
+            }
+        }
+        SimCommand::Accuracy(args) => run_accuracy(&args).await?.print(args.json),
     }
+}
+
+/// `sim world`: the JSON on stdout or in `--out`, the counts on stderr.
+fn write_world(args: &WorldCmdArgs) -> Result<(), SimError> {
+    let world = World::generate(&args.world.params()?);
+    let json = world.to_json()?;
+    match &args.out {
+        Some(path) => std::fs::write(path, &json).map_err(|source| SimError::WriteFile {
+            path: path.clone(),
+            source,
+        })?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&json)
+                .and_then(|()| out.flush())
+                .map_err(SimError::Output)?;
+        }
+    }
+    let s = world.summary();
+    eprintln!(
+        "world: {} km of streets, {} Wi-Fi access points ({} moving, {} hidden or _nomap), \
+         cells gsm {} wcdma {} lte {} nr {}, {} Bluetooth beacons",
+        s.street_km,
+        s.wifi,
+        s.wifi_moving,
+        s.wifi_not_submitted,
+        s.cells[0],
+        s.cells[1],
+        s.cells[2],
+        s.cells[3],
+        s.blue
+    );
+    Ok(())
 }

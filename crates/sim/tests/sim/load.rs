@@ -1,4 +1,4 @@
-//! The generated bodies against the server's own decoding and conversion, and whole
+//! `sim load`: the generated bodies against the server's own decoding and conversion, and whole
 //! runs against a small loopback server that counts what it accepts.
 
 use std::net::SocketAddr;
