@@ -50,11 +50,11 @@ pub const WIFI_5: PathLoss = PathLoss {
 };
 
 /// Bluetooth LE beacons (advertised power about −59 dBm at 1 m, behind a shop
-/// window), detected up to 30–50 m.
+/// window), detected up to 30–50 m (half of the time at 30 m).
 pub const BLUE: PathLoss = PathLoss {
     p0: -62.0,
-    n: 2.0,
-    sigma: 5.0,
+    n: 2.3,
+    sigma: 4.0,
     sensitivity: -96.0,
     ramp: 2.0,
     miss: 0.2,
