@@ -8,6 +8,7 @@ pub mod apikey;
 pub mod area;
 pub mod cell;
 pub mod datamap;
+pub mod datamap_points;
 pub mod export;
 pub mod geo;
 pub mod geocoder;

@@ -18,6 +18,7 @@ pub mod periodic;
 pub mod rate_control;
 pub mod scheduler;
 pub mod stations;
+pub mod tiles;
 pub mod worker;
 
 use std::sync::Arc;

@@ -2676,3 +2676,6 @@ async fn cell_import_merges_a_public_export(ctx: PipelineContext) {
     .await;
     assert!(err.is_err(), "an unknown radio on the first row aborts");
 }
+
+#[path = "pipeline/tiles.rs"]
+mod tiles;

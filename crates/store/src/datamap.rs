@@ -86,3 +86,45 @@ impl Store {
         Ok(n)
     }
 }
+
+impl Store {
+    /// Up to `limit` rows of one quadrant table in grid order, starting after
+    /// `after` (keyset pagination on `grid`): the tile export reads whole tables
+    /// page by page without holding them in memory. `None` starts at the first
+    /// row; an empty result means the table is exhausted.
+    pub async fn datamap_page(
+        &self,
+        quadrant: Quadrant,
+        after: Option<DatamapGrid>,
+        limit: usize,
+    ) -> Result<Vec<DatamapRow>> {
+        let table = quadrant.table();
+        // The key is big-endian with offsets, so byte order is (lat, lon) order
+        // on both backends (SQLite BLOB and PostgreSQL bytea compare bytewise).
+        let sql = match after {
+            Some(_) => format!(
+                "SELECT grid, created, modified FROM {table} WHERE grid > $1 ORDER BY grid LIMIT $2"
+            ),
+            None => format!("SELECT grid, created, modified FROM {table} ORDER BY grid LIMIT $1"),
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut out = Vec::new();
+        with_pool!(self, pool => {
+            let mut q = sqlx::query(AssertSqlSafe(&*sql));
+            if let Some(g) = after {
+                q = q.bind(g.to_bytes().to_vec());
+            }
+            for row in q.bind(limit).fetch_all(pool).await? {
+                let bytes = row.bytes("grid")?;
+                let grid = DatamapGrid::from_bytes(&bytes)
+                    .ok_or_else(|| corrupt(table, format!("grid of {} bytes", bytes.len())))?;
+                out.push(DatamapRow {
+                    grid,
+                    created: row.date_opt("created")?,
+                    modified: row.date_opt("modified")?,
+                });
+            }
+        });
+        Ok(out)
+    }
+}

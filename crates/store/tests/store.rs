@@ -118,6 +118,7 @@ backend_tests!(
     stats_round_trip,
     region_stats_are_replaced,
     datamap_grids_are_touched,
+    datamap_pages_follow_grid_order,
     applied_batches_detect_replays,
     station_batches_apply_once_with_their_counters,
     cells_in_area_scan_the_prefix,
@@ -686,6 +687,46 @@ async fn datamap_grids_are_touched(store: Store) {
     assert!(
         store
             .datamap_rows(Quadrant::Sw, &grids)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn datamap_pages_follow_grid_order(store: Store) {
+    // Negative and positive coordinates: the offset key must sort as (lat, lon).
+    let mut grids = vec![];
+    for lat in [-1, 0, 1, -50_000] {
+        for lon in [-2, 7, -170_000, 150_000] {
+            grids.push(DatamapGrid { lat, lon });
+        }
+    }
+    store
+        .touch_datamap(Quadrant::Sw, &grids, day(2024, 1, 10))
+        .await
+        .unwrap();
+    let mut seen = vec![];
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = store.datamap_page(Quadrant::Sw, after, 5).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 5);
+        pages += 1;
+        after = page.last().map(|r| r.grid);
+        seen.extend(page.into_iter().map(|r| {
+            assert_eq!(r.modified, Some(day(2024, 1, 10)));
+            r.grid
+        }));
+    }
+    grids.sort();
+    assert_eq!(seen, grids, "every row once, in (lat, lon) order");
+    assert_eq!(pages, 4);
+    assert!(
+        store
+            .datamap_page(Quadrant::Ne, None, 5)
             .await
             .unwrap()
             .is_empty()
