@@ -66,6 +66,20 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         mac_pool_seed: u64,
     },
+    /// Benchmark aid: write about --count random data-map grid rows (clustered
+    /// around random cities, last seen up to a year ago).
+    SeedDatamap {
+        /// Grid rows to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        count: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Make the coverage-map tiles from the datamap tables (--create) and sync
+    /// them to the tile bucket `tiles_url` (--upload); without either flag,
+    /// print this help.
+    Datamap(crate::datamap::DatamapArgs),
     /// Manage API keys.
     #[command(subcommand)]
     Apikey(ApikeyCommand),

@@ -55,6 +55,10 @@ pub struct Config {
     /// Directory of the public cell export (`file:///dir` or `s3://bucket/prefix`);
     /// default `<exports_dir>/export`; `off` disables it.
     pub cell_export_url: Option<String>,
+    /// Tile bucket of `ichnaea datamap --upload` (`file:///dir` or
+    /// `s3://bucket/prefix`; tiles go under `tiles/`); default
+    /// `file://<data_dir>/datamap`.
+    pub tiles_url: Option<String>,
     /// Seconds an API key lookup is cached per process.
     pub api_key_cache_ttl: u64,
     /// Most items `update_incoming` may hold before submissions get 503.
@@ -100,6 +104,7 @@ impl Default for Config {
             admin_token: None,
             exports_dir: None,
             cell_export_url: None,
+            tiles_url: None,
             api_key_cache_ttl: 300,
             incoming_queue_max: 1_000_000,
             max_body_bytes: 10 * 1024 * 1024,
@@ -210,6 +215,7 @@ impl Config {
             "admin_token" => self.admin_token = optional(value),
             "exports_dir" => self.exports_dir = optional(value).map(PathBuf::from),
             "cell_export_url" => self.cell_export_url = optional(value),
+            "tiles_url" => self.tiles_url = optional(value),
             "api_key_cache_ttl" => self.api_key_cache_ttl = parse(var, value)?,
             "incoming_queue_max" => self.incoming_queue_max = parse(var, value)?,
             "max_body_bytes" => self.max_body_bytes = parse(var, value)?,
@@ -261,6 +267,18 @@ impl Config {
         }
     }
 
+    /// The tile bucket in effect.
+    pub fn tiles_url(&self) -> String {
+        match self.tiles_url.as_deref() {
+            Some(url) => url.to_string(),
+            None => {
+                let dir = self.data_dir.join("datamap");
+                let dir = std::path::absolute(&dir).unwrap_or(dir);
+                format!("file://{}", dir.display())
+            }
+        }
+    }
+
     /// The effective configuration as JSON with secrets hidden, for the start-up log.
     pub fn redacted(&self) -> serde_json::Value {
         serde_json::json!({
@@ -274,6 +292,7 @@ impl Config {
             "admin_token": self.admin_token.as_ref().map(|_| "<redacted>"),
             "exports_dir": self.exports_dir(),
             "cell_export_url": self.cell_export_url(),
+            "tiles_url": self.tiles_url(),
             "api_key_cache_ttl": self.api_key_cache_ttl,
             "incoming_queue_max": self.incoming_queue_max,
             "max_body_bytes": self.max_body_bytes,
@@ -364,6 +383,15 @@ mod tests {
         assert_eq!(c.redis_url, None);
         assert_eq!(c.database_url(), "sqlite:///srv/ichnaea.db");
         assert_eq!(unknown, vec!["ICHNAEA_BOGUS".to_string()]);
+    }
+
+    #[test]
+    fn tiles_url_defaults_to_the_data_dir() {
+        let (c, _) = Config::load(None, env(&[("ICHNAEA_DATA_DIR", "/srv/ich")])).unwrap();
+        assert_eq!(c.tiles_url(), "file:///srv/ich/datamap");
+        let (c, _) = Config::load(None, env(&[("ICHNAEA_TILES_URL", "s3://assets/")])).unwrap();
+        assert_eq!(c.tiles_url(), "s3://assets/");
+        assert_eq!(c.redacted()["tiles_url"], "s3://assets/");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod config;
+mod datamap;
 mod dump;
 mod seed;
 mod serve;
@@ -85,6 +86,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = seed::seed(&store, count, mac_pool_seed).await;
             store.close().await;
             result
+        }
+        Command::SeedDatamap { count, seed } => {
+            init_logging(&config, "warn");
+            let store = serve::open_store(&config).await?;
+            let result = datamap::seed(&store, count, seed).await;
+            store.close().await;
+            println!("wrote {} datamap rows", result?);
+            Ok(())
+        }
+        Command::Datamap(args) => {
+            init_logging(&config, datamap::log_level(&args));
+            datamap::run(&config, args).await
         }
         Command::Drain => {
             init_logging(&config, "warn");

@@ -1433,3 +1433,6 @@ fn exports_reach_a_geosubmit_server_and_object_files() {
     let stored = gunzip(&std::fs::read(&files[0]).unwrap());
     assert_eq!(stored["items"].as_array().unwrap().len(), 3);
 }
+
+#[path = "cli/datamap.rs"]
+mod datamap;

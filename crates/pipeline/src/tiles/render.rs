@@ -209,6 +209,9 @@ pub fn render_indices(keys: &[u64], job: &TileJob) -> Option<Vec<u8>> {
     let indices: Vec<u8> = image
         .iter()
         .map(|&v| {
+            if v <= 0.0 {
+                return 0; // most pixels: no dot, no powf
+            }
             let intensity = v.powf(GAMMA).min(1.0);
             let level = (intensity * top).round() as u8;
             visible |= level > 0;

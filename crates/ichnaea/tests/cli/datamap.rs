@@ -1,0 +1,132 @@
+//! `ichnaea datamap` through the real binary: the flag rules of spec pipeline
+//! §4.2.5 and a create + upload run into a `file://` tile bucket.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{DataDir, log_lines};
+
+fn pngs(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "png") {
+                out.push(p.strip_prefix(dir).unwrap().to_str().unwrap().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn summary(stderr: &str) -> Value {
+    let lines = log_lines(stderr);
+    let found: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "canonical-log-line")
+        .collect();
+    assert_eq!(found.len(), 1, "one summary line:\n{stderr}");
+    found[0].clone()
+}
+
+#[test]
+fn datamap_flag_rules() {
+    let dir = DataDir::new("datamap-flags");
+    let help = dir.run(&["datamap"]).expect_code(0);
+    assert!(
+        help.stdout.contains("Usage: ichnaea datamap"),
+        "{}",
+        help.stdout
+    );
+    assert!(help.stdout.contains("--create") && help.stdout.contains("--upload"));
+
+    let run = dir.run(&["datamap", "--create"]).expect_code(2);
+    assert!(run.stderr.contains("--output"), "{}", run.stderr);
+
+    let run = dir.run(&["datamap", "--upload"]).expect_code(2);
+    assert!(run.stderr.contains("--output"), "{}", run.stderr);
+
+    let work = dir.path.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let work_arg = work.to_str().unwrap();
+    let run = dir
+        .run(&["datamap", "--upload", "--output", work_arg])
+        .expect_code(2);
+    assert!(run.stderr.contains("tiles"), "{}", run.stderr);
+    assert!(
+        !dir.path.join("datamap").exists(),
+        "nothing uploaded (the default bucket stays untouched)"
+    );
+
+    dir.run(&["datamap", "--create", "--upload", "--concurrency", "0"])
+        .expect_code(2);
+    dir.run(&["datamap", "--create", "--upload", "--concurrency", "4096"])
+        .expect_code(2);
+}
+
+#[test]
+fn datamap_create_and_upload_end_to_end() {
+    let dir = DataDir::new("datamap-e2e");
+    let run = dir
+        .run(&["seed-datamap", "--count", "60", "--seed", "7"])
+        .expect_code(0);
+    assert_eq!(run.stdout.trim(), "wrote 60 datamap rows");
+
+    // Create only, kept in --output.
+    let work = dir.path.join("work");
+    let work_arg = work.to_str().unwrap();
+    let bucket = dir.path.join("bucket");
+    let url = format!("file://{}/public", bucket.display());
+    let env = [("ICHNAEA_TILES_URL", url.as_str())];
+    let run = dir
+        .run_with(&["datamap", "--create", "--output", work_arg], &env)
+        .expect_code(0);
+    let created = summary(&run.stderr);
+    assert_eq!(created["success"], true);
+    assert_eq!(created["grid_rows"], 60);
+    let local = pngs(&work);
+    assert_eq!(created["tile_count"], local.len());
+    assert!(local.contains(&"tiles/0/0/0.png".to_string()));
+    assert!(local.contains(&"tiles/0/0/0@2x.png".to_string()));
+    assert!(local.iter().any(|p| p.starts_with("tiles/11/")));
+    assert!(!bucket.exists(), "--create alone uploads nothing");
+
+    // Upload only, from the kept directory.
+    let run = dir
+        .run_with(&["datamap", "--upload", "--output", work_arg], &env)
+        .expect_code(0);
+    let uploaded = summary(&run.stderr);
+    assert_eq!(uploaded["success"], true);
+    assert_eq!(uploaded["tile_new"], local.len());
+    assert_eq!(pngs(&bucket.join("public")), local);
+    let data: Value =
+        serde_json::from_slice(&std::fs::read(bucket.join("public/tiles/data.json")).unwrap())
+            .unwrap();
+    assert!(data["updated"].is_string());
+    assert_eq!(data["tile_new"], local.len());
+
+    // Both steps in a temporary directory, to the same bucket: all unchanged.
+    let run = dir
+        .run_with(
+            &["datamap", "--create", "--upload", "--concurrency", "1"],
+            &env,
+        )
+        .expect_code(0);
+    let both = summary(&run.stderr);
+    assert_eq!(both["tiles_unchanged"], local.len(), "{both}");
+    assert_eq!(both["tile_new"], 0);
+    assert_eq!(both["tile_changed"], 0);
+    assert_eq!(both["tile_deleted"], 0);
+
+    // Default bucket: <data_dir>/datamap.
+    dir.run(&["datamap", "--create", "--upload"]).expect_code(0);
+    assert_eq!(pngs(&dir.path.join("datamap")), local);
+}
