@@ -3,6 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
 
 use chrono::{Days, NaiveDate};
 use ichnaea_core::datamap::{DatamapGrid, Quadrant};
@@ -316,3 +323,225 @@ async fn create_and_upload_sync_a_file_bucket(ctx: PipelineContext) {
 }
 
 backend_tests!(create_and_upload_sync_a_file_bucket);
+
+/// A minimal S3 on loopback: PUT, DELETE, ListObjectsV2 and multi-object
+/// delete over one bucket, with MD5 ETags as real S3 gives single-part uploads.
+/// Stored objects: key → (body, PUT headers).
+type Objects = BTreeMap<String, (Vec<u8>, HeaderMap)>;
+
+#[derive(Clone, Default)]
+struct FakeS3 {
+    objects: Arc<Mutex<Objects>>,
+    requests: Arc<Mutex<Vec<(Method, String)>>>,
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+async fn fake_s3(
+    State(s3): State<FakeS3>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let key = percent_decode(
+        uri.path()
+            .trim_start_matches("/bucket")
+            .trim_start_matches('/'),
+    );
+    let query = uri.query().unwrap_or("").to_string();
+    s3.requests
+        .lock()
+        .unwrap()
+        .push((method.clone(), format!("{key}?{query}")));
+    let mut objects = s3.objects.lock().unwrap();
+    match method {
+        Method::PUT => {
+            let etag = format!("\"{}\"", md5_hex(&body));
+            objects.insert(key, (body.to_vec(), headers));
+            (StatusCode::OK, [("etag", etag)]).into_response()
+        }
+        Method::DELETE => {
+            objects.remove(&key);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Method::POST if query.contains("delete") => {
+            let text = String::from_utf8_lossy(&body);
+            let mut xml = String::from("<DeleteResult>");
+            for part in text.split("<Key>").skip(1) {
+                let k = part.split("</Key>").next().unwrap().to_string();
+                objects.remove(&k);
+                xml.push_str(&format!("<Deleted><Key>{k}</Key></Deleted>"));
+            }
+            xml.push_str("</DeleteResult>");
+            (StatusCode::OK, xml).into_response()
+        }
+        Method::GET if key.is_empty() => {
+            let prefix = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("prefix="))
+                .map(percent_decode)
+                .unwrap_or_default();
+            let mut xml = String::from("<ListBucketResult>");
+            for (k, (data, _)) in objects.range(prefix.clone()..) {
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                xml.push_str(&format!(
+                    "<Contents><Key>{k}</Key><Size>{}</Size>\
+                     <LastModified>2024-06-30T00:00:00.000Z</LastModified>\
+                     <ETag>&quot;{}&quot;</ETag></Contents>",
+                    data.len(),
+                    md5_hex(data)
+                ));
+            }
+            xml.push_str("</ListBucketResult>");
+            (StatusCode::OK, xml).into_response()
+        }
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[tokio::test]
+async fn upload_to_s3_compares_etags_and_deletes_orphans() {
+    let s3 = FakeS3::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let app = Router::new().fallback(fake_s3).with_state(s3.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    ichnaea_pipeline::export::geosubmit::install_crypto_provider();
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name("bucket")
+        .with_region("us-east-1")
+        .with_endpoint(&endpoint)
+        .with_allow_http(true)
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .unwrap();
+    let target = TileTarget::with_store(Arc::new(store), "/public/", true);
+
+    let work = temp_dir("s3");
+    let keys = vec![point_key(BERLIN.0, BERLIN.1)];
+    let rendered = render::render_all(&keys, &work, 2).unwrap();
+    assert_eq!(rendered.tile_count, 13);
+    let local = files(&work);
+
+    let run1 = tiles::upload(&target, &work, 4, serde_json::Map::new())
+        .await
+        .unwrap();
+    assert_eq!((run1.tile_new, run1.tile_unchanged), (13, 0));
+    {
+        let objects = s3.objects.lock().unwrap();
+        let pngs: Vec<&String> = objects.keys().filter(|k| k.ends_with(".png")).collect();
+        assert_eq!(pngs.len(), 13);
+        let (body, headers) = &objects["public/tiles/0/0/0@2x.png"];
+        assert_eq!(body, &local["tiles/0/0/0@2x.png"]);
+        assert_eq!(headers["content-type"], "image/png");
+        assert_eq!(headers["cache-control"], "max-age=3600, public");
+        let (data, headers) = &objects["public/tiles/data.json"];
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(headers["cache-control"], "max-age=3600, public");
+        let data: serde_json::Value = serde_json::from_slice(data).unwrap();
+        assert_eq!(data["tile_new"], 13);
+        assert!(
+            !objects.keys().any(|k| k.contains("test-")),
+            "access probe removed"
+        );
+    }
+    assert!(
+        s3.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(m, p)| *m == Method::PUT && p.starts_with("public/test-")),
+        "access checked with a test object"
+    );
+
+    // Same bytes: unchanged by ETag, no PUT of a tile.
+    s3.requests.lock().unwrap().clear();
+    let run2 = tiles::upload(&target, &work, 4, serde_json::Map::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (run2.tile_new, run2.tile_changed, run2.tile_unchanged),
+        (0, 0, 13)
+    );
+    assert!(
+        !s3.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(m, p)| *m == Method::PUT && p.ends_with(".png?")),
+        "no tile re-sent"
+    );
+
+    // A remote tile of the same size but other bytes, an orphan, and a
+    // non-tile object under tiles/.
+    {
+        let mut objects = s3.objects.lock().unwrap();
+        let z11 = render::jobs(&keys).into_iter().find(|j| j.z == 11).unwrap();
+        let key = format!("public/tiles/11/{}/{}.png", z11.x, z11.y);
+        let body = &mut objects.get_mut(&key).unwrap().0;
+        let last = body.len() - 1;
+        body[last] ^= 0xff;
+        objects.insert(
+            "public/tiles/5/1/1.png".into(),
+            (b"old".to_vec(), HeaderMap::new()),
+        );
+        objects.insert(
+            "public/tiles/notes.txt".into(),
+            (b"keep".to_vec(), HeaderMap::new()),
+        );
+    }
+    let run3 = tiles::upload(&target, &work, 4, serde_json::Map::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            run3.tile_new,
+            run3.tile_changed,
+            run3.tile_unchanged,
+            run3.tile_deleted,
+            run3.tile_failed
+        ),
+        (0, 1, 12, 1, 0)
+    );
+    assert!(
+        s3.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(m, p)| *m == Method::POST && p.ends_with("?delete")),
+        "orphans go through the multi-object delete"
+    );
+    let objects = s3.objects.lock().unwrap();
+    assert!(!objects.contains_key("public/tiles/5/1/1.png"));
+    assert!(objects.contains_key("public/tiles/notes.txt"));
+    for (rel, bytes) in &local {
+        assert_eq!(&objects[&format!("public/{rel}")].0, bytes, "{rel}");
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
