@@ -7,11 +7,9 @@
 //! one contiguous run: its key prefix of 2·zoom bits. 8 bytes per point, so
 //! 10 M grid rows × 6 points take 480 MB at most, and nothing else is kept.
 
-use std::sync::{Arc, Mutex, PoisonError};
-
 use chrono::NaiveDate;
 use ichnaea_core::datamap::Quadrant;
-use ichnaea_core::datamap_points::{age_months, random_points};
+use ichnaea_core::datamap_points::{age_months, point_count, random_points};
 use ichnaea_store::Store;
 
 use super::TilesError;
@@ -91,73 +89,78 @@ pub async fn collect(
     today: NaiveDate,
     page_size: usize,
 ) -> Result<PointSet, TilesError> {
-    let keys = Arc::new(Mutex::new(Vec::<u64>::new()));
     let mut tasks = tokio::task::JoinSet::new();
     for quadrant in Quadrant::ALL {
         let store = store.clone();
-        let keys = Arc::clone(&keys);
-        tasks.spawn(
-            async move { read_table(&store, quadrant, today, page_size.max(1), &keys).await },
-        );
+        tasks.spawn(async move { read_table(&store, quadrant, today, page_size.max(1)).await });
     }
     let mut set = PointSet::default();
+    let mut pages: Vec<Vec<u64>> = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let (rows, points) = joined.map_err(|e| TilesError::Task(e.to_string()))??;
+        let (rows, table_pages) = joined.map_err(|e| TilesError::Task(e.to_string()))??;
         set.grid_rows += rows;
-        set.row_count += points;
+        pages.extend(table_pages);
     }
-    let mut keys = std::mem::take(&mut *keys.lock().unwrap_or_else(PoisonError::into_inner));
     // Sorting is CPU work on up to hundreds of MB: keep it off the async workers.
     let keys = tokio::task::spawn_blocking(move || {
+        // One exact allocation, filled page by page while the pages are freed:
+        // the untouched tail is not resident yet, so the peak stays near the
+        // final size instead of the 2× of a doubling vector.
+        let total = pages.iter().map(Vec::len).sum();
+        let mut keys = Vec::with_capacity(total);
+        for page in pages {
+            keys.extend_from_slice(&page);
+        }
         keys.sort_unstable();
-        // The original merged with `merge -u`: identical points count once.
-        keys.dedup();
-        keys.shrink_to_fit();
         keys
     })
     .await
     .map_err(|e| TilesError::Task(e.to_string()))?;
+    set.row_count = keys.len() as u64;
+    let mut keys = keys;
+    // The original merged with `merge -u`: identical points count once.
+    keys.dedup();
     set.keys = keys;
     Ok(set)
 }
 
-/// One table; returns (rows read, points emitted).
+/// One table; returns the rows read and the points of each page, each page in
+/// an exactly sized vector.
 async fn read_table(
     store: &Store,
     quadrant: Quadrant,
     today: NaiveDate,
     page_size: usize,
-    keys: &Mutex<Vec<u64>>,
-) -> Result<(u64, u64), TilesError> {
+) -> Result<(u64, Vec<Vec<u64>>), TilesError> {
     let mut after = None;
-    let (mut rows, mut points) = (0u64, 0u64);
-    let mut page_keys = Vec::new();
+    let mut rows = 0u64;
+    let mut pages = Vec::new();
     loop {
         let page = store.datamap_page(quadrant, after, page_size).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.grid);
         rows += page.len() as u64;
-        page_keys.clear();
-        for row in &page {
-            // A row without a modified day (never written so by the pipeline)
-            // has no age, so no points.
-            let Some(modified) = row.modified else {
-                continue;
-            };
-            let num = age_months(modified, today);
-            for (lat, lon) in random_points(i64::from(row.grid.lat), i64::from(row.grid.lon), num) {
-                page_keys.push(point_key(lat, lon));
+        // A row without a modified day (never written so by the pipeline) has
+        // no age, so no points.
+        let ages: Vec<Option<i64>> = page
+            .iter()
+            .map(|row| row.modified.map(|m| age_months(m, today)))
+            .collect();
+        let count = ages.iter().flatten().map(|&num| point_count(num)).sum();
+        let mut keys = Vec::with_capacity(count);
+        for (row, num) in page.iter().zip(&ages) {
+            let Some(num) = *num else { continue };
+            let (lat, lon) = (i64::from(row.grid.lat), i64::from(row.grid.lon));
+            for (plat, plon) in random_points(lat, lon, num) {
+                keys.push(point_key(plat, plon));
             }
         }
-        points += page_keys.len() as u64;
-        keys.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(&page_keys);
+        pages.push(keys);
         if page.len() < page_size {
             break;
         }
     }
-    Ok((rows, points))
+    Ok((rows, pages))
 }
 
 #[cfg(test)]
