@@ -114,7 +114,10 @@ impl Store {
             if let Some(g) = after {
                 q = q.bind(g.to_bytes().to_vec());
             }
-            for row in q.bind(limit).fetch_all(pool).await? {
+            // Streamed, not fetch_all: a page of driver rows costs several
+            // times the few bytes kept per row.
+            let mut rows = q.bind(limit).fetch(pool);
+            while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await? {
                 let bytes = row.bytes("grid")?;
                 let grid = DatamapGrid::from_bytes(&bytes)
                     .ok_or_else(|| corrupt(table, format!("grid of {} bytes", bytes.len())))?;

@@ -167,58 +167,89 @@ fn palette() -> (Vec<u8>, Vec<u8>) {
 /// The palette indices (row-major, `size`²) of one tile; `None` when no pixel
 /// is visible.
 pub fn render_indices(keys: &[u64], job: &TileJob) -> Option<Vec<u8>> {
-    let size = job.size as usize;
-    let size_bits = job.size.trailing_zeros(); // 8 or 9
-    // Zoom whose pixels these are: the 512-px tile draws zoom+1 pixels.
-    let pixel_zoom = i32::from(job.z) + size_bits as i32 - 8;
-    let step = if pixel_zoom >= DOT_BASE {
-        1
-    } else {
-        1usize << (DOT_BASE - pixel_zoom)
-    };
-    let bright = DOT_BRIGHTNESS * DOT_RAMP.powi(pixel_zoom - DOT_BASE);
-    let tile_shift = 32 - u32::from(job.z); // world bits per tile edge (may be 32)
-    let origin_x = u64::from(job.x) << tile_shift;
-    let origin_y = u64::from(job.y) << tile_shift;
-    // World units per pixel.
-    let unit = (1u64 << (tile_shift - size_bits)) as f64;
-    let mut image = vec![0f64; size * size];
-    let mut add = |px: i64, py: i64, v: f64| {
-        if v > 0.0 && px >= 0 && py >= 0 && (px as usize) < size && (py as usize) < size {
-            image[py as usize * size + px as usize] += v;
-        }
-    };
-    let end = job.end.min(keys.len());
-    let mut i = job.start;
-    while i < end {
-        let (wx, wy) = unkey(keys[i]);
-        // Pixel coordinates of the dot's north-west corner (centred square).
-        let fx = (u64::from(wx) - origin_x) as f64 / unit - 0.5;
-        let fy = (u64::from(wy) - origin_y) as f64 / unit - 0.5;
-        let (x0, y0) = (fx.floor(), fy.floor());
-        let (ax, ay) = (fx - x0, fy - y0);
-        let (x0, y0) = (x0 as i64, y0 as i64);
-        add(x0, y0, bright * (1.0 - ax) * (1.0 - ay));
-        add(x0 + 1, y0, bright * ax * (1.0 - ay));
-        add(x0, y0 + 1, bright * (1.0 - ax) * ay);
-        add(x0 + 1, y0 + 1, bright * ax * ay);
-        i += step;
+    Canvas::new().render_indices(keys, job)
+}
+
+/// A reusable drawing surface (one per render thread): the accumulation
+/// buffer stays all-zero between tiles and only the pixels a dot touched are
+/// visited and reset, so a sparse tile costs its dots, not its 65 536 pixels.
+pub struct Canvas {
+    image: Vec<f64>,
+    touched: Vec<u32>,
+}
+
+impl Default for Canvas {
+    fn default() -> Self {
+        Self::new()
     }
-    let top = (LEVELS - 1) as f64;
-    let mut visible = false;
-    let indices: Vec<u8> = image
-        .iter()
-        .map(|&v| {
-            if v <= 0.0 {
-                return 0; // most pixels: no dot, no powf
+}
+
+impl Canvas {
+    /// A surface for tiles up to 512 px.
+    pub fn new() -> Canvas {
+        Canvas {
+            image: vec![0.0; 512 * 512],
+            touched: Vec::new(),
+        }
+    }
+
+    /// As [`render_indices`], reusing this surface.
+    pub fn render_indices(&mut self, keys: &[u64], job: &TileJob) -> Option<Vec<u8>> {
+        let size = job.size.min(512) as usize;
+        let size_bits = job.size.trailing_zeros(); // 8 or 9
+        // Zoom whose pixels these are: the 512-px tile draws zoom+1 pixels.
+        let pixel_zoom = i32::from(job.z) + size_bits as i32 - 8;
+        let step = if pixel_zoom >= DOT_BASE {
+            1
+        } else {
+            1usize << (DOT_BASE - pixel_zoom)
+        };
+        let bright = DOT_BRIGHTNESS * DOT_RAMP.powi(pixel_zoom - DOT_BASE);
+        let tile_shift = 32 - u32::from(job.z); // world bits per tile edge (may be 32)
+        let origin_x = u64::from(job.x) << tile_shift;
+        let origin_y = u64::from(job.y) << tile_shift;
+        // World units per pixel.
+        let unit = (1u64 << (tile_shift - size_bits)) as f64;
+        let Canvas { image, touched } = self;
+        touched.clear();
+        let mut add = |px: i64, py: i64, v: f64| {
+            if v > 0.0 && px >= 0 && py >= 0 && (px as usize) < size && (py as usize) < size {
+                let at = py as usize * size + px as usize;
+                if image[at] == 0.0 {
+                    touched.push(at as u32);
+                }
+                image[at] += v;
             }
-            let intensity = v.powf(GAMMA).min(1.0);
+        };
+        let end = job.end.min(keys.len());
+        let mut i = job.start;
+        while i < end {
+            let (wx, wy) = unkey(keys[i]);
+            // Pixel coordinates of the dot's north-west corner (centred square).
+            let fx = (u64::from(wx) - origin_x) as f64 / unit - 0.5;
+            let fy = (u64::from(wy) - origin_y) as f64 / unit - 0.5;
+            let (x0, y0) = (fx.floor(), fy.floor());
+            let (ax, ay) = (fx - x0, fy - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            add(x0, y0, bright * (1.0 - ax) * (1.0 - ay));
+            add(x0 + 1, y0, bright * ax * (1.0 - ay));
+            add(x0, y0 + 1, bright * (1.0 - ax) * ay);
+            add(x0 + 1, y0 + 1, bright * ax * ay);
+            i += step;
+        }
+        let top = (LEVELS - 1) as f64;
+        let mut visible = false;
+        let mut indices = vec![0u8; size * size];
+        for &at in touched.iter() {
+            let at = at as usize;
+            let intensity = image[at].powf(GAMMA).min(1.0);
             let level = (intensity * top).round() as u8;
             visible |= level > 0;
-            level
-        })
-        .collect();
-    visible.then_some(indices)
+            indices[at] = level;
+            image[at] = 0.0;
+        }
+        visible.then_some(indices)
+    }
 }
 
 /// Encodes palette indices as an indexed PNG with transparency.
@@ -243,7 +274,15 @@ pub fn encode_png(indices: &[u8], size: u32) -> Result<Vec<u8>, TilesError> {
 
 /// The PNG of one tile, `None` when nothing is visible.
 pub fn render_tile(keys: &[u64], job: &TileJob) -> Result<Option<Vec<u8>>, TilesError> {
-    match render_indices(keys, job) {
+    render_tile_on(&mut Canvas::new(), keys, job)
+}
+
+fn render_tile_on(
+    canvas: &mut Canvas,
+    keys: &[u64],
+    job: &TileJob,
+) -> Result<Option<Vec<u8>>, TilesError> {
+    match canvas.render_indices(keys, job) {
         Some(indices) => Ok(Some(encode_png(&indices, job.size)?)),
         None => Ok(None),
     }
@@ -270,10 +309,11 @@ pub fn render_all(keys: &[u64], out: &Path, threads: usize) -> Result<RenderStat
         for _ in 0..threads.max(1) {
             scope.spawn(|| {
                 let mut local = RenderStats::default();
+                let mut canvas = Canvas::new();
                 while !failed.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
-                    match write_tile(keys, job, out) {
+                    match write_tile(&mut canvas, keys, job, out) {
                         Ok(Some(bytes)) => {
                             local.tile_count += 1;
                             local.tile_bytes += bytes;
@@ -307,8 +347,13 @@ pub fn render_all(keys: &[u64], out: &Path, threads: usize) -> Result<RenderStat
         .unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
-fn write_tile(keys: &[u64], job: &TileJob, out: &Path) -> Result<Option<u64>, TilesError> {
-    let Some(png) = render_tile(keys, job)? else {
+fn write_tile(
+    canvas: &mut Canvas,
+    keys: &[u64],
+    job: &TileJob,
+    out: &Path,
+) -> Result<Option<u64>, TilesError> {
+    let Some(png) = render_tile_on(canvas, keys, job)? else {
         return Ok(None);
     };
     let path = out.join(job.relative_path());
