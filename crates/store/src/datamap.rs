@@ -88,6 +88,16 @@ impl Store {
 }
 
 impl Store {
+    /// The number of rows of one quadrant table (the tile export sizes its
+    /// point buffer with it).
+    pub async fn datamap_count(&self, quadrant: Quadrant) -> Result<u64> {
+        let sql = format!("SELECT COUNT(*) AS n FROM {}", quadrant.table());
+        with_pool!(self, pool => {
+            let n: i64 = sqlx::query_scalar(AssertSqlSafe(&*sql)).fetch_one(pool).await?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
     /// Up to `limit` rows of one quadrant table in grid order, starting after
     /// `after` (keyset pagination on `grid`): the tile export reads whole tables
     /// page by page without holding them in memory. `None` starts at the first

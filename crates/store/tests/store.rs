@@ -723,6 +723,8 @@ async fn datamap_pages_follow_grid_order(store: Store) {
     }
     grids.sort();
     assert_eq!(seen, grids, "every row once, in (lat, lon) order");
+    assert_eq!(store.datamap_count(Quadrant::Sw).await.unwrap(), 16);
+    assert_eq!(store.datamap_count(Quadrant::Nw).await.unwrap(), 0);
     assert_eq!(pages, 4);
     assert!(
         store

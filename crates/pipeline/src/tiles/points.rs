@@ -7,9 +7,11 @@
 //! one contiguous run: its key prefix of 2·zoom bits. 8 bytes per point, so
 //! 10 M grid rows × 6 points take 480 MB at most, and nothing else is kept.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use chrono::NaiveDate;
 use ichnaea_core::datamap::Quadrant;
-use ichnaea_core::datamap_points::{age_months, point_count, random_points};
+use ichnaea_core::datamap_points::{MAX_POINTS, age_months, random_points};
 use ichnaea_store::Store;
 
 use super::TilesError;
@@ -89,78 +91,83 @@ pub async fn collect(
     today: NaiveDate,
     page_size: usize,
 ) -> Result<PointSet, TilesError> {
+    // Capacity for the most points the rows can yield: only the pages that are
+    // written become resident, so the peak stays at the points actually made
+    // and the vector never doubles (and copies) while it fills.
+    let mut rows = 0;
+    for quadrant in Quadrant::ALL {
+        rows += store.datamap_count(quadrant).await?;
+    }
+    let capacity = usize::try_from(rows)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(MAX_POINTS);
+    let keys = Arc::new(Mutex::new(Vec::<u64>::with_capacity(capacity)));
     let mut tasks = tokio::task::JoinSet::new();
     for quadrant in Quadrant::ALL {
         let store = store.clone();
-        tasks.spawn(async move { read_table(&store, quadrant, today, page_size.max(1)).await });
+        let keys = Arc::clone(&keys);
+        tasks.spawn(
+            async move { read_table(&store, quadrant, today, page_size.max(1), &keys).await },
+        );
     }
     let mut set = PointSet::default();
-    let mut pages: Vec<Vec<u64>> = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let (rows, table_pages) = joined.map_err(|e| TilesError::Task(e.to_string()))??;
+        let (rows, points) = joined.map_err(|e| TilesError::Task(e.to_string()))??;
         set.grid_rows += rows;
-        pages.extend(table_pages);
+        set.row_count += points;
     }
+    let mut keys = std::mem::take(&mut *keys.lock().unwrap_or_else(PoisonError::into_inner));
     // Sorting is CPU work on up to hundreds of MB: keep it off the async workers.
     let keys = tokio::task::spawn_blocking(move || {
-        // One exact allocation, filled page by page while the pages are freed:
-        // the untouched tail is not resident yet, so the peak stays near the
-        // final size instead of the 2× of a doubling vector.
-        let total = pages.iter().map(Vec::len).sum();
-        let mut keys = Vec::with_capacity(total);
-        for page in pages {
-            keys.extend_from_slice(&page);
-        }
         keys.sort_unstable();
+        // The original merged with `merge -u`: identical points count once.
+        keys.dedup();
         keys
     })
     .await
     .map_err(|e| TilesError::Task(e.to_string()))?;
-    set.row_count = keys.len() as u64;
-    let mut keys = keys;
-    // The original merged with `merge -u`: identical points count once.
-    keys.dedup();
     set.keys = keys;
     Ok(set)
 }
 
-/// One table; returns the rows read and the points of each page, each page in
-/// an exactly sized vector.
+/// One table; returns (rows read, points emitted).
 async fn read_table(
     store: &Store,
     quadrant: Quadrant,
     today: NaiveDate,
     page_size: usize,
-) -> Result<(u64, Vec<Vec<u64>>), TilesError> {
+    keys: &Mutex<Vec<u64>>,
+) -> Result<(u64, u64), TilesError> {
     let mut after = None;
-    let mut rows = 0u64;
-    let mut pages = Vec::new();
+    let (mut rows, mut points) = (0u64, 0u64);
+    let mut page_keys = Vec::new();
     loop {
         let page = store.datamap_page(quadrant, after, page_size).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.grid);
         rows += page.len() as u64;
-        // A row without a modified day (never written so by the pipeline) has
-        // no age, so no points.
-        let ages: Vec<Option<i64>> = page
-            .iter()
-            .map(|row| row.modified.map(|m| age_months(m, today)))
-            .collect();
-        let count = ages.iter().flatten().map(|&num| point_count(num)).sum();
-        let mut keys = Vec::with_capacity(count);
-        for (row, num) in page.iter().zip(&ages) {
-            let Some(num) = *num else { continue };
+        page_keys.clear();
+        for row in &page {
+            // A row without a modified day (never written so by the pipeline)
+            // has no age, so no points.
+            let Some(modified) = row.modified else {
+                continue;
+            };
+            let num = age_months(modified, today);
             let (lat, lon) = (i64::from(row.grid.lat), i64::from(row.grid.lon));
             for (plat, plon) in random_points(lat, lon, num) {
-                keys.push(point_key(plat, plon));
+                page_keys.push(point_key(plat, plon));
             }
         }
-        pages.push(keys);
+        points += page_keys.len() as u64;
+        keys.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(&page_keys);
         if page.len() < page_size {
             break;
         }
     }
-    Ok((rows, pages))
+    Ok((rows, points))
 }
 
 #[cfg(test)]
