@@ -26,6 +26,11 @@ use crate::{Result, StoreError};
 /// once, and dropped when they come back to a full list.
 const MAX_IDLE: usize = 16;
 
+/// Address space each read connection maps the database file into (virtual; the
+/// largest SQLite allows by default, beyond it pages are read normally; the
+/// pages are the operating system's page cache, shared by all connections).
+const MMAP_BYTES: i64 = 0x7fff_0000;
+
 /// Prepared statements cached per connection (one per distinct lookup shape:
 /// table set and key count).
 const STATEMENT_CACHE: usize = 512;
@@ -66,6 +71,10 @@ impl SqliteReader {
         )?;
         conn.busy_timeout(self.busy_timeout)?;
         conn.pragma_update(None, "query_only", true)?;
+        // Pages are read through a shared memory map instead of being copied into
+        // each connection's small page cache: a lookup in a large station table
+        // touches pages all over the file.
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(conn)
     }
