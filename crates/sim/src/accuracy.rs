@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use reqwest::{Client, Url, redirect};
+use reqwest::{Client, Url};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -349,14 +349,8 @@ pub async fn run_accuracy(args: &AccuracyArgs) -> Result<AccuracyReport, SimErro
     )?;
     let world = World::generate(&params);
     let probes = Arc::new(probes(&world, args.positions));
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::builder()
-        .no_proxy()
-        .redirect(redirect::Policy::none())
-        .timeout(args.timeout)
-        .user_agent(concat!("ichnaea-sim/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(SimError::Client)?;
+
+    let client = crate::target::http_client(args.timeout, args.concurrency)?;
     let slots = Arc::new(Semaphore::new(args.concurrency));
     let mut set = JoinSet::new();
     for (i, probe) in probes.iter().enumerate() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
-use reqwest::{Client, Url, redirect};
+use reqwest::{Client, Url};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -314,19 +314,7 @@ pub async fn run_load(args: &LoadArgs) -> Result<Summary, SimError> {
         args.allow_remote,
     )?;
     let pool = build_pool(args)?;
-    // Where the workspace's features give reqwest rustls without a provider (the
-    // pipeline's exporters), a client needs the ring provider installed first.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::builder()
-        // Requests go to the given address only: no proxy, no redirect.
-        .no_proxy()
-        .redirect(redirect::Policy::none())
-        .pool_max_idle_per_host(args.concurrency)
-        .timeout(args.timeout)
-        .tcp_nodelay(true)
-        .user_agent(concat!("ichnaea-sim/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(SimError::Client)?;
+    let client = crate::target::http_client(args.timeout, args.concurrency)?;
     let latency_us =
         Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(SimError::Histogram)?;
     let start = Instant::now();

@@ -4,7 +4,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use reqwest::Url;
+use std::time::Duration;
+
+use reqwest::{Client, Url, redirect};
 
 use crate::{Endpoint, SimError};
 
@@ -75,6 +77,24 @@ pub fn endpoint_url(
         url.query_pairs_mut().append_pair("key", key);
     }
     Ok(url)
+}
+
+/// The HTTP client of every simulation: requests go to the given address only
+/// (no proxy, no redirect), each bounded by `timeout`, with up to `idle_per_host`
+/// keep-alive connections. reqwest is built without a default TLS provider (the
+/// binary shares rustls with the pipeline's exporters), so the ring provider is
+/// installed first.
+pub fn http_client(timeout: Duration, idle_per_host: usize) -> Result<Client, SimError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+        .no_proxy()
+        .redirect(redirect::Policy::none())
+        .pool_max_idle_per_host(idle_per_host)
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .user_agent(concat!("ichnaea-sim/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(SimError::Client)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
-use reqwest::{Client, Url, redirect};
+use reqwest::{Client, Url};
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -246,14 +246,8 @@ pub async fn run_traffic(args: &TrafficArgs) -> Result<TrafficSummary, SimError>
         args.key.as_deref(),
         args.allow_remote,
     )?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::builder()
-        .no_proxy()
-        .redirect(redirect::Policy::none())
-        .timeout(args.timeout)
-        .user_agent(concat!("ichnaea-sim/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(SimError::Client)?;
+
+    let client = crate::target::http_client(args.timeout, args.concurrency)?;
 
     // Generation runs on its own thread, a few uploads ahead of the sender.
     let (tx, mut rx) = mpsc::channel::<Result<Body, SimError>>(8);

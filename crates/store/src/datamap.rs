@@ -19,6 +19,18 @@ pub struct DatamapRow {
     pub modified: Option<NaiveDate>,
 }
 
+/// Decodes one `datamap_*` row (`grid`, `created`, `modified`).
+fn decode_row(row: &impl SqlRow, table: &str) -> Result<DatamapRow> {
+    let bytes = row.bytes("grid")?;
+    let grid = DatamapGrid::from_bytes(&bytes)
+        .ok_or_else(|| corrupt(table, format!("grid of {} bytes", bytes.len())))?;
+    Ok(DatamapRow {
+        grid,
+        created: row.date_opt("created")?,
+        modified: row.date_opt("modified")?,
+    })
+}
+
 impl Store {
     /// The stored rows among `grids` of one quadrant table.
     pub async fn datamap_rows(
@@ -39,14 +51,7 @@ impl Store {
                     q = q.bind(g.to_bytes().to_vec());
                 }
                 for row in q.fetch_all(pool).await? {
-                    let bytes = row.bytes("grid")?;
-                    let grid = DatamapGrid::from_bytes(&bytes)
-                        .ok_or_else(|| corrupt(table, format!("grid of {} bytes", bytes.len())))?;
-                    out.push(DatamapRow {
-                        grid,
-                        created: row.date_opt("created")?,
-                        modified: row.date_opt("modified")?,
-                    });
+                    out.push(decode_row(&row, table)?);
                 }
             });
         }
@@ -128,14 +133,7 @@ impl Store {
             // times the few bytes kept per row.
             let mut rows = q.bind(limit).fetch(pool);
             while let Some(row) = futures_util::TryStreamExt::try_next(&mut rows).await? {
-                let bytes = row.bytes("grid")?;
-                let grid = DatamapGrid::from_bytes(&bytes)
-                    .ok_or_else(|| corrupt(table, format!("grid of {} bytes", bytes.len())))?;
-                out.push(DatamapRow {
-                    grid,
-                    created: row.date_opt("created")?,
-                    modified: row.date_opt("modified")?,
-                });
+                out.push(decode_row(&row, table)?);
             }
         });
         Ok(out)
