@@ -42,10 +42,6 @@ impl Store {
                 .iter()
                 .map(AreaKey::to_bytes)
                 .collect::<Result<Vec<_>, _>>()?;
-            let sql = format!(
-                "SELECT {COLUMNS} FROM cell_area WHERE areaid IN ({})",
-                placeholders(0, ids.len())
-            );
             if let Some(reader) = &self.reader {
                 static POINT: LazyLock<(String, Vec<&'static str>)> = LazyLock::new(|| {
                     (
@@ -60,6 +56,10 @@ impl Store {
                 out.extend(reader.lookup(&POINT.1, &lookups, |row| decode(row))?);
                 continue;
             }
+            let sql = format!(
+                "SELECT {COLUMNS} FROM cell_area WHERE areaid IN ({})",
+                placeholders(0, ids.len())
+            );
             with_pool!(self, pool => {
                 let mut q = sqlx::query(AssertSqlSafe(&*sql));
                 for id in &ids {

@@ -138,24 +138,12 @@ impl Store {
     /// many shards its networks fall into.
     async fn mac_stations(&self, kind: MacKind, macs: &[Mac]) -> Result<Vec<(Mac, StationFields)>> {
         let mut out = Vec::with_capacity(macs.len());
+        let table = match kind {
+            MacKind::Wifi => "wifi_shard_*",
+            MacKind::Blue => "blue_shard_*",
+        };
         for chunk in macs.chunks(LOOKUP_CHUNK) {
             let groups = group_by(chunk.iter().copied(), Mac::shard);
-            let mut parts = Vec::with_capacity(groups.len());
-            let mut offset = 0;
-            for (shard, macs) in &groups {
-                parts.push(format!(
-                    "SELECT mac, {} FROM {} WHERE mac IN ({})",
-                    STATION_COLUMNS.join(", "),
-                    kind.table(*shard),
-                    placeholders(offset, macs.len())
-                ));
-                offset += macs.len();
-            }
-            let sql = parts.join(" UNION ALL ");
-            let table = match kind {
-                MacKind::Wifi => "wifi_shard_*",
-                MacKind::Blue => "blue_shard_*",
-            };
             let keys: Vec<[u8; 6]> = groups.values().flatten().map(|m| *m.bytes()).collect();
             if let Some(reader) = &self.reader {
                 let lookups: Vec<(&str, &[u8])> = groups
@@ -169,6 +157,18 @@ impl Store {
                 })?);
                 continue;
             }
+            let mut parts = Vec::with_capacity(groups.len());
+            let mut offset = 0;
+            for (shard, macs) in &groups {
+                parts.push(format!(
+                    "SELECT mac, {} FROM {} WHERE mac IN ({})",
+                    STATION_COLUMNS.join(", "),
+                    kind.table(*shard),
+                    placeholders(offset, macs.len())
+                ));
+                offset += macs.len();
+            }
+            let sql = parts.join(" UNION ALL ");
             with_pool!(self, pool => {
                 let mut q = sqlx::query(AssertSqlSafe(&*sql));
                 for key in &keys {
@@ -242,7 +242,6 @@ impl Store {
                     .iter()
                     .map(CellKey::to_bytes)
                     .collect::<Result<Vec<_>, _>>()?;
-                let sql = cell_select_sql(table, ids.len());
                 if let Some(reader) = &self.reader {
                     let point = cell_point_select(radio);
                     let lookups: Vec<(&str, &[u8])> =
@@ -252,6 +251,7 @@ impl Store {
                     );
                     continue;
                 }
+                let sql = cell_select_sql(table, ids.len());
                 with_pool!(self, pool => {
                     let mut q = sqlx::query(AssertSqlSafe(&*sql));
                     for id in &ids {
