@@ -30,15 +30,49 @@ pub fn haversine(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
 /// Distance in metres: Vincenty's inverse formula on WGS-84, or the haversine
 /// distance when it does not converge (nearly antipodal points).
 pub fn distance(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
-    vincenty(lat1, lon1, lat2, lon2).unwrap_or_else(|| haversine(lat1, lon1, lat2, lon2))
+    GeoPoint::new(lat1, lon1).distance(&GeoPoint::new(lat2, lon2))
 }
 
-fn vincenty(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> Option<f64> {
-    let l = (lon2 - lon1).to_radians();
-    let u1 = ((1.0 - F) * lat1.to_radians().tan()).atan();
-    let u2 = ((1.0 - F) * lat2.to_radians().tan()).atan();
-    let (sin_u1, cos_u1) = u1.sin_cos();
-    let (sin_u2, cos_u2) = u2.sin_cos();
+/// A position with its reduced latitude (on the auxiliary sphere) computed once.
+///
+/// Vincenty's formula starts from the sine and cosine of both points' reduced
+/// latitudes (a `tan`, an `atan` and a `sin_cos` each); the locate algorithms
+/// measure one point against many networks, and the least-squares refinement
+/// measures the same networks again at every step, so they keep these values
+/// per point. Distances are bit-identical to [`distance`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GeoPoint {
+    /// Latitude in degrees.
+    pub lat: f64,
+    /// Longitude in degrees.
+    pub lon: f64,
+    sin_u: f64,
+    cos_u: f64,
+}
+
+impl GeoPoint {
+    /// The point at (`lat`, `lon`) degrees.
+    pub fn new(lat: f64, lon: f64) -> GeoPoint {
+        let u = ((1.0 - F) * lat.to_radians().tan()).atan();
+        let (sin_u, cos_u) = u.sin_cos();
+        GeoPoint {
+            lat,
+            lon,
+            sin_u,
+            cos_u,
+        }
+    }
+
+    /// Distance in metres to `other`, as [`distance`] computes it.
+    pub fn distance(&self, other: &GeoPoint) -> f64 {
+        vincenty(self, other).unwrap_or_else(|| haversine(self.lat, self.lon, other.lat, other.lon))
+    }
+}
+
+fn vincenty(p1: &GeoPoint, p2: &GeoPoint) -> Option<f64> {
+    let l = (p2.lon - p1.lon).to_radians();
+    let (sin_u1, cos_u1) = (p1.sin_u, p1.cos_u);
+    let (sin_u2, cos_u2) = (p2.sin_u, p2.cos_u);
     let mut lambda = l;
     let mut lambda_prev = 2.0 * std::f64::consts::PI;
     let mut i = 0;

@@ -171,7 +171,7 @@ impl SqlRow for Columns<'_, '_> {
     fn date_opt(&self, col: &str) -> Result<Option<NaiveDate>> {
         match self.text(col)? {
             None => Ok(None),
-            Some(text) => match text.get(..10).and_then(|d| d.parse().ok()) {
+            Some(text) => match text.get(..10).and_then(parse_date) {
                 Some(date) => Ok(Some(date)),
                 None => self.get(col),
             },
@@ -190,11 +190,57 @@ impl SqlRow for Columns<'_, '_> {
 
 /// `YYYY-MM-DD HH:MM:SS[.fraction]` (sqlx's SQLite encoding) or with a `T`.
 fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
-    let date: NaiveDate = text.get(..10)?.parse().ok()?;
+    let date = parse_date(text.get(..10)?)?;
     let rest = text.get(10..)?;
     let rest = rest.strip_prefix(' ').or_else(|| rest.strip_prefix('T'))?;
-    let time: chrono::NaiveTime = rest.parse().ok()?;
+    let time = parse_time(rest).or_else(|| rest.parse().ok())?;
     Some(date.and_time(time))
+}
+
+/// The decimal value of ASCII digits; `None` for anything else.
+fn digits(text: &[u8]) -> Option<u32> {
+    text.iter().try_fold(0u32, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+    })
+}
+
+/// `YYYY-MM-DD` by hand: chrono's `FromStr` runs its format-item parser, a
+/// measurable share of a locate request that reads three stations.
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    match text.as_bytes() {
+        [y @ .., b'-', m1, m2, b'-', d1, d2] if y.len() == 4 => NaiveDate::from_ymd_opt(
+            i32::try_from(digits(y)?).ok()?,
+            digits(&[*m1, *m2])?,
+            digits(&[*d1, *d2])?,
+        ),
+        _ => text.parse().ok(),
+    }
+}
+
+/// `HH:MM:SS` with an optional fraction of up to nine digits; anything else is
+/// left to chrono.
+fn parse_time(text: &str) -> Option<chrono::NaiveTime> {
+    let (hms, fraction) = match text.split_once('.') {
+        Some((hms, fraction)) => (hms, fraction.as_bytes()),
+        None => (text, &b""[..]),
+    };
+    let [h1, h2, b':', m1, m2, b':', s1, s2] = hms.as_bytes() else {
+        return None;
+    };
+    if fraction.len() > 9 {
+        return None;
+    }
+    let nanos = if fraction.is_empty() {
+        0
+    } else {
+        digits(fraction)? * 10u32.pow(9 - fraction.len() as u32)
+    };
+    chrono::NaiveTime::from_hms_nano_opt(
+        digits(&[*h1, *h2])?,
+        digits(&[*m1, *m2])?,
+        digits(&[*s1, *s2])?,
+        nanos,
+    )
 }
 
 #[cfg(test)]
@@ -207,7 +253,20 @@ mod tests {
         assert_eq!(at.as_deref(), Some("2026-11-29 15:04:05.123456"));
         let at = parse_datetime("2026-11-29T15:04:05").map(|t| t.to_string());
         assert_eq!(at.as_deref(), Some("2026-11-29 15:04:05"));
+        let at = parse_datetime("2026-01-02 03:04:05.5").map(|t| t.to_string());
+        assert_eq!(at.as_deref(), Some("2026-01-02 03:04:05.500"));
+        let at = parse_datetime("2026-11-29 15:04:05.123456789").map(|t| t.to_string());
+        assert_eq!(at.as_deref(), Some("2026-11-29 15:04:05.123456789"));
         assert_eq!(parse_datetime("2026-11-29"), None);
         assert_eq!(parse_datetime("garbage"), None);
+        assert_eq!(parse_datetime("2026-02-30 15:04:05"), None);
+        assert_eq!(parse_datetime("2026-11-29 25:04:05"), None);
+        assert_eq!(parse_datetime("2026-11-29 15:04:05.x"), None);
+        assert_eq!(
+            super::parse_date("2024-02-29"),
+            chrono::NaiveDate::from_ymd_opt(2024, 2, 29)
+        );
+        assert_eq!(super::parse_date("2023-02-29"), None);
+        assert_eq!(super::parse_date("20x3-02-01"), None);
     }
 }

@@ -16,9 +16,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
-use crate::AppState;
+use crate::SharedState;
 
-pub(crate) fn routes(state: AppState) -> Router<AppState> {
+pub(crate) fn routes(state: SharedState) -> Router<SharedState> {
     Router::new()
         .route("/api-keys", get(list_keys).post(create_key))
         .route(
@@ -33,7 +33,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         .layer(axum::middleware::from_fn_with_state(state, require_token))
 }
 
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn require_token(State(state): State<SharedState>, request: Request, next: Next) -> Response {
     let expected = state.admin_token.as_deref().unwrap_or_default().as_bytes();
     let given = request
         .headers()
@@ -151,14 +151,14 @@ fn not_found(what: &str, id: &str) -> AdminError {
     )
 }
 
-async fn list_keys(State(state): State<AppState>) -> Response {
+async fn list_keys(State(state): State<SharedState>) -> Response {
     match state.store.api_keys().await {
         Ok(keys) => Json(keys).into_response(),
         Err(e) => store_error(e).into_response(),
     }
 }
 
-async fn show_key(State(state): State<AppState>, Path(key): Path<String>) -> Response {
+async fn show_key(State(state): State<SharedState>, Path(key): Path<String>) -> Response {
     match state.store.api_key(&key).await {
         Ok(Some(row)) => Json(row).into_response(),
         Ok(None) => not_found("api key", &key).into_response(),
@@ -166,7 +166,7 @@ async fn show_key(State(state): State<AppState>, Path(key): Path<String>) -> Res
     }
 }
 
-async fn create_key(State(state): State<AppState>, body: Bytes) -> Response {
+async fn create_key(State(state): State<SharedState>, body: Bytes) -> Response {
     let result = async {
         let (key, rest) = object_with_id(&body, "valid_key")?;
         let patch: ApiKeyPatch = parse(Value::Object(rest))?;
@@ -185,7 +185,7 @@ async fn create_key(State(state): State<AppState>, body: Bytes) -> Response {
 }
 
 async fn update_key(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     Path(key): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -210,7 +210,7 @@ async fn update_key(
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn delete_key(State(state): State<AppState>, Path(key): Path<String>) -> Response {
+async fn delete_key(State(state): State<SharedState>, Path(key): Path<String>) -> Response {
     match state.store.delete_api_key(&key).await {
         Ok(true) => {
             state.api_keys.invalidate_all();
@@ -221,14 +221,14 @@ async fn delete_key(State(state): State<AppState>, Path(key): Path<String>) -> R
     }
 }
 
-async fn list_exports(State(state): State<AppState>) -> Response {
+async fn list_exports(State(state): State<SharedState>) -> Response {
     match state.store.export_configs().await {
         Ok(rows) => Json(rows).into_response(),
         Err(e) => store_error(e).into_response(),
     }
 }
 
-async fn show_export(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+async fn show_export(State(state): State<SharedState>, Path(name): Path<String>) -> Response {
     match state.store.export_config(&name).await {
         Ok(Some(row)) => Json(row).into_response(),
         Ok(None) => not_found("export config", &name).into_response(),
@@ -236,7 +236,7 @@ async fn show_export(State(state): State<AppState>, Path(name): Path<String>) ->
     }
 }
 
-async fn create_export(State(state): State<AppState>, body: Bytes) -> Response {
+async fn create_export(State(state): State<SharedState>, body: Bytes) -> Response {
     let result = async {
         let (name, mut rest) = object_with_id(&body, "name")?;
         let Some(schema) = rest.remove("schema") else {
@@ -262,7 +262,7 @@ async fn create_export(State(state): State<AppState>, body: Bytes) -> Response {
 }
 
 async fn update_export(
-    State(state): State<AppState>,
+    State(state): State<SharedState>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -291,7 +291,7 @@ async fn update_export(
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn delete_export(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+async fn delete_export(State(state): State<SharedState>, Path(name): Path<String>) -> Response {
     match state.store.delete_export_config(&name).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
         Ok(false) => not_found("export config", &name).into_response(),

@@ -50,8 +50,14 @@ pub struct AppState {
     pub api: api::ApiSettings,
 }
 
+/// The state as handlers receive it: one shared allocation, so extracting it
+/// per request is one reference-count increment instead of a clone of every
+/// member.
+pub(crate) type SharedState = Arc<AppState>;
+
 /// Builds the complete router for `state`.
 pub fn router(state: AppState) -> Router {
+    let state: SharedState = Arc::new(state);
     let mut app = service::routes().merge(api::routes());
     if state.admin_token.is_some() {
         app = app.nest("/admin", admin::routes(state.clone()));

@@ -4,8 +4,10 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Label, SharedString};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -30,22 +32,58 @@ pub fn prometheus_handle() -> PrometheusHandle {
 /// Unknown paths share the label `unknown`, so scanners cannot blow up the
 /// number of series.
 pub(crate) async fn track_requests(request: Request, next: Next) -> Response {
-    let path = request
+    let path: SharedString = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| metric_path(p.as_str()))
-        .unwrap_or_else(|| "unknown".to_string());
-    let method = request.method().as_str().to_ascii_lowercase();
+        .map_or(SharedString::const_str("unknown"), |p| {
+            metric_path(p.as_str())
+        });
+    let method = method_label(request.method());
     let start = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("path", path), ("method", method), ("status", status)];
-    metrics::counter!("request", &labels).increment(1);
-    metrics::histogram!("request_timing", &labels).record(start.elapsed().as_secs_f64() * 1000.0);
+    let status = status_label(response.status());
+    let labels = vec![
+        Label::new("path", path),
+        Label::new("method", method),
+        Label::new("status", status),
+    ];
+    metrics::counter!("request", labels.clone()).increment(1);
+    metrics::histogram!("request_timing", labels).record(start.elapsed().as_secs_f64() * 1000.0);
     response
 }
 
-/// `/v1/geolocate` → `v1.geolocate`, as the original tagged paths.
-fn metric_path(route: &str) -> String {
-    route.trim_start_matches('/').replace('/', ".")
+/// `/v1/geolocate` → `v1.geolocate`, as the original tagged paths; the API
+/// routes are spelled out so the hot paths build no string.
+fn metric_path(route: &str) -> SharedString {
+    match route {
+        "/v1/geolocate" => SharedString::const_str("v1.geolocate"),
+        "/v1/country" => SharedString::const_str("v1.country"),
+        "/v2/geosubmit" => SharedString::const_str("v2.geosubmit"),
+        "/v1/geosubmit" => SharedString::const_str("v1.geosubmit"),
+        "/v1/submit" => SharedString::const_str("v1.submit"),
+        other => SharedString::from_owned(other.trim_start_matches('/').replace('/', ".")),
+    }
+}
+
+/// The request method in lower case.
+fn method_label(method: &Method) -> SharedString {
+    match *method {
+        Method::GET => SharedString::const_str("get"),
+        Method::POST => SharedString::const_str("post"),
+        Method::HEAD => SharedString::const_str("head"),
+        Method::OPTIONS => SharedString::const_str("options"),
+        _ => SharedString::from_owned(method.as_str().to_ascii_lowercase()),
+    }
+}
+
+/// The status code as text (`200`).
+fn status_label(status: StatusCode) -> SharedString {
+    match status.as_u16() {
+        200 => SharedString::const_str("200"),
+        400 => SharedString::const_str("400"),
+        403 => SharedString::const_str("403"),
+        404 => SharedString::const_str("404"),
+        429 => SharedString::const_str("429"),
+        code => SharedString::from_owned(code.to_string()),
+    }
 }

@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::{MethodRouter, get};
 use serde_json::{Value, json};
 
-use crate::AppState;
+use crate::{AppState, SharedState};
 
 /// How long one heartbeat check may take before it counts as down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -45,15 +45,15 @@ impl GeoipStatus {
 }
 
 /// GET, HEAD (GET without body) and POST served alike; any other method is 405.
-fn any_read<H, T>(handler: H) -> MethodRouter<AppState>
+fn any_read<H, T>(handler: H) -> MethodRouter<SharedState>
 where
-    H: axum::handler::Handler<T, AppState>,
+    H: axum::handler::Handler<T, SharedState>,
     T: 'static,
 {
     get(handler.clone()).post(handler)
 }
 
-pub(crate) fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<SharedState> {
     Router::new()
         .route("/__lbheartbeat__", any_read(lbheartbeat))
         .route("/__heartbeat__", any_read(heartbeat))
@@ -87,7 +87,7 @@ where
     }
 }
 
-async fn heartbeat(State(state): State<AppState>) -> Response {
+async fn heartbeat(State(state): State<SharedState>) -> Response {
     let store = &state.store;
     let ((db_up, db_time), (queue_up, queue_time)) = tokio::join!(
         timed(async {
@@ -131,7 +131,7 @@ async fn heartbeat(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn version(State(state): State<AppState>) -> Json<Value> {
+async fn version(State(state): State<SharedState>) -> Json<Value> {
     Json((*state.version).clone())
 }
 
@@ -164,7 +164,7 @@ async fn robots() -> Response {
         .into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<SharedState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.prometheus.render(),

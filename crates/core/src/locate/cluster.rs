@@ -1,7 +1,7 @@
 //! Clustering of found networks (spec locate §3.2 and §3.4).
 
 use crate::cell::AreaKey;
-use crate::geo::distance;
+use crate::geo::{GeoPoint, distance};
 
 use super::position::Network;
 
@@ -31,11 +31,14 @@ pub fn cluster_networks<K: Clone>(
     }
     // Linkage distances between the current clusters (complete linkage:
     // the largest member distance), indexed by cluster slot.
+    let points: Vec<GeoPoint> = networks
+        .iter()
+        .map(|w| GeoPoint::new(w.lat, w.lon))
+        .collect();
     let mut dist = vec![vec![0.0f64; n]; n];
     for i in 0..n {
         for j in i + 1..n {
-            let (a, b) = (&networks[i], &networks[j]);
-            let d = distance(a.lat, a.lon, b.lat, b.lon);
+            let d = points[i].distance(&points[j]);
             dist[i][j] = d;
             dist[j][i] = d;
         }

@@ -16,7 +16,7 @@ use levenberg_marquardt::{LeastSquaresProblem, LevenbergMarquardt};
 use nalgebra::storage::Owned;
 use nalgebra::{Dyn, OMatrix, OVector, U2, Vector2};
 
-use crate::geo::distance;
+use crate::geo::GeoPoint;
 
 /// SciPy's default `ftol` / `xtol`.
 const TOL: f64 = 1.49012e-8;
@@ -29,8 +29,7 @@ const FACTOR: f64 = 100.0;
 /// `age_factor / signal²`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Term {
-    pub lat: f64,
-    pub lon: f64,
+    pub at: GeoPoint,
     pub age_factor: f64,
     pub signal: f64,
 }
@@ -52,12 +51,13 @@ struct Problem<'a> {
 
 impl Problem<'_> {
     fn eval_at(&self, x: &Vector2<f64>) -> OVector<f64, Dyn> {
+        let point = GeoPoint::new(x[0], x[1]);
         OVector::<f64, Dyn>::from_iterator(
             self.terms.len(),
             self.terms.iter().map(|t| {
                 // Same operation order as the original:
                 // distance(net, point) * age_factor / signal**2.
-                distance(t.lat, t.lon, x[0], x[1]) * t.age_factor / (t.signal * t.signal)
+                t.at.distance(&point) * t.age_factor / (t.signal * t.signal)
             }),
         )
     }

@@ -14,7 +14,7 @@ use std::cmp::Ordering;
 use chrono::{NaiveDate, NaiveDateTime};
 
 use crate::cell::{AreaKey, CellKey};
-use crate::geo::distance;
+use crate::geo::GeoPoint;
 use crate::mac::Mac;
 use crate::radio::Radio;
 use crate::station::{BlueStation, CellArea, CellStation, StationFields, WifiStation};
@@ -275,17 +275,14 @@ pub fn aggregate_mac_cluster<K: Clone>(
     let terms: Vec<Term> = sample
         .iter()
         .map(|n| Term {
-            lat: n.lat,
-            lon: n.lon,
+            at: GeoPoint::new(n.lat, n.lon),
             age_factor: n.age_factor(),
             signal: n.signal as f64,
         })
         .collect();
     let (lat, lon) = refine(&terms, initial).unwrap_or(initial);
-    let distances: Vec<f64> = sample
-        .iter()
-        .map(|n| distance(lat, lon, n.lat, n.lon))
-        .collect();
+    let at = GeoPoint::new(lat, lon);
+    let distances: Vec<f64> = terms.iter().map(|t| at.distance(&t.at)).collect();
     let accuracy = clamp(percentile(&distances, 95.0), min_accuracy, max_accuracy);
     Aggregate {
         lat,
@@ -315,9 +312,10 @@ pub fn aggregate_cell_cluster<K: Clone>(
         };
     }
     let (lat, lon) = weighted_mean(cluster);
+    let at = GeoPoint::new(lat, lon);
     let distances: Vec<f64> = cluster
         .iter()
-        .map(|n| distance(lat, lon, n.lat, n.lon))
+        .map(|n| at.distance(&GeoPoint::new(n.lat, n.lon)))
         .collect();
     Aggregate {
         lat,

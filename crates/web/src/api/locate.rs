@@ -41,7 +41,7 @@ use super::error::{ApiError, ParseDetails, add_cors};
 use super::fallback::Provider;
 use super::keys::KeyLookup;
 use super::{Caller, bounded, check_daily_limit, locate_schema, read_body};
-use crate::AppState;
+use crate::{AppState, SharedState};
 
 /// Whose request this is after the key checks.
 enum KeyUse {
@@ -74,7 +74,7 @@ struct Prepared {
 }
 
 /// `/v1/geolocate`.
-pub(super) async fn geolocate(State(state): State<AppState>, request: Request) -> Response {
+pub(super) async fn geolocate(State(state): State<SharedState>, request: Request) -> Response {
     let result = match prepare(&state, ApiType::Locate, request).await {
         Ok(req) => search_position(&state, req).await,
         Err(e) => Err(e),
@@ -83,7 +83,7 @@ pub(super) async fn geolocate(State(state): State<AppState>, request: Request) -
 }
 
 /// `/v1/country`.
-pub(super) async fn country(State(state): State<AppState>, request: Request) -> Response {
+pub(super) async fn country(State(state): State<SharedState>, request: Request) -> Response {
     let result = match prepare(&state, ApiType::Region, request).await {
         Ok(req) => search_region(&state, req).await,
         Err(e) => Err(e),

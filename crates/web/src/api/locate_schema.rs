@@ -11,7 +11,7 @@ use ichnaea_core::locate::query::{
 };
 use serde_json::{Map, Value};
 
-use super::coerce::{Errors, array, boolean, int, join, object, string};
+use super::coerce::{Errors, array, boolean, int, join, object, string, try_int, try_string};
 
 /// The radio vocabulary of locate bodies, after coercion to a string.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -121,7 +121,11 @@ fn field_int(
     name: &str,
     errors: &mut Errors,
 ) -> Option<i64> {
-    int(entry.get(name), &join(path, name), errors)
+    // The error path is built only for an error: most fields have none.
+    try_int(entry.get(name)).unwrap_or_else(|message| {
+        errors.add(&join(path, name), message);
+        None
+    })
 }
 
 fn field_str(
@@ -130,7 +134,10 @@ fn field_str(
     name: &str,
     errors: &mut Errors,
 ) -> Option<String> {
-    string(entry.get(name), &join(path, name), errors)
+    try_string(entry.get(name)).unwrap_or_else(|message| {
+        errors.add(&join(path, name), message);
+        None
+    })
 }
 
 fn blue_entry(entry: &Map<String, Value>, path: &str, errors: &mut Errors) -> BlueQuery {
@@ -160,7 +167,9 @@ fn cell_entry(
     errors: &mut Errors,
     top_radio: Option<RadioName>,
 ) -> CellQuery {
-    let own = radio(entry.get("radioType"), &join(path, "radioType"), errors);
+    let own = entry
+        .get("radioType")
+        .and_then(|value| radio(Some(value), &join(path, "radioType"), errors));
     // `psc` is type-checked, then overwritten by `primaryScramblingCode` (quirk).
     field_int(entry, path, "psc", errors);
     let radio = match own.or(top_radio) {

@@ -25,7 +25,7 @@ use axum::routing::{MethodRouter, get};
 use chrono::Utc;
 use ichnaea_core::ApiKey;
 
-use crate::AppState;
+use crate::{AppState, SharedState};
 use error::{ApiError, ParseDetails, add_cors};
 
 /// Longest wait for a counter, cache or best-effort queue operation of the
@@ -75,9 +75,9 @@ impl Default for ApiSettings {
 
 /// GET/HEAD/POST served by `handler`, OPTIONS answered as a CORS preflight, any
 /// other method 405 without CORS headers (spec api §1.2).
-fn api_methods<H, T>(handler: H) -> MethodRouter<AppState>
+fn api_methods<H, T>(handler: H) -> MethodRouter<SharedState>
 where
-    H: axum::handler::Handler<T, AppState>,
+    H: axum::handler::Handler<T, SharedState>,
     T: 'static,
 {
     get(handler.clone()).post(handler).options(preflight)
@@ -89,7 +89,7 @@ async fn preflight() -> Response {
     response
 }
 
-pub(crate) fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<SharedState> {
     Router::new()
         .route("/v2/geosubmit", api_methods(submit::v2))
         .route("/v1/geosubmit", api_methods(submit::v1))

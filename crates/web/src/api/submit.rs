@@ -16,17 +16,17 @@ use super::convert::{Report, SubmitVersion, convert};
 use super::error::{ApiError, ParseDetails, add_cors};
 use super::keys::KeyLookup;
 use super::{Caller, check_daily_limit, read_body};
-use crate::AppState;
+use crate::{AppState, SharedState};
 
-pub(super) async fn v2(State(state): State<AppState>, request: Request) -> Response {
+pub(super) async fn v2(State(state): State<SharedState>, request: Request) -> Response {
     submit(state, SubmitVersion::V2, request).await
 }
 
-pub(super) async fn v1(State(state): State<AppState>, request: Request) -> Response {
+pub(super) async fn v1(State(state): State<SharedState>, request: Request) -> Response {
     submit(state, SubmitVersion::V1, request).await
 }
 
-pub(super) async fn v0(State(state): State<AppState>, request: Request) -> Response {
+pub(super) async fn v0(State(state): State<SharedState>, request: Request) -> Response {
     submit(state, SubmitVersion::V0, request).await
 }
 
@@ -38,7 +38,7 @@ fn metric_path(version: SubmitVersion) -> &'static str {
     }
 }
 
-async fn submit(state: AppState, version: SubmitVersion, request: Request) -> Response {
+async fn submit(state: SharedState, version: SubmitVersion, request: Request) -> Response {
     match accept(&state, version, request).await {
         Ok(()) => success(version),
         Err(e) => e.into_response(),
