@@ -14,6 +14,7 @@
 
 pub mod accuracy;
 pub mod bodies;
+mod conn;
 pub mod duration;
 pub mod geo;
 pub mod load;
@@ -72,6 +73,10 @@ pub enum SimError {
     /// The HTTP client could not be set up.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    /// The load generator's thread or async runtime could not be started, or
+    /// ended without a result.
+    #[error("cannot run the load generator: {0}")]
+    Runtime(#[source] std::io::Error),
     /// The latency histogram could not be created.
     #[error("cannot create the latency histogram: {0}")]
     Histogram(#[source] hdrhistogram::CreationError),
@@ -311,8 +316,8 @@ pub struct LoadArgs {
     #[arg(long)]
     pub key: Option<String>,
     /// Closed loop: workers, each sending its next request when the previous one
-    /// is answered. With --rate: the most requests in flight at once. Also the size
-    /// of the keep-alive connection pool.
+    /// is answered. With --rate: the most requests in flight at once. Each worker
+    /// (in-flight slot) has its own keep-alive connection, opened on first use.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// Open loop: start this many requests per second whatever the answers;
@@ -344,6 +349,12 @@ pub struct LoadArgs {
     /// Give up on a request after this long (counted as a timeout error).
     #[arg(long, default_value = "30s", value_parser = duration::parse)]
     pub timeout: Duration,
+    /// Threads of the load generator's own async runtime. One thread drives all
+    /// connections at the least CPU per request, leaving the rest of the machine
+    /// to the server being measured; raise it when one client thread saturates.
+    /// With --rate, a separate pacing thread schedules the requests.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     pub json: bool,

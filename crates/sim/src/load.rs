@@ -1,6 +1,7 @@
 //! The load loop: closed (N workers, each sending when its previous request is
-//! answered) or open (a fixed start rate, bounded in-flight), over one keep-alive
-//! connection pool, recording every request's latency in an HDR histogram.
+//! answered) or open (a fixed start rate paced by its own thread, bounded
+//! in-flight), each worker over its own HTTP/1.1 keep-alive connection
+//! ([`crate::conn`]), recording every request's latency in an HDR histogram.
 //!
 //! Every run is bounded: it stops starting requests at the deadline or when the
 //! request budget is spent, and each request is bounded by `--timeout`.
@@ -8,16 +9,16 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
-use reqwest::{Client, Url};
-use tokio::sync::Semaphore;
+use reqwest::Url;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::bodies::{Body, BodyPool, geolocate_bodies, geosubmit_bodies, mac_pool};
+use crate::conn::{Client, RequestError, Target};
 use crate::summary::{Latency, Summary};
 use crate::{Endpoint, LoadArgs, SimError, target};
 
@@ -27,6 +28,8 @@ pub const MAX_CONCURRENCY: usize = 10_000;
 pub const MAX_REPORTS_PER_REQUEST: usize = 5_000;
 /// Largest accepted `--bodies`.
 pub const MAX_BODIES: usize = 4_096;
+/// Largest accepted `--threads`.
+pub const MAX_THREADS: usize = 64;
 /// Largest accepted `--rate`, requests per second.
 pub const MAX_RATE: f64 = 1_000_000.0;
 /// Latencies above this (one hour, in microseconds) are recorded as this.
@@ -49,6 +52,9 @@ pub fn validate(args: &LoadArgs) -> Result<(), SimError> {
     if !(1..=MAX_BODIES).contains(&args.bodies) {
         return invalid("--bodies", format!("must be 1 to {MAX_BODIES}"));
     }
+    if !(1..=MAX_THREADS).contains(&args.threads) {
+        return invalid("--threads", format!("must be 1 to {MAX_THREADS}"));
+    }
     if args.requests == Some(0) {
         return invalid("--requests", "must be at least 1".to_string());
     }
@@ -58,6 +64,12 @@ pub fn validate(args: &LoadArgs) -> Result<(), SimError> {
         return invalid(
             "--rate",
             format!("must be more than 0 and at most {MAX_RATE}"),
+        );
+    }
+    if args.timeout.is_zero() || args.timeout > crate::duration::MAX {
+        return invalid(
+            "--timeout",
+            "must be more than 0 and at most 24h".to_string(),
         );
     }
     if args.duration.is_zero() || args.duration > crate::duration::MAX {
@@ -93,7 +105,16 @@ enum Outcome {
     /// The server answered with this status and the whole body was read.
     Answered(u16),
     /// No (complete) answer.
-    Failed(reqwest::Error),
+    Failed(RequestError),
+}
+
+impl From<Result<u16, RequestError>> for Outcome {
+    fn from(result: Result<u16, RequestError>) -> Outcome {
+        match result {
+            Ok(status) => Outcome::Answered(status),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
 }
 
 /// Counters of a run, shared by the workers under one short-held lock.
@@ -107,23 +128,8 @@ struct Stats {
     reports_accepted: u64,
 }
 
-/// The error kind as counted in the summary.
-fn error_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else if e.is_request() {
-        "request"
-    } else {
-        "other"
-    }
-}
-
-/// The error with its causes, `a: b: c`, since reqwest's own text omits them.
-fn error_chain(e: &reqwest::Error) -> String {
+/// The error with its causes, `a: b: c`.
+fn error_chain(e: &RequestError) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -152,7 +158,7 @@ impl Budget {
 
 /// What every worker needs.
 struct Shared {
-    client: Client,
+    target: Target,
     url: Url,
     pool: BodyPool,
     stats: Mutex<Stats>,
@@ -161,28 +167,6 @@ struct Shared {
 }
 
 impl Shared {
-    async fn send(&self, body: &Body) -> Outcome {
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body.bytes.clone());
-        if self.pool.gzip {
-            request = request.header(CONTENT_ENCODING, "gzip");
-        }
-        match request.send().await {
-            // Read the whole answer so the connection goes back to the pool.
-            Ok(response) => {
-                let status = response.status().as_u16();
-                match response.bytes().await {
-                    Ok(_) => Outcome::Answered(status),
-                    Err(e) => Outcome::Failed(e),
-                }
-            }
-            Err(e) => Outcome::Failed(e),
-        }
-    }
-
     fn record(&self, latency: Duration, body: &Body, outcome: Outcome) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(MAX_LATENCY_US);
         let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
@@ -199,7 +183,7 @@ impl Shared {
                 }
             }
             Outcome::Failed(e) => {
-                *stats.errors.entry(error_kind(&e)).or_default() += 1;
+                *stats.errors.entry(e.kind()).or_default() += 1;
                 if stats.first_error.is_none() {
                     stats.first_error = Some(error_chain(&e));
                 }
@@ -223,62 +207,158 @@ impl Shared {
     }
 }
 
-/// Closed loop: `workers` tasks, each sending its next request when the previous
-/// one is answered. Worker `w` sends bodies `w`, `w + workers`, … of the pool.
+/// Closed loop: `workers` tasks, each with its own connection, sending its next
+/// request when the previous one is answered. Worker `w` sends bodies `w`,
+/// `w + workers`, … of the pool.
 async fn closed_loop(shared: Arc<Shared>, workers: usize) {
     let mut set = JoinSet::new();
     for w in 0..workers {
         let shared = Arc::clone(&shared);
         set.spawn(async move {
+            let mut client = Client::new(&shared.target);
             let mut n = w;
-            while Instant::now() < shared.deadline && shared.budget.take() {
+            let mut now = Instant::now();
+            while now < shared.deadline && shared.budget.take() {
                 let Some(body) = shared.pool.get(n) else {
                     break;
                 };
                 n = n.wrapping_add(workers);
                 let start = Instant::now();
-                let outcome = shared.send(body).await;
-                shared.record(start.elapsed(), body, outcome);
+                let outcome = client.send(&body.bytes).await.into();
+                now = Instant::now();
+                shared.record(now - start, body, outcome);
             }
         });
     }
     while set.join_next().await.is_some() {}
 }
 
+/// One request of the open loop: its index (which body) and when it was due.
+struct Job {
+    index: u64,
+    due: Instant,
+}
+
+/// The open loop's idle workers, taken by the pacer and given back by the
+/// workers when their request ends.
+struct Idle {
+    state: Mutex<IdleState>,
+    freed: Condvar,
+}
+
+struct IdleState {
+    /// Idle worker ids, the most recently freed last (taken first: its
+    /// connection is open, so a slow rate needs few connections).
+    workers: Vec<usize>,
+    /// Whether the pacer waits for a worker (only then is it woken).
+    waiting: bool,
+}
+
+impl Idle {
+    /// An idle worker, waiting for one until `deadline` at the latest.
+    fn take(&self, deadline: Instant) -> Option<usize> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(w) = state.workers.pop() {
+                state.waiting = false;
+                return Some(w);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                state.waiting = false;
+                return None;
+            }
+            state.waiting = true;
+            state = self
+                .freed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Worker `w` is idle again.
+    fn give_back(&self, w: usize) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.workers.push(w);
+        if state.waiting {
+            drop(state);
+            self.freed.notify_one();
+        }
+    }
+}
+
 /// Open loop: request `i` is due at `start + i / rate`, whatever the answers, with
-/// at most `max_in_flight` outstanding (a due request waits for a free slot).
+/// at most `max_in_flight` outstanding (a due request waits for a free worker).
 /// Latency is measured from the due time, so a slow server cannot hide its delay
 /// by slowing the client down (coordinated omission).
-async fn open_loop(shared: Arc<Shared>, rate: f64, max_in_flight: usize) {
-    let slots = Arc::new(Semaphore::new(max_in_flight));
+///
+/// A pacing OS thread sleeps until each due time (a high-resolution sleep; the
+/// runtime's timer has a 1 ms resolution and would send in bursts) and hands the
+/// request to an idle worker task, which owns one keep-alive connection.
+async fn open_loop(shared: Arc<Shared>, rate: f64, max_in_flight: usize) -> Result<(), SimError> {
+    let idle = Arc::new(Idle {
+        state: Mutex::new(IdleState {
+            workers: (0..max_in_flight).rev().collect(),
+            waiting: false,
+        }),
+        freed: Condvar::new(),
+    });
     let mut set = JoinSet::new();
+    let mut senders = Vec::with_capacity(max_in_flight);
+    for w in 0..max_in_flight {
+        let (tx, mut rx) = mpsc::channel::<Job>(1);
+        senders.push(tx);
+        let shared = Arc::clone(&shared);
+        let idle = Arc::clone(&idle);
+        set.spawn(async move {
+            let mut client = Client::new(&shared.target);
+            while let Some(job) = client.idle(rx.recv()).await {
+                let Some(body) = shared.pool.get(job.index as usize) else {
+                    break;
+                };
+                let outcome = client.send(&body.bytes).await.into();
+                shared.record(job.due.elapsed(), body, outcome);
+                idle.give_back(w);
+            }
+        });
+    }
+    let pacer_shared = Arc::clone(&shared);
+    let pacer = std::thread::Builder::new()
+        .name("sim-load-pacer".to_string())
+        .spawn(move || pace(&pacer_shared, rate, &idle, senders))
+        .map_err(SimError::Runtime)?;
+    // The workers end when the pacer has ended and dropped their channels.
+    while set.join_next().await.is_some() {}
+    // The pacer has returned by now (or panicked, which changes nothing here).
+    let _ = pacer.join();
+    Ok(())
+}
+
+/// The pacing thread of the open loop.
+fn pace(shared: &Shared, rate: f64, idle: &Idle, workers: Vec<mpsc::Sender<Job>>) {
     let start = Instant::now();
-    let period = Duration::from_secs_f64(1.0 / rate);
     for i in 0u64.. {
-        let due = start + period.mul_f64(i as f64);
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
         if due >= shared.deadline || !shared.budget.take() {
             break;
         }
-        tokio::time::sleep_until(due.into()).await;
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+        // When behind, the due requests go out at once, with no sleep between.
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let Some(w) = idle.take(shared.deadline) else {
             break;
         };
         if Instant::now() >= shared.deadline {
             break;
         }
-        let Some(body) = shared.pool.get(i as usize) else {
+        let sent = workers.get(w).map(|tx| tx.try_send(Job { index: i, due }));
+        if !matches!(sent, Some(Ok(()))) {
             break;
-        };
-        let body = body.clone();
-        let task_shared = Arc::clone(&shared);
-        set.spawn(async move {
-            let outcome = task_shared.send(&body).await;
-            task_shared.record(due.elapsed(), &body, outcome);
-            drop(slot);
-        });
-        while set.try_join_next().is_some() {}
+        }
     }
-    while set.join_next().await.is_some() {}
 }
 
 /// One line per second on stderr until aborted.
@@ -305,6 +385,9 @@ async fn progress(shared: Arc<Shared>, start: Instant, reports: bool) {
 
 /// Runs `ichnaea sim load` with `args` and returns what it measured. Refuses
 /// non-loopback targets without `--allow-remote` before sending anything.
+///
+/// The load runs on its own thread(s) and async runtime (`--threads`), apart from
+/// the caller's runtime, so the caller's worker threads stay idle meanwhile.
 pub async fn run_load(args: &LoadArgs) -> Result<Summary, SimError> {
     validate(args)?;
     let url = target::endpoint_url(
@@ -313,41 +396,83 @@ pub async fn run_load(args: &LoadArgs) -> Result<Summary, SimError> {
         args.key.as_deref(),
         args.allow_remote,
     )?;
+    let target = Target::new(&url, args.gzip, args.timeout)?;
     let pool = build_pool(args)?;
-    let client = crate::target::http_client(args.timeout, args.concurrency)?;
     let latency_us =
         Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(SimError::Histogram)?;
-    let start = Instant::now();
-    let shared = Arc::new(Shared {
-        client,
-        url,
-        pool,
-        stats: Mutex::new(Stats {
-            latency_us,
-            requests: 0,
-            status: BTreeMap::new(),
-            errors: BTreeMap::new(),
-            first_error: None,
-            reports_sent: 0,
-            reports_accepted: 0,
-        }),
-        budget: Budget {
-            limit: args.requests,
-            taken: AtomicU64::new(0),
-        },
-        deadline: start + args.duration,
-    });
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let run_args = args.clone();
+    std::thread::Builder::new()
+        .name("sim-load".to_string())
+        .spawn(move || {
+            let result = runtime(run_args.threads).and_then(|rt| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    let shared = Arc::new(Shared {
+                        target,
+                        url,
+                        pool,
+                        stats: Mutex::new(Stats {
+                            latency_us,
+                            requests: 0,
+                            status: BTreeMap::new(),
+                            errors: BTreeMap::new(),
+                            first_error: None,
+                            reports_sent: 0,
+                            reports_accepted: 0,
+                        }),
+                        budget: Budget {
+                            limit: run_args.requests,
+                            taken: AtomicU64::new(0),
+                        },
+                        deadline: start + run_args.duration,
+                    });
+                    run(shared, &run_args, start).await
+                })
+            });
+            let _ = done_tx.send(result);
+        })
+        .map_err(SimError::Runtime)?;
+    done_rx.await.map_err(|_| {
+        SimError::Runtime(std::io::Error::other(
+            "the load thread ended without a result",
+        ))
+    })?
+}
+
+/// The load generator's runtime: one thread, or `threads` worker threads.
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, SimError> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder
+        .enable_all()
+        .thread_name("sim-load")
+        .build()
+        .map_err(SimError::Runtime)
+}
+
+/// The run itself, inside the load runtime.
+async fn run(shared: Arc<Shared>, args: &LoadArgs, start: Instant) -> Result<Summary, SimError> {
     let geosubmit = args.endpoint == Endpoint::Geosubmit;
     let progress = (args.progress || std::io::stderr().is_terminal())
         .then(|| tokio::spawn(progress(Arc::clone(&shared), start, geosubmit)));
-    match args.rate {
-        None => closed_loop(Arc::clone(&shared), args.concurrency).await,
+    let ran = match args.rate {
+        None => {
+            closed_loop(Arc::clone(&shared), args.concurrency).await;
+            Ok(())
+        }
         Some(rate) => open_loop(Arc::clone(&shared), rate, args.concurrency).await,
-    }
+    };
     let elapsed = start.elapsed().as_secs_f64();
     if let Some(progress) = progress {
         progress.abort();
     }
+    ran?;
 
     let stats = shared.stats.lock().unwrap_or_else(PoisonError::into_inner);
     let per_s = |n: u64| {

@@ -6,11 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use axum::serve::ListenerExt;
 use ichnaea_sim::bodies::{BodyPool, geolocate_bodies, geosubmit_bodies, mac_pool};
 use ichnaea_sim::{Endpoint, LoadArgs, run_load};
 use ichnaea_web::api::body::{BodyLimits, Decoded, decode};
@@ -71,6 +75,8 @@ fn geolocate_bodies_decode() {
 struct Counts {
     requests: Arc<AtomicU64>,
     reports: Arc<AtomicU64>,
+    /// TCP connections accepted.
+    connections: Arc<AtomicU64>,
 }
 
 async fn geosubmit(State(counts): State<Counts>, headers: HeaderMap, body: Bytes) -> StatusCode {
@@ -86,15 +92,24 @@ async fn geosubmit(State(counts): State<Counts>, headers: HeaderMap, body: Bytes
     StatusCode::OK
 }
 
+/// Serves `app` on a loopback port, counting accepted connections in `counts`.
+async fn serve(app: Router, counts: &Counts) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::clone(&counts.connections);
+    let listener = listener.tap_io(move |_| {
+        connections.fetch_add(1, Ordering::SeqCst);
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
 async fn server() -> (SocketAddr, Counts) {
     let counts = Counts::default();
     let app = Router::new()
         .route("/v2/geosubmit", post(geosubmit))
         .with_state(counts.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, counts)
+    (serve(app, &counts).await, counts)
 }
 
 fn args(url: String) -> LoadArgs {
@@ -112,6 +127,7 @@ fn args(url: String) -> LoadArgs {
         mac_pool_seed: 1,
         bodies: 8,
         timeout: Duration::from_secs(10),
+        threads: 1,
         json: false,
         progress: false,
         allow_remote: false,
@@ -181,5 +197,173 @@ async fn remote_targets_are_refused_before_sending() {
     assert!(matches!(
         summary,
         Err(ichnaea_sim::SimError::RemoteTarget { .. })
+    ));
+}
+
+#[tokio::test]
+async fn each_worker_keeps_one_connection() {
+    for threads in [1, 2] {
+        let (addr, counts) = server().await;
+        let mut a = args(format!("http://{addr}"));
+        a.requests = Some(200);
+        a.threads = threads;
+        let summary = run_load(&a).await.unwrap();
+        assert_eq!(summary.requests, 200, "threads {threads}");
+        assert_eq!(counts.requests.load(Ordering::SeqCst), 200);
+        assert_eq!(summary.status.get("200"), Some(&160));
+        assert_eq!(summary.status.get("503"), Some(&40));
+        assert!(summary.errors.is_empty(), "{:?}", summary.first_error);
+        let connections = counts.connections.load(Ordering::SeqCst);
+        assert!(
+            (1..=4).contains(&connections),
+            "{connections} connections for 4 workers"
+        );
+    }
+}
+
+/// What the hand-written server does with the `n`-th request it reads.
+fn raw_reply(n: u64) -> &'static [u8] {
+    match n % 4 {
+        0 => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        1 => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+        // Fewer body bytes than announced, then the connection closes.
+        2 => b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok",
+        // No answer at all: the connection closes after the request.
+        _ => b"",
+    }
+}
+
+/// Reads one request (head and Content-Length body); false at end of stream.
+async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + length {
+                buf.drain(..end + 4 + length);
+                return true;
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 server answering as [`raw_reply`] says.
+async fn raw_server() -> (SocketAddr, Counts) {
+    let counts = Counts::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let c = counts.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            c.connections.fetch_add(1, Ordering::SeqCst);
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while read_request(&mut stream, &mut buf).await {
+                    let n = c.requests.fetch_add(1, Ordering::SeqCst);
+                    let reply = raw_reply(n);
+                    stream.write_all(reply).await.unwrap();
+                    if n % 4 != 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, counts)
+}
+
+#[tokio::test]
+async fn closed_connections_are_counted_and_reopened() {
+    let (addr, counts) = raw_server().await;
+    let mut a = args(format!("http://{addr}"));
+    a.requests = Some(20);
+    a.concurrency = 1;
+    let summary = run_load(&a).await.unwrap();
+    assert_eq!(summary.requests, 20);
+    // Requests a closed connection never sent went again on a new one: the
+    // server saw each request once.
+    assert_eq!(counts.requests.load(Ordering::SeqCst), 20);
+    assert_eq!(summary.status.get("200"), Some(&10), "{:?}", summary.errors);
+    assert_eq!(summary.errors.get("body"), Some(&5));
+    assert_eq!(summary.errors.get("request"), Some(&5));
+    assert_eq!(summary.errors.len(), 2, "{:?}", summary.errors);
+    assert!(summary.first_error.is_some());
+    // A new connection after each close but the last.
+    assert_eq!(counts.connections.load(Ordering::SeqCst), 15);
+}
+
+async fn slow_first(State(counts): State<Counts>) -> StatusCode {
+    if counts.requests.fetch_add(1, Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    StatusCode::OK
+}
+
+#[tokio::test]
+async fn a_late_answer_is_a_timeout_and_the_next_request_reconnects() {
+    let counts = Counts::default();
+    let app = Router::new()
+        .route("/v2/geosubmit", post(slow_first))
+        .with_state(counts.clone());
+    let addr = serve(app, &counts).await;
+    let mut a = args(format!("http://{addr}"));
+    a.requests = Some(3);
+    a.concurrency = 1;
+    a.timeout = Duration::from_millis(300);
+    let summary = run_load(&a).await.unwrap();
+    assert_eq!(summary.requests, 3);
+    assert_eq!(summary.errors.get("timeout"), Some(&1));
+    assert_eq!(summary.status.get("200"), Some(&2));
+    assert_eq!(counts.connections.load(Ordering::SeqCst), 2);
+    assert!(
+        summary.elapsed_s < 5.0,
+        "the run waited for the late answer"
+    );
+}
+
+#[tokio::test]
+async fn open_loop_paces_its_rate_on_few_connections() {
+    let (addr, counts) = server().await;
+    let mut a = args(format!("http://{addr}"));
+    a.rate = Some(200.0);
+    a.duration = Duration::from_secs(1);
+    a.concurrency = 8;
+    a.gzip = false;
+    let summary = run_load(&a).await.unwrap();
+    // 200 are due before the deadline; a loaded machine may fall a little behind.
+    assert!(
+        (150..=200).contains(&summary.requests),
+        "{} requests",
+        summary.requests
+    );
+    assert_eq!(counts.requests.load(Ordering::SeqCst), summary.requests);
+    let connections = counts.connections.load(Ordering::SeqCst);
+    assert!(
+        (1..=8).contains(&connections),
+        "{connections} connections for 8 slots"
+    );
+    assert!(summary.elapsed_s < 5.0);
+}
+
+#[tokio::test]
+async fn invalid_threads_are_refused() {
+    let mut a = args("http://127.0.0.1:9".to_string());
+    a.threads = 0;
+    assert!(matches!(
+        run_load(&a).await,
+        Err(ichnaea_sim::SimError::InvalidOption {
+            flag: "--threads",
+            ..
+        })
     ));
 }
