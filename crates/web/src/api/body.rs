@@ -66,9 +66,11 @@ pub fn decode(headers: &HeaderMap, raw: &[u8], limits: BodyLimits) -> Result<Dec
 
 /// Inflates a (multi-member) gzip stream, refusing output beyond `limit` bytes.
 ///
-/// Each member's header is read by [`member_header_len`], its deflate data is
-/// inflated into one growing buffer that never exceeds `limit + 1` bytes (so a
-/// gzip bomb costs at most that), and its trailer (CRC-32 and size) is checked.
+/// Bodies inflating to at most [`SINGLE_PASS_BYTES`] (every locate query, most
+/// submissions) are inflated once: each member's header is read by
+/// [`member_header_len`], its deflate data inflated into one buffer that never
+/// grows past that size plus one byte, and its trailer (CRC-32, size) checked.
+/// Larger bodies go through [`gunzip_large`], which counts before allocating.
 /// The inflate state (about 43 KB, zeroed on creation) is kept per thread and
 /// reset between bodies: creating it was a tenth of the CPU time of a small
 /// locate query.
@@ -77,14 +79,41 @@ pub fn gunzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
         static INFLATE: std::cell::RefCell<Option<Decompress>> =
             const { std::cell::RefCell::new(None) };
     }
-    INFLATE.with(|cell| match cell.try_borrow_mut() {
+    let first = limit.min(SINGLE_PASS_BYTES);
+    let single = INFLATE.with(|cell| match cell.try_borrow_mut() {
         Ok(mut slot) => {
             let inflate = slot.get_or_insert_with(|| Decompress::new(false));
-            gunzip_with(inflate, raw, limit)
+            gunzip_with(inflate, raw, first)
         }
         // Not reachable (no re-entrance), but never worth a panic.
-        Err(_) => gunzip_with(&mut Decompress::new(false), raw, limit),
-    })
+        Err(_) => gunzip_with(&mut Decompress::new(false), raw, first),
+    });
+    match single {
+        Err(ApiError::PayloadTooLarge) if first < limit => gunzip_large(raw, limit),
+        other => other,
+    }
+}
+
+/// Inflated sizes up to this are decoded in a single pass into a growing buffer.
+const SINGLE_PASS_BYTES: usize = 256 * 1024;
+
+/// Bodies inflating past [`SINGLE_PASS_BYTES`]: a first pass only counts the
+/// inflated bytes (stopping one past the limit), so a gzip bomb is refused
+/// without allocating more than a copy buffer; the second pass fills a buffer of
+/// exactly the right size.
+fn gunzip_large(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    use std::io::Read;
+    let io_error = |e: std::io::Error| gzip_error(&e.to_string());
+    let mut counter = flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1);
+    let size = std::io::copy(&mut counter, &mut std::io::sink()).map_err(io_error)?;
+    if size > limit as u64 {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let mut out = Vec::with_capacity(size as usize);
+    flate2::read::MultiGzDecoder::new(raw)
+        .read_to_end(&mut out)
+        .map_err(io_error)?;
+    Ok(out)
 }
 
 fn gzip_error(message: &str) -> ApiError {
