@@ -75,6 +75,16 @@ enum Addr {
     Name(String, u16),
 }
 
+impl std::fmt::Display for Addr {
+    /// `host:port`, as connection errors name it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::Ip(addr) => write!(f, "{addr}"),
+            Addr::Name(name, port) => write!(f, "{name}:{port}"),
+        }
+    }
+}
+
 /// What every request of a run shares: the address, the request target and the
 /// headers, built once.
 #[derive(Debug)]
@@ -153,17 +163,14 @@ impl Target {
             Addr::Name(name, port) => TcpStream::connect((name.as_str(), *port)).await,
         };
         let stream = connected.map_err(|source| RequestError::Connect {
-            addr: match &self.addr {
-                Addr::Ip(addr) => addr.to_string(),
-                Addr::Name(name, port) => format!("{name}:{port}"),
-            },
+            addr: self.addr.to_string(),
             source,
         })?;
         // Small requests and answers: send each at once.
         stream
             .set_nodelay(true)
             .map_err(|source| RequestError::Connect {
-                addr: format!("{:?}", self.addr),
+                addr: self.addr.to_string(),
                 source,
             })?;
         let (sender, driver) = http1::handshake(TokioIo::new(stream))

@@ -22,6 +22,20 @@ impl Errors {
             .or_insert_with(|| message.into());
     }
 
+    /// The coerced value of a `try_*` rule, or `None` after recording its type
+    /// error at the path `path` builds: callers whose paths are built per member
+    /// pay for the path only when there is an error.
+    pub fn value<T>(
+        &mut self,
+        coerced: Result<Option<T>, String>,
+        path: impl FnOnce() -> String,
+    ) -> Option<T> {
+        coerced.unwrap_or_else(|message| {
+            self.add(&path(), message);
+            None
+        })
+    }
+
     /// True when no error was recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -67,10 +81,7 @@ fn describe(v: &Value) -> String {
 /// Integer kind: integral numbers as they are, fractions truncated toward zero,
 /// booleans 1/0, strings of base-10 digits with an optional sign.
 pub fn int(value: Option<&Value>, path: &str, errors: &mut Errors) -> Option<i64> {
-    try_int(value).unwrap_or_else(|message| {
-        errors.add(path, message);
-        None
-    })
+    errors.value(try_int(value), || path.to_string())
 }
 
 /// [`int`] without a path: `Err` carries the type error's message, so callers
@@ -110,10 +121,7 @@ fn parse_int(s: &str) -> Option<i64> {
 /// Float kind: numbers, booleans 1.0/0.0, decimal strings; non-finite values
 /// (including `"nan"`, `"inf"`) become absent.
 pub fn float(value: Option<&Value>, path: &str, errors: &mut Errors) -> Option<f64> {
-    try_float(value).unwrap_or_else(|message| {
-        errors.add(path, message);
-        None
-    })
+    errors.value(try_float(value), || path.to_string())
 }
 
 /// [`float`] without a path; `Err` carries the type error's message.
@@ -138,10 +146,7 @@ pub fn try_float(value: Option<&Value>) -> Result<Option<f64>, String> {
 /// String kind: non-empty strings as they are; falsy values absent; anything else
 /// a type error.
 pub fn string(value: Option<&Value>, path: &str, errors: &mut Errors) -> Option<String> {
-    try_string(value).unwrap_or_else(|message| {
-        errors.add(path, message);
-        None
-    })
+    errors.value(try_string(value), || path.to_string())
 }
 
 /// [`string`] without a path; `Err` carries the type error's message.

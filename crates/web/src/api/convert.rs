@@ -345,9 +345,8 @@ fn convert_report(
         n.cell_fields,
         errors,
         |(entry, input, entry_path, errors)| {
-            let own = radio(try_string(input.get(n.radio)).unwrap_or_else(|message| {
-                errors.add(&join(&entry_path(), n.radio), message);
-                None
+            let own = radio(errors.value(try_string(input.get(n.radio)), || {
+                join(&entry_path(), n.radio)
             }));
             if let Some(r) = own.or(report_radio) {
                 entry.insert("radioType".into(), Value::from(r));

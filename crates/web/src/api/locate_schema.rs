@@ -122,10 +122,7 @@ fn field_int(
     errors: &mut Errors,
 ) -> Option<i64> {
     // The error path is built only for an error: most fields have none.
-    try_int(entry.get(name)).unwrap_or_else(|message| {
-        errors.add(&join(path, name), message);
-        None
-    })
+    errors.value(try_int(entry.get(name)), || join(path, name))
 }
 
 fn field_str(
@@ -134,10 +131,7 @@ fn field_str(
     name: &str,
     errors: &mut Errors,
 ) -> Option<String> {
-    try_string(entry.get(name)).unwrap_or_else(|message| {
-        errors.add(&join(path, name), message);
-        None
-    })
+    errors.value(try_string(entry.get(name)), || join(path, name))
 }
 
 fn blue_entry(entry: &Map<String, Value>, path: &str, errors: &mut Errors) -> BlueQuery {
