@@ -120,6 +120,10 @@ impl From<Result<u16, RequestError>> for Outcome {
 /// Counters of a run, shared by the workers under one short-held lock.
 struct Stats {
     latency_us: Histogram<u64>,
+    /// Open loop: how late each request left, from its due time to its send.
+    send_delay_us: Histogram<u64>,
+    /// Open loop: from each request's send to its answer.
+    service_us: Histogram<u64>,
     requests: u64,
     status: BTreeMap<u16, u64>,
     errors: BTreeMap<&'static str, u64>,
@@ -166,13 +170,29 @@ struct Shared {
     deadline: Instant,
 }
 
+/// The two parts of an open-loop request's latency.
+struct Split {
+    /// From the due time to the send: the load generator's own lateness (its
+    /// pacer or worker not run on time, or no free in-flight slot).
+    send_delay: Duration,
+    /// From the send to the answer.
+    service: Duration,
+}
+
+/// Records a duration in a microsecond histogram, clamped to its bounds.
+fn record_us(h: &mut Histogram<u64>, d: Duration) {
+    let us = u64::try_from(d.as_micros()).unwrap_or(MAX_LATENCY_US);
+    h.saturating_record(us.clamp(1, MAX_LATENCY_US));
+}
+
 impl Shared {
-    fn record(&self, latency: Duration, body: &Body, outcome: Outcome) {
-        let us = u64::try_from(latency.as_micros()).unwrap_or(MAX_LATENCY_US);
+    fn record(&self, latency: Duration, split: Option<Split>, body: &Body, outcome: Outcome) {
         let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
-        stats
-            .latency_us
-            .saturating_record(us.clamp(1, MAX_LATENCY_US));
+        record_us(&mut stats.latency_us, latency);
+        if let Some(split) = split {
+            record_us(&mut stats.send_delay_us, split.send_delay);
+            record_us(&mut stats.service_us, split.service);
+        }
         stats.requests += 1;
         stats.reports_sent += body.reports;
         match outcome {
@@ -226,7 +246,7 @@ async fn closed_loop(shared: Arc<Shared>, workers: usize) {
                 let start = Instant::now();
                 let outcome = client.send(&body.bytes).await.into();
                 now = Instant::now();
-                shared.record(now - start, body, outcome);
+                shared.record(now - start, None, body, outcome);
             }
         });
     }
@@ -317,8 +337,14 @@ async fn open_loop(shared: Arc<Shared>, rate: f64, max_in_flight: usize) -> Resu
                 let Some(body) = shared.pool.get(job.index as usize) else {
                     break;
                 };
+                let sent = Instant::now();
                 let outcome = client.send(&body.bytes).await.into();
-                shared.record(job.due.elapsed(), body, outcome);
+                let answered = Instant::now();
+                let split = Split {
+                    send_delay: sent.saturating_duration_since(job.due),
+                    service: answered - sent,
+                };
+                shared.record(answered - job.due, Some(split), body, outcome);
                 idle.give_back(w);
             }
         });
@@ -408,6 +434,8 @@ pub async fn run_load(args: &LoadArgs) -> Result<Summary, SimError> {
     let pool = build_pool(args)?;
     let latency_us =
         Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).map_err(SimError::Histogram)?;
+    let send_delay_us = latency_us.clone();
+    let service_us = latency_us.clone();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let run_args = args.clone();
     std::thread::Builder::new()
@@ -422,6 +450,8 @@ pub async fn run_load(args: &LoadArgs) -> Result<Summary, SimError> {
                         pool,
                         stats: Mutex::new(Stats {
                             latency_us,
+                            send_delay_us,
+                            service_us,
                             requests: 0,
                             status: BTreeMap::new(),
                             errors: BTreeMap::new(),
@@ -524,5 +554,9 @@ async fn run(shared: Arc<Shared>, args: &LoadArgs, start: Instant) -> Result<Sum
             .collect(),
         first_error: stats.first_error.clone(),
         latency_ms: Latency::from_micros(&stats.latency_us),
+        send_delay_ms: args
+            .rate
+            .map(|_| Latency::from_micros(&stats.send_delay_us)),
+        service_ms: args.rate.map(|_| Latency::from_micros(&stats.service_us)),
     })
 }

@@ -42,6 +42,14 @@ impl Latency {
             mean: h.mean() / 1000.0,
         }
     }
+
+    /// The percentiles as one table row.
+    fn row(&self) -> String {
+        format!(
+            "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
+            self.p50, self.p90, self.p99, self.p999, self.max, self.mean
+        )
+    }
 }
 
 /// The result of one `sim load` run.
@@ -87,8 +95,16 @@ pub struct Summary {
     pub errors: BTreeMap<String, u64>,
     /// The first transport error seen, for diagnosis.
     pub first_error: Option<String>,
-    /// Latency of every completed request (answered or failed), milliseconds.
+    /// Latency of every completed request (answered or failed), milliseconds:
+    /// in rate mode from its due time, so it includes the generator's lateness.
     pub latency_ms: Latency,
+    /// Rate mode: how late each request was sent after its due time, ms. On a
+    /// machine shared with the server this is the generator waiting for a CPU
+    /// (or for a free in-flight slot), which a separate client would not.
+    pub send_delay_ms: Option<Latency>,
+    /// Rate mode: from each request's send to its answer, ms; `latency_ms` less
+    /// the send delay, request by request.
+    pub service_ms: Option<Latency>,
 }
 
 impl Summary {
@@ -161,14 +177,13 @@ impl Summary {
         if let Some(e) = &self.first_error {
             rows.push(("first error", e.clone()));
         }
-        let l = &self.latency_ms;
-        rows.push((
-            "latency ms",
-            format!(
-                "p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}",
-                l.p50, l.p90, l.p99, l.p999, l.max, l.mean
-            ),
-        ));
+        rows.push(("latency ms", self.latency_ms.row()));
+        if let Some(l) = &self.send_delay_ms {
+            rows.push(("  send delay", l.row()));
+        }
+        if let Some(l) = &self.service_ms {
+            rows.push(("  service", l.row()));
+        }
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         rows.iter()
             .map(|(k, v)| format!("{k:<width$}  {v}\n"))

@@ -355,6 +355,63 @@ async fn open_loop_paces_its_rate_on_few_connections() {
     assert!(summary.elapsed_s < 5.0);
 }
 
+async fn slow(State(counts): State<Counts>) -> StatusCode {
+    counts.requests.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    StatusCode::OK
+}
+
+#[tokio::test]
+async fn open_loop_splits_latency_into_send_delay_and_service() {
+    let counts = Counts::default();
+    let app = Router::new()
+        .route("/v2/geosubmit", post(slow))
+        .with_state(counts.clone());
+    let addr = serve(app, &counts).await;
+    let mut a = args(format!("http://{addr}"));
+    // One slot, a request due every 25 ms, answers after 50 ms: the n-th
+    // request leaves about 25·n ms late, waiting for the slot.
+    a.rate = Some(40.0);
+    a.concurrency = 1;
+    a.duration = Duration::from_millis(600);
+    a.gzip = false;
+    let summary = run_load(&a).await.unwrap();
+    assert!(summary.requests >= 6, "{} requests", summary.requests);
+    let (delay, service) = (
+        summary.send_delay_ms.clone().unwrap(),
+        summary.service_ms.clone().unwrap(),
+    );
+    let latency = &summary.latency_ms;
+    assert!(service.p50 >= 50.0, "service {service:?}");
+    assert!(delay.max >= 100.0, "send delay {delay:?}");
+    assert!(
+        latency.max >= delay.max && latency.max >= service.max,
+        "{latency:?} {delay:?} {service:?}"
+    );
+    // Request by request, latency = send delay + service.
+    let sum_of_means = delay.mean + service.mean;
+    assert!(
+        (latency.mean - sum_of_means).abs() < 0.5,
+        "mean {} against {sum_of_means}",
+        latency.mean
+    );
+    let table = summary.table();
+    assert!(table.contains("send delay"), "{table}");
+    let json: Value = serde_json::to_value(&summary).unwrap();
+    assert!(json["service_ms"]["p99"].as_f64().unwrap() >= 50.0);
+}
+
+#[tokio::test]
+async fn closed_loop_has_no_send_delay() {
+    let (addr, _counts) = server().await;
+    let mut a = args(format!("http://{addr}"));
+    a.requests = Some(5);
+    let summary = run_load(&a).await.unwrap();
+    assert_eq!(summary.requests, 5);
+    assert!(summary.send_delay_ms.is_none() && summary.service_ms.is_none());
+    assert!(!summary.table().contains("send delay"));
+}
+
 #[tokio::test]
 async fn invalid_threads_are_refused() {
     let mut a = args("http://127.0.0.1:9".to_string());
