@@ -46,6 +46,10 @@ pub struct Config {
     pub queue_visibility: u64,
     /// Address the web role listens on.
     pub listen: String,
+    /// Seconds a client may take to send a request head (from its first byte,
+    /// or from the previous answer on a keep-alive connection) before the web
+    /// role closes the connection.
+    pub header_read_timeout: u64,
     /// MaxMind GeoIP2/GeoLite2 City or Country database; unset = no GeoIP source.
     pub geoip_path: Option<PathBuf>,
     /// Bearer token enabling the `/admin/` API; unset = no admin API.
@@ -100,6 +104,7 @@ impl Default for Config {
             redis_prefix: String::new(),
             queue_visibility: 60,
             listen: "127.0.0.1:8000".into(),
+            header_read_timeout: 30,
             geoip_path: None,
             admin_token: None,
             exports_dir: None,
@@ -211,6 +216,7 @@ impl Config {
             "redis_prefix" => self.redis_prefix = value.to_string(),
             "queue_visibility" => self.queue_visibility = parse(var, value)?,
             "listen" => self.listen = value.to_string(),
+            "header_read_timeout" => self.header_read_timeout = parse(var, value)?,
             "geoip_path" => self.geoip_path = optional(value).map(PathBuf::from),
             "admin_token" => self.admin_token = optional(value),
             "exports_dir" => self.exports_dir = optional(value).map(PathBuf::from),
@@ -288,6 +294,7 @@ impl Config {
             "redis_prefix": self.redis_prefix,
             "queue_visibility": self.queue_visibility,
             "listen": self.listen,
+            "header_read_timeout": self.header_read_timeout,
             "geoip_path": self.geoip_path,
             "admin_token": self.admin_token.as_ref().map(|_| "<redacted>"),
             "exports_dir": self.exports_dir(),

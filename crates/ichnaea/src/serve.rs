@@ -278,14 +278,13 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
             .with_context(|| format!("listening on {}", config.listen))?;
         let address = listener.local_addr()?;
         tracing::info!(%address, admin_api = state.admin_token.is_some(), "web role listening on http://{address}");
-        let app = ichnaea_web::router(state)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let app = ichnaea_web::router(state);
+        let options = ichnaea_web::server::ServerOptions {
+            header_read_timeout: Duration::from_secs(config.header_read_timeout.max(1)),
+        };
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .context("web server")?;
+            ichnaea_web::server::serve(listener, app, options, stop.cancelled_owned()).await;
             Ok("web")
         });
     }

@@ -9,6 +9,7 @@ mod admin;
 pub mod api;
 mod headers;
 pub mod metrics;
+pub mod server;
 mod service;
 
 use std::sync::Arc;

@@ -17,6 +17,7 @@ use ichnaea_web::{AppState, FallbackClient, GeoIp, router};
 
 mod locate;
 mod mmdb;
+mod server;
 mod submit;
 use serde_json::{Value, json};
 use tower::ServiceExt;
