@@ -76,6 +76,15 @@ async fn read_response(stream: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
     Some((status, body))
 }
 
+/// Sends `GET /` on `stream` and reads the answer.
+async fn get_root(stream: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    read_response(stream).await
+}
+
 /// Waits for the server to close `stream`; the time it took.
 async fn closed_after(stream: &mut TcpStream) -> Duration {
     let start = Instant::now();
@@ -109,14 +118,7 @@ async fn a_client_that_never_finishes_its_head_is_disconnected() {
     );
     // The server still serves others.
     let mut other = TcpStream::connect(addr).await.unwrap();
-    other
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    assert_eq!(
-        read_response(&mut other).await,
-        Some((200, b"hello".to_vec()))
-    );
+    assert_eq!(get_root(&mut other).await, Some((200, b"hello".to_vec())));
 }
 
 #[tokio::test]
@@ -124,14 +126,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_timeout() {
     let (addr, _stop, _server) = start(hello(), Duration::from_millis(300)).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     for _ in 0..2 {
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        assert_eq!(
-            read_response(&mut stream).await,
-            Some((200, b"hello".to_vec()))
-        );
+        assert_eq!(get_root(&mut stream).await, Some((200, b"hello".to_vec())));
         // Less than the timeout between requests keeps the connection.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -151,12 +146,8 @@ async fn handlers_see_the_peer_address() {
     let (addr, _stop, _server) = start(app, Duration::from_secs(30)).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let local = stream.local_addr().unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
     assert_eq!(
-        read_response(&mut stream).await,
+        get_root(&mut stream).await,
         Some((200, local.to_string().into_bytes()))
     );
 }
