@@ -87,7 +87,9 @@ where
         redis: None,
     };
     let result = std::panic::AssertUnwindSafe(body(fx)).catch_unwind().await;
-    store.close().await;
+    // A failed test can leave tasks that never finish holding pool connections;
+    // closing waits for those, so it is bounded, to fail instead of hang.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), store.close()).await;
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(p) = result {
         std::panic::resume_unwind(p);
