@@ -48,7 +48,7 @@ pub struct Config {
     pub listen: String,
     /// Seconds a client may take to send a request head (from its first byte,
     /// or from the previous answer on a keep-alive connection) before the web
-    /// role closes the connection.
+    /// role closes the connection; 0 = no limit.
     pub header_read_timeout: u64,
     /// MaxMind GeoIP2/GeoLite2 City or Country database; unset = no GeoIP source.
     pub geoip_path: Option<PathBuf>,
@@ -260,6 +260,12 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("exports"))
     }
 
+    /// The web role's header-read timeout in effect; `None` when turned off (0).
+    pub fn header_read_timeout(&self) -> Option<std::time::Duration> {
+        (self.header_read_timeout > 0)
+            .then(|| std::time::Duration::from_secs(self.header_read_timeout))
+    }
+
     /// The public cell export directory in effect; `None` when turned off.
     pub fn cell_export_url(&self) -> Option<String> {
         match self.cell_export_url.as_deref() {
@@ -350,6 +356,22 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn header_read_timeout_zero_turns_it_off() {
+        let (c, _) = Config::load(None, env(&[])).unwrap();
+        assert_eq!(
+            c.header_read_timeout(),
+            Some(std::time::Duration::from_secs(30))
+        );
+        let (c, _) = Config::load(None, env(&[("ICHNAEA_HEADER_READ_TIMEOUT", "5")])).unwrap();
+        assert_eq!(
+            c.header_read_timeout(),
+            Some(std::time::Duration::from_secs(5))
+        );
+        let (c, _) = Config::load(None, env(&[("ICHNAEA_HEADER_READ_TIMEOUT", "0")])).unwrap();
+        assert_eq!(c.header_read_timeout(), None);
     }
 
     #[test]

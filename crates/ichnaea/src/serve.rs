@@ -280,7 +280,7 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
         tracing::info!(%address, admin_api = state.admin_token.is_some(), "web role listening on http://{address}");
         let app = ichnaea_web::router(state);
         let options = ichnaea_web::server::ServerOptions {
-            header_read_timeout: Duration::from_secs(config.header_read_timeout.max(1)),
+            header_read_timeout: config.header_read_timeout(),
         };
         let stop = shutdown.clone();
         tasks.spawn(async move {

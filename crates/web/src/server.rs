@@ -36,14 +36,14 @@ use tower::Service;
 pub struct ServerOptions {
     /// How long a client may take to send a request head, counted from its
     /// first byte or, on a keep-alive connection, from the previous answer
-    /// (so it also closes idle keep-alive connections).
-    pub header_read_timeout: Duration,
+    /// (so it also closes idle keep-alive connections); `None`: no limit.
+    pub header_read_timeout: Option<Duration>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
-            header_read_timeout: Duration::from_secs(30),
+            header_read_timeout: Some(Duration::from_secs(30)),
         }
     }
 }

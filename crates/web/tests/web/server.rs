@@ -25,7 +25,7 @@ crate::backend_tests!(many_keep_alive_requests_with_bodies_are_all_answered);
 /// handle ends when it has stopped.
 async fn start(
     app: Router,
-    header_read_timeout: Duration,
+    header_read_timeout: Option<Duration>,
 ) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -105,7 +105,7 @@ fn hello() -> Router {
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_head_is_disconnected() {
-    let (addr, _stop, _server) = start(hello(), Duration::from_millis(300)).await;
+    let (addr, _stop, _server) = start(hello(), Some(Duration::from_millis(300))).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
@@ -122,8 +122,21 @@ async fn a_client_that_never_finishes_its_head_is_disconnected() {
 }
 
 #[tokio::test]
+async fn with_the_timeout_off_a_slow_head_is_still_served() {
+    let (addr, _stop, _server) = start(hello(), None).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stream.write_all(b"Host: x\r\n\r\n").await.unwrap();
+    assert_eq!(
+        read_response(&mut stream).await,
+        Some((200, b"hello".to_vec()))
+    );
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_timeout() {
-    let (addr, _stop, _server) = start(hello(), Duration::from_millis(300)).await;
+    let (addr, _stop, _server) = start(hello(), Some(Duration::from_millis(300))).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     for _ in 0..2 {
         assert_eq!(get_root(&mut stream).await, Some((200, b"hello".to_vec())));
@@ -143,7 +156,7 @@ async fn handlers_see_the_peer_address() {
         "/",
         get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
     );
-    let (addr, _stop, _server) = start(app, Duration::from_secs(30)).await;
+    let (addr, _stop, _server) = start(app, Some(Duration::from_secs(30))).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let local = stream.local_addr().unwrap();
     assert_eq!(
@@ -161,7 +174,7 @@ async fn shutdown_lets_the_request_in_progress_finish() {
             body
         }),
     );
-    let (addr, stop, server) = start(app, Duration::from_secs(30)).await;
+    let (addr, stop, server) = start(app, Some(Duration::from_secs(30))).await;
     let mut busy = TcpStream::connect(addr).await.unwrap();
     let mut idle = TcpStream::connect(addr).await.unwrap();
     busy.write_all(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
@@ -199,7 +212,8 @@ fn query(i: usize) -> Vec<u8> {
 /// come, in order, with the GeoIP position.
 async fn many_keep_alive_requests_with_bodies_are_all_answered(fx: Fx) {
     crate::submit::add_key(&fx, ApiKey::new("test")).await;
-    let (addr, _stop, _server) = start(router(state(&fx, false)), Duration::from_secs(30)).await;
+    let (addr, _stop, _server) =
+        start(router(state(&fx, false)), Some(Duration::from_secs(30))).await;
     let mut clients = tokio::task::JoinSet::new();
     for c in 0..8 {
         clients.spawn(async move {
