@@ -1,5 +1,5 @@
 //! The load loop: closed (N workers, each sending when its previous request is
-//! answered) or open (a fixed start rate paced by its own thread, bounded
+//! answered) or open (a fixed start rate paced on a timerfd, bounded
 //! in-flight), each worker over its own HTTP/1.1 keep-alive connection
 //! ([`crate::conn`]), recording every request's latency in an HDR histogram.
 //!
@@ -8,12 +8,17 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use reqwest::Url;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -259,70 +264,21 @@ struct Job {
     due: Instant,
 }
 
-/// The open loop's idle workers, taken by the pacer and given back by the
-/// workers when their request ends.
-struct Idle {
-    state: Mutex<IdleState>,
-    freed: Condvar,
-}
-
-struct IdleState {
-    /// Idle worker ids, the most recently freed last (taken first: its
-    /// connection is open, so a slow rate needs few connections).
-    workers: Vec<usize>,
-    /// Whether the pacer waits for a worker (only then is it woken).
-    waiting: bool,
-}
-
-impl Idle {
-    /// An idle worker, waiting for one until `deadline` at the latest.
-    fn take(&self, deadline: Instant) -> Option<usize> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(w) = state.workers.pop() {
-                state.waiting = false;
-                return Some(w);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                state.waiting = false;
-                return None;
-            }
-            state.waiting = true;
-            state = self
-                .freed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-    }
-
-    /// Worker `w` is idle again.
-    fn give_back(&self, w: usize) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.workers.push(w);
-        if state.waiting {
-            drop(state);
-            self.freed.notify_one();
-        }
-    }
-}
-
 /// Open loop: request `i` is due at `start + i / rate`, whatever the answers, with
 /// at most `max_in_flight` outstanding (a due request waits for a free worker).
 /// Latency is measured from the due time, so a slow server cannot hide its delay
 /// by slowing the client down (coordinated omission).
 ///
-/// A pacing OS thread sleeps until each due time (a high-resolution sleep; the
-/// runtime's timer has a 1 ms resolution and would send in bursts) and hands the
-/// request to an idle worker task, which owns one keep-alive connection.
+/// A pacing loop sleeps until each due time on a timerfd watched by the load
+/// runtime's reactor (the runtime's own timer has a 1 ms resolution and would
+/// send in bursts) and hands the request to an idle worker task, which owns one
+/// keep-alive connection. Pacer and workers share the runtime: no hand-off
+/// between threads per request.
 async fn open_loop(shared: Arc<Shared>, rate: f64, max_in_flight: usize) -> Result<(), SimError> {
+    let timer = PreciseTimer::new().map_err(SimError::Runtime)?;
     let idle = Arc::new(Idle {
-        state: Mutex::new(IdleState {
-            workers: (0..max_in_flight).rev().collect(),
-            waiting: false,
-        }),
-        freed: Condvar::new(),
+        workers: Mutex::new((0..max_in_flight).rev().collect()),
+        freed: tokio::sync::Notify::new(),
     });
     let mut set = JoinSet::new();
     let mut senders = Vec::with_capacity(max_in_flight);
@@ -349,40 +305,78 @@ async fn open_loop(shared: Arc<Shared>, rate: f64, max_in_flight: usize) -> Resu
             }
         });
     }
-    let pacer_shared = Arc::clone(&shared);
-    let pacer = std::thread::Builder::new()
-        .name("sim-load-pacer".to_string())
-        .spawn(move || pace(&pacer_shared, rate, &idle, senders))
-        .map_err(SimError::Runtime)?;
-    // The workers end when the pacer has ended and dropped their channels.
+    let paced = pace(&shared, rate, &timer, &idle, &senders).await;
+    // The workers end once their channels are closed and their job is done.
+    drop(senders);
     while set.join_next().await.is_some() {}
-    // The pacer has returned by now (or panicked, which changes nothing here).
-    let _ = pacer.join();
-    Ok(())
+    paced.map_err(SimError::Runtime)
 }
 
-/// The shortest sleep of the open-loop pacer. Each wake-up of the pacer, and of
-/// the runtime it hands requests to, costs the shared CPU about as much as the
-/// request itself (a context switch, a cross-CPU wake-up in a VM).
+/// The open loop's idle workers, taken by the pacer and given back by the
+/// workers.
+struct Idle {
+    /// Idle worker ids, the most recently freed last (taken first: its
+    /// connection is open, so a slow rate needs few connections).
+    workers: Mutex<Vec<usize>>,
+    /// Signals a worker given back (a permit is kept if the pacer is not
+    /// waiting yet, so none is missed).
+    freed: tokio::sync::Notify,
+}
+
+impl Idle {
+    /// An idle worker, waiting for one if none is.
+    async fn take(&self) -> usize {
+        loop {
+            if let Some(w) = self.lock().pop() {
+                return w;
+            }
+            self.freed.notified().await;
+        }
+    }
+
+    /// Worker `w` is idle again.
+    fn give_back(&self, w: usize) {
+        self.lock().push(w);
+        self.freed.notify_one();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+        self.workers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The shortest sleep of the open-loop pacer. Each wake-up of the pacer costs
+/// the shared CPU about as much as a request (a context switch, in a VM a
+/// cross-CPU wake-up), so at high rates one wake-up sends the few requests
+/// that fell due meanwhile instead of waking once per request.
 const PACE_QUANTUM: Duration = Duration::from_micros(200);
 
-/// The pacing thread of the open loop.
-fn pace(shared: &Shared, rate: f64, idle: &Idle, workers: Vec<mpsc::Sender<Job>>) {
+/// The pacing loop of the open loop, until the deadline or the budget.
+async fn pace(
+    shared: &Shared,
+    rate: f64,
+    timer: &PreciseTimer,
+    idle: &Idle,
+    workers: &[mpsc::Sender<Job>],
+) -> std::io::Result<()> {
     let start = Instant::now();
+    let deadline = tokio::time::Instant::from_std(shared.deadline);
     for i in 0u64.. {
         let due = start + Duration::from_secs_f64(i as f64 / rate);
         if due >= shared.deadline || !shared.budget.take() {
             break;
         }
         // When behind, the due requests go out at once, with no sleep between.
-        // A sleep lasts at least PACE_QUANTUM: at high rates each wake-up sends
-        // the few requests that fell due meanwhile (late by at most the quantum,
-        // which their latency includes) instead of waking once per request.
+        // A sleep lasts at least PACE_QUANTUM (late by at most the quantum,
+        // which the requests' latency includes).
         let now = Instant::now();
         if due > now {
-            std::thread::sleep((due - now).max(PACE_QUANTUM));
+            let wait = (due - now).max(PACE_QUANTUM);
+            timer
+                .sleep(wait.min(shared.deadline.saturating_duration_since(now)))
+                .await?;
         }
-        let Some(w) = idle.take(shared.deadline) else {
+        let Ok(w) = tokio::time::timeout_at(deadline, idle.take()).await else {
             break;
         };
         if Instant::now() >= shared.deadline {
@@ -391,6 +385,58 @@ fn pace(shared: &Shared, rate: f64, idle: &Idle, workers: Vec<mpsc::Sender<Job>>
         let sent = workers.get(w).map(|tx| tx.try_send(Job { index: i, due }));
         if !matches!(sent, Some(Ok(()))) {
             break;
+        }
+    }
+    Ok(())
+}
+
+/// Sleeps with microsecond resolution on a Linux timerfd watched by the
+/// runtime's reactor (tokio's own timer rounds to whole milliseconds).
+struct PreciseTimer {
+    fd: AsyncFd<RawTimerFd>,
+}
+
+/// A timerfd as tokio's `AsyncFd` wants it (`AsRawFd`).
+struct RawTimerFd(TimerFd);
+
+impl AsRawFd for RawTimerFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl PreciseTimer {
+    fn new() -> std::io::Result<PreciseTimer> {
+        let fd = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )?;
+        // SAFETY: `RawTimerFd` owns the timerfd, which stays open until the
+        // `AsyncFd` (its only owner) is dropped, and `as_raw_fd` always returns
+        // that same descriptor.
+        let fd = unsafe { AsyncFd::register_with_interest(RawTimerFd(fd), Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
+        Ok(PreciseTimer { fd })
+    }
+
+    /// Returns after `d` (at once for zero).
+    async fn sleep(&self, d: Duration) -> std::io::Result<()> {
+        if d.is_zero() {
+            return Ok(());
+        }
+        self.fd.get_ref().0.set(
+            Expiration::OneShot(TimeSpec::from_duration(d)),
+            TimerSetTimeFlags::empty(),
+        )?;
+        loop {
+            let mut ready = self.fd.readable().await?;
+            // Reading the expiry count clears the timer's readiness.
+            match ready.try_io(|fd| {
+                nix::unistd::read(&fd.get_ref().0, &mut [0u8; 8]).map_err(std::io::Error::from)
+            }) {
+                Ok(read) => return read.map(drop),
+                Err(_would_block) => continue,
+            }
         }
     }
 }
