@@ -352,7 +352,8 @@ pub struct LoadArgs {
     /// Threads of the load generator's own async runtime. One thread drives all
     /// connections at the least CPU per request, leaving the rest of the machine
     /// to the server being measured; raise it when one client thread saturates.
-    /// With --rate, a separate pacing thread schedules the requests.
+    /// With --rate, the requests are paced by a task on this same runtime,
+    /// sleeping on a timerfd.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Print the summary as JSON instead of a table.

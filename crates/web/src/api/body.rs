@@ -71,9 +71,12 @@ pub fn decode(headers: &HeaderMap, raw: &[u8], limits: BodyLimits) -> Result<Dec
 /// [`member_header_len`], its deflate data inflated into one buffer that never
 /// grows past that size plus one byte, and its trailer (CRC-32, size) checked.
 /// Larger bodies go through [`gunzip_large`], which counts before allocating.
-/// The inflate state (about 43 KB, zeroed on creation) is kept per thread and
-/// reset between bodies: creating it was a tenth of the CPU time of a small
-/// locate query.
+/// The inflate state (with its 32 KiB window) is kept per thread and reset
+/// between bodies, so a body allocates nothing but its output: creating the
+/// state per body was a tenth of the CPU time of a small locate query. The
+/// backend is zlib-rs, whose reset leaves the window as it is: a 131-byte
+/// locate body inflates in about 1.7 µs, against 3.6 µs with miniz_oxide,
+/// which zeroes its whole 43 KB state on every reset.
 pub fn gunzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     thread_local! {
         static INFLATE: std::cell::RefCell<Option<Decompress>> =
