@@ -201,14 +201,30 @@ impl Store {
     }
 
     /// PostgreSQL only: drops a schema with everything in it (test clean-up).
+    ///
+    /// The drop gives up after [`DROP_SCHEMA_LOCK_TIMEOUT`] of waiting for a
+    /// lock: a failed test can leave tasks holding a transaction open in the
+    /// schema, and its clean-up must then fail, not hang the test run.
     pub async fn drop_pg_schema(&self, schema: &str) -> Result<()> {
         if let Backend::Postgres(pool) = &self.backend {
+            let mut tx = pool.begin().await?;
+            let timeout = format!(
+                "SET LOCAL lock_timeout = {}",
+                DROP_SCHEMA_LOCK_TIMEOUT.as_millis()
+            );
+            sqlx::query(AssertSqlSafe(&*timeout))
+                .execute(&mut *tx)
+                .await?;
             let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(schema));
-            sqlx::query(AssertSqlSafe(&*sql)).execute(pool).await?;
+            sqlx::query(AssertSqlSafe(&*sql)).execute(&mut *tx).await?;
+            tx.commit().await?;
         }
         Ok(())
     }
 }
+
+/// How long [`Store::drop_pg_schema`] waits for a lock before failing.
+pub const DROP_SCHEMA_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn create_pg_schema(connect: PgConnectOptions, schema: &str) -> Result<()> {
     let pool = PgPoolOptions::new()

@@ -1073,3 +1073,62 @@ async fn station_pages_follow_key_order_and_area(store: Store) {
         .unwrap();
     assert_eq!(macs(&inside), vec!["000000000001"]);
 }
+
+/// The test clean-up's schema drop fails after its lock timeout when another
+/// session holds a lock in the schema (as a failed test's stuck task can),
+/// instead of waiting for ever; once the lock is gone it drops the schema.
+#[tokio::test]
+async fn drop_pg_schema_gives_up_on_a_held_lock() {
+    use sqlx::Connection;
+    let Ok(url) = std::env::var("ICHNAEA_TEST_POSTGRES_URL") else {
+        PG_NOTICE.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTICE: ICHNAEA_TEST_POSTGRES_URL unset: PostgreSQL store tests skipped"
+            );
+        });
+        return;
+    };
+    let schema = format!("test_{}", unique());
+    let options = StoreOptions {
+        pg_schema: Some(schema.clone()),
+        max_connections: 2,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&url, &options).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    let lock = format!("LOCK TABLE \"{schema}\".api_key IN ACCESS SHARE MODE");
+    sqlx::query(sqlx::AssertSqlSafe(lock))
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    // Bounded here too, so that a regression fails instead of hanging.
+    let bound = ichnaea_store::DROP_SCHEMA_LOCK_TIMEOUT + std::time::Duration::from_secs(30);
+    let err = tokio::time::timeout(bound, store.drop_pg_schema(&schema))
+        .await
+        .expect("the drop waited past its lock timeout")
+        .expect_err("the drop must give up while the lock is held");
+    assert!(err.to_string().contains("lock timeout"), "{err}");
+    assert!(
+        started.elapsed() >= ichnaea_store::DROP_SCHEMA_LOCK_TIMEOUT,
+        "gave up after {:?}, before the lock timeout",
+        started.elapsed()
+    );
+
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    store.drop_pg_schema(&schema).await.unwrap();
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
+    )
+    .bind(&schema)
+    .fetch_one(&mut holder)
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "schema {schema} still there");
+    holder.close().await.unwrap();
+    store.close().await;
+}
