@@ -49,13 +49,8 @@ where
     }
 }
 
-/// Runs `body` against a fresh, migrated PostgreSQL schema, then drops it; prints a
-/// notice and returns when no PostgreSQL URL is configured.
-async fn on_postgres<F, Fut>(body: F)
-where
-    F: FnOnce(Store) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
+/// The PostgreSQL URL of the tests, with a notice either way (once).
+fn pg_url() -> Option<String> {
     let Ok(url) = std::env::var("ICHNAEA_TEST_POSTGRES_URL") else {
         PG_NOTICE.call_once(|| {
             let _ = writeln!(
@@ -63,7 +58,7 @@ where
                 "NOTICE: ICHNAEA_TEST_POSTGRES_URL unset: PostgreSQL store tests skipped"
             );
         });
-        return;
+        return None;
     };
     static RUNNING: Once = Once::new();
     RUNNING.call_once(|| {
@@ -72,12 +67,30 @@ where
             "NOTICE: PostgreSQL store tests run against {url}"
         );
     });
-    let schema = format!("test_{}", unique());
-    let options = StoreOptions {
-        pg_schema: Some(schema.clone()),
+    Some(url)
+}
+
+/// Store options for a test's own PostgreSQL schema.
+fn pg_options(schema: &str) -> StoreOptions {
+    StoreOptions {
+        pg_schema: Some(schema.to_owned()),
         max_connections: 4,
         ..StoreOptions::default()
+    }
+}
+
+/// Runs `body` against a fresh, migrated PostgreSQL schema, then drops it; prints a
+/// notice and returns when no PostgreSQL URL is configured.
+async fn on_postgres<F, Fut>(body: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(url) = pg_url() else {
+        return;
     };
+    let schema = format!("test_{}", unique());
+    let options = pg_options(&schema);
     let store = Store::connect(&url, &options).await.unwrap();
     store.migrate().await.unwrap();
     let result = std::panic::AssertUnwindSafe(body(store.clone()))
@@ -1080,22 +1093,11 @@ async fn station_pages_follow_key_order_and_area(store: Store) {
 #[tokio::test]
 async fn drop_pg_schema_gives_up_on_a_held_lock() {
     use sqlx::Connection;
-    let Ok(url) = std::env::var("ICHNAEA_TEST_POSTGRES_URL") else {
-        PG_NOTICE.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOTICE: ICHNAEA_TEST_POSTGRES_URL unset: PostgreSQL store tests skipped"
-            );
-        });
+    let Some(url) = pg_url() else {
         return;
     };
     let schema = format!("test_{}", unique());
-    let options = StoreOptions {
-        pg_schema: Some(schema.clone()),
-        max_connections: 2,
-        ..StoreOptions::default()
-    };
-    let store = Store::connect(&url, &options).await.unwrap();
+    let store = Store::connect(&url, &pg_options(&schema)).await.unwrap();
     store.migrate().await.unwrap();
     let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
     sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
