@@ -15,6 +15,10 @@
 //! `weigh_*`, those weighing 0 are discarded before grouping, and
 //! [`update_station`] gets the rest of one station key in queue order.
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use serde_json::{Value, json};
 

@@ -2,6 +2,10 @@
 //! in its own temporary data directory, configured only through `ICHNAEA_*`
 //! environment variables, and talks HTTP to `serve` over a plain TCP socket.
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -1,6 +1,10 @@
 //! Store tests: every table round-trips through SQLite always, and through
 //! PostgreSQL when `ICHNAEA_TEST_POSTGRES_URL` is set (each test in its own schema).
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Once;

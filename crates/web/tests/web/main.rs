@@ -2,6 +2,10 @@
 //! embedded queue always, and against PostgreSQL + Redis when
 //! `ICHNAEA_TEST_POSTGRES_URL` and `ICHNAEA_TEST_REDIS_URL` are set.
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::io::Write;
 use std::sync::{Arc, Once};
 
