@@ -176,7 +176,8 @@ fn positioned(lat: f64, lon: f64, days: i64) -> StationFields {
 }
 
 fn ingest(report: Value) -> Ingested {
-    ingest_report(&report, geo()).expect("the report has network entries")
+    let report = report.as_object().expect("a report object");
+    ingest_report(report, geo()).expect("the report has network entries")
 }
 
 fn position() -> Value {

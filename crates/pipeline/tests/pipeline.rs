@@ -211,6 +211,7 @@ backend_tests!(
     case_10_ocean_report_is_counted_and_dropped,
     case_10_metrics_tag_only_known_api_keys,
     case_11_invalid_report_does_not_stop_its_batch,
+    undecodable_incoming_items_are_counted_and_logged,
     case_15_multiplexer_fills_export_queues_by_skip_rules,
     case_16_geosubmit_export_posts_one_batch,
     case_17_s3_export_writes_one_object_per_partition,
@@ -827,6 +828,75 @@ async fn case_01_zero_weight_observation_is_dropped_uncounted(ctx: PipelineConte
     ] {
         assert_eq!(metrics.total(name), 0, "{name}");
     }
+}
+
+/// A `LogCapture` collects what the code under test logs, for assertions.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Items on `update_incoming` without a known source (or not items at all) are
+/// counted in `data.incoming.undecodable` and logged, and never routed as GNSS
+/// reports; the valid item of the same batch goes on.
+async fn undecodable_incoming_items_are_counted_and_logged(ctx: PipelineContext) {
+    let metrics = TestMetrics::default();
+    let _guard = metrics::set_default_local_recorder(&metrics);
+    let logs = LogCapture::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _log_guard = tracing::subscriber::set_default(subscriber);
+
+    let report = wifi_report(51.0, 10.0, &["0123f456789a", "0123f456789b"]);
+    let items: Vec<Vec<u8>> = [
+        json!({"api_key": null, "source": "gps", "report": report}),
+        json!({"api_key": null, "report": report}),
+        json!({"api_key": null, "source": "gnss", "report": report}),
+    ]
+    .iter()
+    .map(|v| serde_json::to_vec(v).unwrap())
+    .chain([b"not json".to_vec()])
+    .collect();
+    ctx.queue.push(UPDATE_INCOMING, items).await.unwrap();
+    multiplex_and_export(&ctx, false).await;
+
+    assert_eq!(ctx.queue.len(UPDATE_INCOMING).await.unwrap(), 0);
+    assert_eq!(metrics.total("data.incoming.undecodable"), 3);
+    assert_eq!(metrics.total("data.incoming.multiplexed"), 4);
+    assert_eq!(
+        ctx.queue
+            .len(&ichnaea_core::queues::export_queue("internal", None))
+            .await
+            .unwrap(),
+        1,
+        "only the item with a known source reaches the export queue"
+    );
+    let text = logs.text();
+    assert_eq!(
+        text.matches("undecodable item in update_incoming dropped")
+            .count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains("unknown variant `gps`"), "{text}");
+    assert!(text.contains("missing field `source`"), "{text}");
 }
 
 /// §9 case 5 (§2.9.2): a GSM cell with cid 70 000 is routed to

@@ -3,6 +3,7 @@
 //! filtering of entries without a MAC and of reports without any network.
 
 use chrono::NaiveDateTime;
+use ichnaea_core::ReportSource;
 use serde_json::{Map, Value};
 
 use super::coerce::{Errors, array, int, join, object, string, try_float, try_int, try_string};
@@ -25,7 +26,7 @@ pub enum SubmitVersion {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     /// `position.source` if sent, else `gnss`.
-    pub source: &'static str,
+    pub source: ReportSource,
     /// The internal report object.
     pub report: Map<String, Value>,
 }
@@ -331,8 +332,8 @@ fn convert_report(
         .as_ref()
         .and_then(|p| p.get("source"))
         .and_then(Value::as_str)
-        .and_then(|s| self::source(Some(s.to_string())))
-        .unwrap_or("gnss");
+        .and_then(ReportSource::from_name)
+        .unwrap_or(ReportSource::Gnss);
     if let Some(position) = position {
         out.insert("position".into(), position);
     }
@@ -488,7 +489,7 @@ mod tests {
             SubmitVersion::V2,
         );
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].source, "gnss");
+        assert_eq!(r[0].source.name(), "gnss");
         assert_eq!(
             Value::Object(r[0].report.clone()),
             json!({"timestamp": NOW, "position": {"latitude": 51.5, "longitude": -0.1},
@@ -550,7 +551,7 @@ mod tests {
                 json!({"items": [{"timestamp": 146000000000i64, "position": {"source": sent}, "cellTowers": [{}]}]}),
                 SubmitVersion::V2,
             );
-            assert_eq!(r[0].source, item_source);
+            assert_eq!(r[0].source.name(), item_source);
             assert_eq!(
                 r[0].report["position"]
                     .get("source")

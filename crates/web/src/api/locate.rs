@@ -23,6 +23,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use ichnaea_core::locate::ApiType;
 use ichnaea_core::locate::position::{search_areas, search_blue, search_cells, search_wifi};
 use ichnaea_core::locate::query::{Query, normalize};
 use ichnaea_core::locate::region_search::{
@@ -31,15 +32,15 @@ use ichnaea_core::locate::region_search::{
 use ichnaea_core::locate::result::{
     PositionResult, RegionResult, UsedNetwork, best_position, best_region, satisfied,
 };
-use ichnaea_core::locate::{ApiType, round7};
 use ichnaea_core::queues::UPDATE_INCOMING;
-use ichnaea_core::{ApiKey, AreaKey, CellKey, Mac};
-use serde_json::{Map, Value, json};
+use ichnaea_core::{ApiKey, AreaKey, CellKey, IncomingItem, Mac, ReportSource};
+use serde_json::{Map, Value};
 
 use super::body::{Decoded, decode};
 use super::error::{ApiError, ParseDetails, add_cors};
 use super::fallback::Provider;
 use super::keys::KeyLookup;
+use super::wire::QueryReport;
 use super::{Caller, bounded, check_daily_limit, locate_schema, read_body};
 use crate::{AppState, SharedState};
 
@@ -379,88 +380,6 @@ fn all_seen_today(query: &Query, best: &PositionResult) -> bool {
     seen == all
 }
 
-fn put(out: &mut Map<String, Value>, name: &str, value: Option<impl Into<Value>>) {
-    if let Some(v) = value {
-        out.insert(name.to_owned(), v.into());
-    }
-}
-
-/// The `query` report of a located query (spec api §5.6): validated,
-/// de-duplicated entries with absent fields omitted, the resolved fallback flags,
-/// and the best internal position with source `query`.
-pub(crate) fn query_report(query: &Query, best: &PositionResult) -> Value {
-    let mut report = Map::new();
-    if !query.blue.is_empty() {
-        let entries: Vec<Value> = query
-            .blue
-            .iter()
-            .map(|b| {
-                let mut e = Map::new();
-                e.insert("macAddress".into(), b.mac.to_string().into());
-                put(&mut e, "age", b.age);
-                put(&mut e, "signalStrength", b.signal_strength);
-                put(&mut e, "name", b.name.clone());
-                Value::Object(e)
-            })
-            .collect();
-        report.insert("bluetoothBeacons".into(), entries.into());
-    }
-    if !query.cell.is_empty() {
-        let entries: Vec<Value> = query
-            .cell
-            .iter()
-            .map(|c| {
-                let mut e = Map::new();
-                e.insert("radioType".into(), c.key.radio.name().into());
-                e.insert("mobileCountryCode".into(), c.key.mcc.into());
-                e.insert("mobileNetworkCode".into(), c.key.mnc.into());
-                e.insert("locationAreaCode".into(), c.key.lac.into());
-                e.insert("cellId".into(), c.key.cid.into());
-                put(&mut e, "primaryScramblingCode", c.psc);
-                put(&mut e, "age", c.age);
-                put(&mut e, "signalStrength", c.signal_strength);
-                put(&mut e, "timingAdvance", c.timing_advance);
-                Value::Object(e)
-            })
-            .collect();
-        report.insert("cellTowers".into(), entries.into());
-    }
-    if !query.wifi.is_empty() {
-        let entries: Vec<Value> = query
-            .wifi
-            .iter()
-            .map(|w| {
-                let mut e = Map::new();
-                e.insert("macAddress".into(), w.mac.to_string().into());
-                put(&mut e, "age", w.age);
-                put(&mut e, "channel", w.channel);
-                put(&mut e, "frequency", w.frequency);
-                put(&mut e, "signalStrength", w.signal_strength);
-                put(&mut e, "signalToNoiseRatio", w.signal_to_noise_ratio);
-                put(&mut e, "ssid", w.ssid.clone());
-                Value::Object(e)
-            })
-            .collect();
-        report.insert("wifiAccessPoints".into(), entries.into());
-    }
-    report.insert(
-        "fallbacks".into(),
-        json!({"ipf": query.fallbacks.ipf, "lacf": query.fallbacks.lacf}),
-    );
-    let position = if best.lat.is_finite() && best.lon.is_finite() {
-        json!({
-            "latitude": round7(best.lat),
-            "longitude": round7(best.lon),
-            "accuracy": round7(best.accuracy),
-            "source": "query",
-        })
-    } else {
-        json!({"source": "query"})
-    };
-    report.insert("position".into(), position);
-    Value::Object(report)
-}
-
 /// The effective query sample rate in [0, ∞): key percent × global percent.
 async fn sample_rate(state: &AppState, key: &KeyUse) -> f64 {
     let global = match bounded(state.counters.locate_sample_rate()).await {
@@ -494,11 +413,19 @@ async fn store_query_report(state: &AppState, key: &KeyUse, query: &Query, best:
             return;
         }
     }
-    let api_key = key
-        .key()
-        .map_or(Value::Null, |k| Value::from(k.valid_key.as_str()));
-    let item = json!({"api_key": api_key, "report": query_report(query, best), "source": "query"});
-    let bytes = match serde_json::to_vec(&item) {
+    let report = match serde_json::to_value(QueryReport::new(query, best)) {
+        Ok(Value::Object(report)) => report,
+        other => {
+            tracing::warn!(error = ?other.err(), "cannot serialise a query report");
+            return;
+        }
+    };
+    let item = IncomingItem {
+        api_key: key.key().map(|k| k.valid_key.clone()),
+        source: ReportSource::Query,
+        report,
+    };
+    let bytes = match item.encode() {
         Ok(bytes) => bytes,
         Err(e) => {
             tracing::warn!(error = %e, "cannot serialise a query report");

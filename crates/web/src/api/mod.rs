@@ -11,6 +11,7 @@ pub mod keys;
 mod locate;
 pub mod locate_schema;
 mod submit;
+pub mod wire;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -7,9 +7,9 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use ichnaea_core::ApiKey;
 use ichnaea_core::queues::UPDATE_INCOMING;
-use serde_json::{Value, json};
+use ichnaea_core::{ApiKey, IncomingItem};
+use serde_json::json;
 
 use super::body::{Decoded, decode};
 use super::convert::{Report, SubmitVersion, convert};
@@ -125,15 +125,16 @@ async fn enqueue(
         );
         return Err(ApiError::ServiceUnavailable);
     }
-    let api_key = key
-        .map(|k| Value::from(k.valid_key.as_str()))
-        .unwrap_or(Value::Null);
+    let api_key = key.map(|k| k.valid_key.clone());
     let count = reports.len();
     let mut items = Vec::with_capacity(count);
     for r in reports {
-        let item =
-            json!({"api_key": api_key, "report": Value::Object(r.report), "source": r.source});
-        let bytes = serde_json::to_vec(&item).map_err(|e| {
+        let item = IncomingItem {
+            api_key: api_key.clone(),
+            source: r.source,
+            report: r.report,
+        };
+        let bytes = item.encode().map_err(|e| {
             tracing::error!(error = %e, "cannot serialise a report");
             ApiError::ServiceUnavailable
         })?;
