@@ -19,9 +19,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use ichnaea_core::locate::ApiType;
 use ichnaea_core::locate::position::{search_areas, search_blue, search_cells, search_wifi};
@@ -37,7 +37,7 @@ use ichnaea_core::{ApiKey, AreaKey, CellKey, IncomingItem, Mac, ReportSource};
 use serde_json::{Map, Value};
 
 use super::body::{Decoded, decode};
-use super::error::{ApiError, ParseDetails, add_cors};
+use super::error::{ApiError, ApiJson, ParseDetails};
 use super::fallback::Provider;
 use super::keys::KeyLookup;
 use super::wire::QueryReport;
@@ -75,32 +75,25 @@ struct Prepared {
 }
 
 /// `/v1/geolocate`.
-pub(super) async fn geolocate(State(state): State<SharedState>, request: Request) -> Response {
-    let result = match prepare(&state, ApiType::Locate, request).await {
-        Ok(req) => search_position(&state, req).await,
-        Err(e) => Err(e),
-    };
-    respond(result)
+pub(super) async fn geolocate(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<ApiJson, ApiError> {
+    let request = prepare(&state, ApiType::Locate, caller, &headers, body).await?;
+    search_position(&state, request).await.map(ApiJson)
 }
 
 /// `/v1/country`.
-pub(super) async fn country(State(state): State<SharedState>, request: Request) -> Response {
-    let result = match prepare(&state, ApiType::Region, request).await {
-        Ok(req) => search_region(&state, req).await,
-        Err(e) => Err(e),
-    };
-    respond(result)
-}
-
-fn respond(result: Result<Value, ApiError>) -> Response {
-    match result {
-        Ok(body) => {
-            let mut response = (StatusCode::OK, axum::Json(body)).into_response();
-            add_cors(response.headers_mut());
-            response
-        }
-        Err(e) => e.into_response(),
-    }
+pub(super) async fn country(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<ApiJson, ApiError> {
+    let request = prepare(&state, ApiType::Region, caller, &headers, body).await?;
+    search_region(&state, request).await.map(ApiJson)
 }
 
 fn metric_path(api: ApiType) -> &'static str {
@@ -118,9 +111,13 @@ fn allowed(key: &ApiKey, api: ApiType) -> bool {
 }
 
 /// Key rules (spec api §7.4), then body decoding and parsing (§2.3, §5.1).
-async fn prepare(state: &AppState, api: ApiType, request: Request) -> Result<Prepared, ApiError> {
-    let (parts, body) = request.into_parts();
-    let caller = Caller::from_parts(&parts);
+async fn prepare(
+    state: &AppState,
+    api: ApiType,
+    caller: Caller,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Prepared, ApiError> {
     let path = metric_path(api);
     let request_metric = match api {
         ApiType::Locate => "locate.request",
@@ -149,7 +146,7 @@ async fn prepare(state: &AppState, api: ApiType, request: Request) -> Result<Pre
     metrics::counter!(request_metric, "path" => path, "key" => key_tag).increment(1);
 
     let raw = read_body(state, body).await?;
-    let value = match decode(&parts.headers, &raw, state.api.body)? {
+    let value = match decode(headers, &raw, state.api.body)? {
         // An empty body is `{}` (an IP-only lookup).
         Decoded::Empty => Value::Object(Map::new()),
         Decoded::Json(value) => value,

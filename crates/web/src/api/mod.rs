@@ -155,6 +155,14 @@ pub struct Caller {
     pub invalid_key: Option<String>,
 }
 
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, Self::Rejection> {
+        Ok(Caller::from_parts(parts))
+    }
+}
+
 impl Caller {
     /// Reads the caller from the request head.
     pub fn from_parts(parts: &Parts) -> Caller {

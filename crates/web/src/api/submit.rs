@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use ichnaea_core::queues::UPDATE_INCOMING;
@@ -13,21 +14,36 @@ use serde_json::json;
 
 use super::body::{Decoded, decode};
 use super::convert::{Report, SubmitVersion, convert};
-use super::error::{ApiError, ParseDetails, add_cors};
+use super::error::{ApiError, ApiJson, ParseDetails, add_cors};
 use super::keys::KeyLookup;
 use super::{Caller, check_daily_limit, read_body};
 use crate::{AppState, SharedState};
 
-pub(super) async fn v2(State(state): State<SharedState>, request: Request) -> Response {
-    submit(state, SubmitVersion::V2, request).await
+pub(super) async fn v2(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    submit(&state, SubmitVersion::V2, caller, &headers, body).await
 }
 
-pub(super) async fn v1(State(state): State<SharedState>, request: Request) -> Response {
-    submit(state, SubmitVersion::V1, request).await
+pub(super) async fn v1(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    submit(&state, SubmitVersion::V1, caller, &headers, body).await
 }
 
-pub(super) async fn v0(State(state): State<SharedState>, request: Request) -> Response {
-    submit(state, SubmitVersion::V0, request).await
+pub(super) async fn v0(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    submit(&state, SubmitVersion::V0, caller, &headers, body).await
 }
 
 fn metric_path(version: SubmitVersion) -> &'static str {
@@ -38,29 +54,32 @@ fn metric_path(version: SubmitVersion) -> &'static str {
     }
 }
 
-async fn submit(state: SharedState, version: SubmitVersion, request: Request) -> Response {
-    match accept(&state, version, request).await {
-        Ok(()) => success(version),
-        Err(e) => e.into_response(),
-    }
-}
-
-fn success(version: SubmitVersion) -> Response {
-    let mut response = match version {
-        SubmitVersion::V0 => StatusCode::NO_CONTENT.into_response(),
-        _ => (StatusCode::OK, axum::Json(json!({}))).into_response(),
-    };
-    add_cors(response.headers_mut());
-    response
+/// Accepts a submission and answers `{}` (204 without a body for `/v1/submit`).
+async fn submit(
+    state: &AppState,
+    version: SubmitVersion,
+    caller: Caller,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    accept(state, version, caller, headers, body).await?;
+    Ok(match version {
+        SubmitVersion::V0 => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            add_cors(response.headers_mut());
+            response
+        }
+        _ => ApiJson(json!({})).into_response(),
+    })
 }
 
 async fn accept(
     state: &AppState,
     version: SubmitVersion,
-    request: Request,
+    caller: Caller,
+    headers: &HeaderMap,
+    body: Body,
 ) -> Result<(), ApiError> {
-    let (parts, body) = request.into_parts();
-    let caller = Caller::from_parts(&parts);
     let path = metric_path(version);
 
     // Key, permission and limit come before the body (spec api §2).
@@ -83,7 +102,7 @@ async fn accept(
 
     let limits = state.api.body;
     let raw = read_body(state, body).await?;
-    let value = match decode(&parts.headers, &raw, limits)? {
+    let value = match decode(headers, &raw, limits)? {
         Decoded::Empty => return Err(ApiError::Parse(None)),
         Decoded::Json(value) => value,
     };
