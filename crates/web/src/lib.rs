@@ -1,6 +1,5 @@
 //! The HTTP face of ichnaea: an axum router with the service (operations)
-//! endpoints, the admin API, the submit and locate APIs and, as later parts
-//! land, the public site.
+//! endpoints, the admin API and the submit and locate APIs.
 //!
 //! Everything a handler needs lives in [`AppState`]; the router is built by
 //! [`router`] and tested through `tower::ServiceExt::oneshot` without a socket.
