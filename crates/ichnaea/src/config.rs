@@ -46,6 +46,10 @@ pub struct Config {
     pub queue_visibility: u64,
     /// Address the web role listens on.
     pub listen: String,
+    /// Addresses and CIDR networks of reverse proxies whose `X-Forwarded-For`
+    /// is believed; a request from any other peer is located at the peer's
+    /// address. Default: loopback only.
+    pub trusted_proxies: Vec<String>,
     /// Seconds a client may take to send a request head (from its first byte,
     /// or from the previous answer on a keep-alive connection) before the web
     /// role closes the connection; 0 = no limit.
@@ -105,6 +109,7 @@ impl Default for Config {
             queue_visibility: 60,
             listen: "127.0.0.1:8000".into(),
             header_read_timeout: 30,
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
             geoip_path: None,
             admin_token: None,
             exports_dir: None,
@@ -217,6 +222,14 @@ impl Config {
             "queue_visibility" => self.queue_visibility = parse(var, value)?,
             "listen" => self.listen = value.to_string(),
             "header_read_timeout" => self.header_read_timeout = parse(var, value)?,
+            "trusted_proxies" => {
+                self.trusted_proxies = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
             "geoip_path" => self.geoip_path = optional(value).map(PathBuf::from),
             "admin_token" => self.admin_token = optional(value),
             "exports_dir" => self.exports_dir = optional(value).map(PathBuf::from),
@@ -301,6 +314,7 @@ impl Config {
             "queue_visibility": self.queue_visibility,
             "listen": self.listen,
             "header_read_timeout": self.header_read_timeout,
+            "trusted_proxies": self.trusted_proxies,
             "geoip_path": self.geoip_path,
             "admin_token": self.admin_token.as_ref().map(|_| "<redacted>"),
             "exports_dir": self.exports_dir(),
@@ -372,6 +386,25 @@ mod tests {
         );
         let (c, _) = Config::load(None, env(&[("ICHNAEA_HEADER_READ_TIMEOUT", "0")])).unwrap();
         assert_eq!(c.header_read_timeout(), None);
+    }
+
+    #[test]
+    fn trusted_proxies_from_env_and_file() {
+        let (c, _) = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.trusted_proxies, ["127.0.0.0/8", "::1"]);
+        let (c, _) = Config::load(
+            None,
+            env(&[("ICHNAEA_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7 ,")]),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "192.0.2.7"]);
+        let (c, _) = Config::load(None, env(&[("ICHNAEA_TRUSTED_PROXIES", "")])).unwrap();
+        assert!(c.trusted_proxies.is_empty(), "empty: no proxy trusted");
+        let file = std::env::temp_dir().join(format!("ichnaea-config-{}.toml", std::process::id()));
+        std::fs::write(&file, "trusted_proxies = [\"fd00::/8\"]\n").unwrap();
+        let (c, _) = Config::load(Some(&file), env(&[])).unwrap();
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(c.trusted_proxies, ["fd00::/8"]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use ichnaea_queue::{Counters, Queue};
 use ichnaea_store::{Store, StoreOptions};
 use ichnaea_web::api::ApiSettings;
 use ichnaea_web::api::body::BodyLimits;
+use ichnaea_web::api::client_ip::TrustedProxies;
 use ichnaea_web::api::keys::ApiKeyCache;
 use ichnaea_web::{AppState, FallbackClient, GeoIp};
 use tokio::task::JoinSet;
@@ -312,6 +313,8 @@ fn app_state(
                 max_decoded: config.max_decoded_bytes,
             },
             incoming_queue_max: config.incoming_queue_max,
+            trusted_proxies: TrustedProxies::parse(&config.trusted_proxies)
+                .context("invalid trusted_proxies")?,
         },
     })
 }
