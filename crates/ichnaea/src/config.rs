@@ -46,6 +46,9 @@ pub struct Config {
     pub queue_visibility: u64,
     /// Address the web role listens on.
     pub listen: String,
+    /// Address of the Prometheus metrics listener (`GET /metrics`), for every
+    /// role; empty or `off` = no metrics listener.
+    pub metrics_listen: String,
     /// Addresses and CIDR networks of reverse proxies whose `X-Forwarded-For`
     /// is believed; a request from any other peer is located at the peer's
     /// address. Default: loopback only.
@@ -109,6 +112,7 @@ impl Default for Config {
             queue_visibility: 60,
             listen: "127.0.0.1:8000".into(),
             header_read_timeout: 30,
+            metrics_listen: "127.0.0.1:8001".into(),
             trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
             geoip_path: None,
             admin_token: None,
@@ -222,6 +226,7 @@ impl Config {
             "queue_visibility" => self.queue_visibility = parse(var, value)?,
             "listen" => self.listen = value.to_string(),
             "header_read_timeout" => self.header_read_timeout = parse(var, value)?,
+            "metrics_listen" => self.metrics_listen = value.trim().to_string(),
             "trusted_proxies" => {
                 self.trusted_proxies = value
                     .split(',')
@@ -292,6 +297,14 @@ impl Config {
         }
     }
 
+    /// The metrics listener's address; `None` when turned off.
+    pub fn metrics_listen(&self) -> Option<&str> {
+        match self.metrics_listen.as_str() {
+            "" | "off" => None,
+            address => Some(address),
+        }
+    }
+
     /// The tile bucket in effect.
     pub fn tiles_url(&self) -> String {
         match self.tiles_url.as_deref() {
@@ -314,6 +327,7 @@ impl Config {
             "queue_visibility": self.queue_visibility,
             "listen": self.listen,
             "header_read_timeout": self.header_read_timeout,
+            "metrics_listen": self.metrics_listen,
             "trusted_proxies": self.trusted_proxies,
             "geoip_path": self.geoip_path,
             "admin_token": self.admin_token.as_ref().map(|_| "<redacted>"),

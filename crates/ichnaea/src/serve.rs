@@ -239,6 +239,9 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let mut tasks: Roles = JoinSet::new();
+    if let Some(address) = config.metrics_listen() {
+        spawn_metrics(address, &shutdown, &mut tasks).await;
+    }
     if roles.contains(&Role::Web) {
         let state = app_state(&config, &store, &queue, &counters)?;
         spawn_web(&config, state, &shutdown, &mut tasks).await?;
@@ -301,7 +304,6 @@ fn app_state(
         queue: queue.clone(),
         admin_token: config.admin_token.as_deref().map(Arc::from),
         version: Arc::new(version_body(config)?),
-        prometheus: ichnaea_web::metrics::prometheus_handle(),
         geoip: open_geoip(config),
         geoip_configured: config.geoip_path.is_some(),
         fallback: FallbackClient::new().context("creating the fallback HTTP client")?,
@@ -341,6 +343,29 @@ async fn spawn_web(
         Ok("web")
     });
     Ok(())
+}
+
+/// Serves `/metrics` on its own address, for every role of this process. A
+/// metrics listener that cannot bind is logged, and the service runs without it.
+async fn spawn_metrics(address: &str, shutdown: &CancellationToken, tasks: &mut Roles) {
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(%address, error = %e, "metrics listener not started");
+            return;
+        }
+    };
+    let address = listener
+        .local_addr()
+        .map_or(address.to_string(), |a| a.to_string());
+    tracing::info!(%address, "metrics on http://{address}/metrics");
+    let app = ichnaea_web::metrics::router(ichnaea_web::metrics::prometheus_handle());
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let options = ichnaea_web::server::ServerOptions::default();
+        ichnaea_web::server::serve(listener, app, options, stop.cancelled_owned()).await;
+        Ok("metrics")
+    });
 }
 
 /// Starts the scheduler role with the periodic tasks and intervals configured.

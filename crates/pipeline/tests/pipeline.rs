@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Utc};
 use futures_util::FutureExt;
+use ichnaea_core::apikey::metric_label;
 use ichnaea_core::cell::{AreaKey, CellKey};
 use ichnaea_core::datamap::{DatamapGrid, Quadrant};
 use ichnaea_core::export::{ExportConfig, ExportSchema};
@@ -237,6 +238,9 @@ backend_tests!(
     case_57_rate_controller_backlog_and_rates,
     case_58_rate_controller_needs_a_target,
 );
+
+/// The metric label of the API key `test` (SHA-256 "9f86d081884c…").
+const KEY_LABEL: &str = "k9f86d081884c";
 
 async fn submit(ctx: &PipelineContext, api_key: Option<&str>, source: &str, reports: Vec<Value>) {
     let items: Vec<Vec<u8>> = reports
@@ -1010,16 +1014,24 @@ async fn case_10_metrics_tag_only_known_api_keys(ctx: PipelineContext) {
     submit(&ctx, Some("test"), "gnss", vec![report()]).await;
     submit(&ctx, Some("not-a-key"), "gnss", vec![report(), report()]).await;
     multiplex_and_export(&ctx, true).await;
-    assert_eq!(metrics.counter("data.report.upload", &[("key", "test")]), 1);
+    assert_eq!(
+        metrics.counter("data.report.upload", &[("key", KEY_LABEL)]),
+        1
+    );
+    assert_eq!(
+        metrics.counter("data.report.upload", &[("key", "test")]),
+        0,
+        "never the key itself"
+    );
     assert_eq!(
         metrics.counter(
             "data.observation.upload",
-            &[("key", "test"), ("type", "wifi")]
+            &[("key", KEY_LABEL), ("type", "wifi")]
         ),
         1
     );
     assert_eq!(
-        metrics.counter("data.report.upload", &[("key", "not-a-key")]),
+        metrics.counter("data.report.upload", &[("key", &metric_label("not-a-key"))]),
         0,
         "an unknown key is not a tag"
     );
@@ -2395,23 +2407,23 @@ async fn monitor_tasks_report_api_usage(ctx: PipelineContext) {
         .await
         .unwrap();
     assert_eq!(
-        metrics.gauge("api.limit", &[("key", "test"), ("path", "v1.geolocate")]),
+        metrics.gauge("api.limit", &[("key", KEY_LABEL), ("path", "v1.geolocate")]),
         Some(3.0)
     );
     assert_eq!(
-        metrics.gauge("api.limit", &[("key", "test"), ("path", "v2.geosubmit")]),
+        metrics.gauge("api.limit", &[("key", KEY_LABEL), ("path", "v2.geosubmit")]),
         Some(1.0)
     );
     assert_eq!(
-        metrics.gauge("locate.user", &[("key", "test"), ("interval", "1d")]),
+        metrics.gauge("locate.user", &[("key", KEY_LABEL), ("interval", "1d")]),
         Some(2.0)
     );
     assert_eq!(
-        metrics.gauge("locate.user", &[("key", "test"), ("interval", "7d")]),
+        metrics.gauge("locate.user", &[("key", KEY_LABEL), ("interval", "7d")]),
         Some(2.0)
     );
     assert_eq!(
-        metrics.gauge("submit.user", &[("key", "test"), ("interval", "7d")]),
+        metrics.gauge("submit.user", &[("key", KEY_LABEL), ("interval", "7d")]),
         Some(1.0)
     );
 }
@@ -2646,11 +2658,11 @@ async fn case_60_monitor_api_users_gauges(ctx: PipelineContext) {
         .await
         .unwrap();
     assert_eq!(
-        metrics.gauge("submit.user", &[("key", "test"), ("interval", "1d")]),
+        metrics.gauge("submit.user", &[("key", KEY_LABEL), ("interval", "1d")]),
         Some(2.0)
     );
     assert_eq!(
-        metrics.gauge("submit.user", &[("key", "test"), ("interval", "7d")]),
+        metrics.gauge("submit.user", &[("key", KEY_LABEL), ("interval", "7d")]),
         Some(3.0)
     );
 }

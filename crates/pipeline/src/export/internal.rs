@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ichnaea_core::ExportItem;
+use ichnaea_core::apikey::metric_label;
 use ichnaea_core::datamap::DatamapGrid;
 use ichnaea_core::ingest::ingest_report;
 use ichnaea_core::mac::Mac;
@@ -108,7 +109,9 @@ pub async fn emit(ctx: &PipelineContext, counts: BatchCounts) {
     }
     for (key, c) in counts.0 {
         let key = key.filter(|k| known.contains(k));
-        let tags: Vec<(&'static str, String)> = key.map(|k| vec![("key", k)]).unwrap_or_default();
+        let tags: Vec<(&'static str, String)> = key
+            .map(|k| vec![("key", metric_label(&k))])
+            .unwrap_or_default();
         let counter = |name: &'static str, n: u64, extra: Option<&'static str>| {
             if n == 0 {
                 return;

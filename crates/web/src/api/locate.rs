@@ -39,7 +39,7 @@ use serde_json::{Map, Value};
 use super::body::{Decoded, decode};
 use super::error::{ApiError, ApiJson, ParseDetails};
 use super::fallback::Provider;
-use super::keys::KeyLookup;
+use super::keys::{KeyLookup, KnownKey};
 use super::wire::QueryReport;
 use super::{Caller, bounded, check_daily_limit, locate_schema, read_body};
 use crate::{AppState, SharedState};
@@ -47,13 +47,13 @@ use crate::{AppState, SharedState};
 /// Whose request this is after the key checks.
 enum KeyUse {
     /// A stored, allowed key.
-    Known(Arc<ApiKey>),
+    Known(Arc<KnownKey>),
     /// The key lookup failed: anonymous defaults (spec api §7.2), no checks.
     Anonymous,
 }
 
 impl KeyUse {
-    fn key(&self) -> Option<&ApiKey> {
+    fn key(&self) -> Option<&KnownKey> {
         match self {
             KeyUse::Known(k) => Some(k),
             KeyUse::Anonymous => None,
@@ -142,7 +142,7 @@ async fn prepare(
     };
     let key_tag = key
         .key()
-        .map_or_else(|| "none".to_string(), |k| k.valid_key.clone());
+        .map_or_else(|| "none".to_string(), |k| k.metric_label.clone());
     metrics::counter!(request_metric, "path" => path, "key" => key_tag).increment(1);
 
     let raw = read_body(state, body).await?;
@@ -248,7 +248,7 @@ async fn search_position(state: &AppState, req: Prepared) -> Result<Value, ApiEr
     if let Some(location) = geoip_location(state, &query, caller.ip) {
         results.push(location.position_result(query.geoip_only(true)));
     }
-    let provider = key.key().and_then(Provider::of_key);
+    let provider = key.key().and_then(|k| Provider::of_key(k));
     if let Some(provider) = &provider
         && query.fallback_eligible()
         && !satisfied(&results, expected)
@@ -284,7 +284,7 @@ fn record_result(api: ApiType, key: &KeyUse, source: Option<&'static str>) {
     let status = if source.is_some() { "hit" } else { "miss" };
     metrics::counter!(
         name,
-        "key" => k.valid_key.clone(),
+        "key" => k.metric_label.clone(),
         "status" => status,
         "source" => source.unwrap_or("none")
     )

@@ -15,7 +15,7 @@ use serde_json::json;
 use super::body::{Decoded, decode};
 use super::convert::{Report, SubmitVersion, convert};
 use super::error::{ApiError, ApiJson, ParseDetails, add_cors};
-use super::keys::KeyLookup;
+use super::keys::{KeyLookup, KnownKey};
 use super::{Caller, check_daily_limit, read_body};
 use crate::{AppState, SharedState};
 
@@ -83,7 +83,7 @@ async fn accept(
     let path = metric_path(version);
 
     // Key, permission and limit come before the body (spec api §2).
-    let key: Option<Arc<ApiKey>> = match &caller.key {
+    let key: Option<Arc<KnownKey>> = match &caller.key {
         None => None,
         Some(text) => match state.api_keys.lookup(&state.store, text).await {
             KeyLookup::Known(key) => {
@@ -94,7 +94,7 @@ async fn accept(
         },
     };
     let key_tag = match (&key, &caller.key, &caller.invalid_key) {
-        (Some(k), _, _) => k.valid_key.clone(),
+        (Some(k), _, _) => k.metric_label.clone(),
         (None, Some(_), _) => "invalid".to_string(),
         (None, None, _) => "none".to_string(),
     };
@@ -109,7 +109,7 @@ async fn accept(
     let reports = convert(&value, version, Utc::now().timestamp_millis())
         .map_err(|errors| ApiError::Parse(Some(ParseDetails::Validation(errors.0))))?;
 
-    if reports.is_empty() || !sampled_in(key.as_deref()) {
+    if reports.is_empty() || !sampled_in(key.as_deref().map(|k| &k.row)) {
         return Ok(());
     }
     enqueue(state, key.as_deref(), reports).await
@@ -128,7 +128,7 @@ fn sampled_in(key: Option<&ApiKey>) -> bool {
 
 async fn enqueue(
     state: &AppState,
-    key: Option<&ApiKey>,
+    key: Option<&KnownKey>,
     reports: Vec<Report>,
 ) -> Result<(), ApiError> {
     let backlog = state.queue.len(UPDATE_INCOMING).await.map_err(|e| {
@@ -169,7 +169,7 @@ async fn enqueue(
         })?;
     match key {
         Some(k) => {
-            metrics::counter!("data.batch.upload", "key" => k.valid_key.clone()).increment(1)
+            metrics::counter!("data.batch.upload", "key" => k.metric_label.clone()).increment(1)
         }
         None => metrics::counter!("data.batch.upload").increment(1),
     }
