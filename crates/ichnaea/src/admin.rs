@@ -202,6 +202,7 @@ pub async fn export_config(store: &Store, command: ExportCommand) -> anyhow::Res
             let mut row = ExportConfig::new(name, schema);
             fields.patch(None).apply(&mut row);
             check(row.validate())?;
+            check(row.validate_among(&store.export_configs().await?))?;
             store.insert_export_config(&row).await?;
             print_row(&row, EXPORT_FIELDS, &output)
         }
@@ -227,6 +228,7 @@ pub async fn export_config(store: &Store, command: ExportCommand) -> anyhow::Res
                 .ok_or_else(|| NotFound(format!("export config {name:?} not found")))?;
             fields.patch(schema).apply(&mut row);
             check(row.validate())?;
+            check(row.validate_among(&store.export_configs().await?))?;
             if !store.update_export_config(&row).await? {
                 return Err(NotFound(format!("export config {name:?} not found")).into());
             }

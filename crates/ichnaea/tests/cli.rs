@@ -608,6 +608,17 @@ fn export_config_lifecycle_and_validation() {
         &["export-config", "create", "x", "--schema", "geosubmit"],
         "url",
     );
+    // A second internal target would apply every report twice.
+    dir.assert_refused(
+        &list,
+        &["export-config", "create", "x", "--schema", "internal"],
+        "schema",
+    );
+    dir.assert_refused(
+        &list,
+        &["export-config", "update", "bk", "--schema", "internal"],
+        "schema",
+    );
     dir.assert_refused(
         &list,
         &[

@@ -667,6 +667,28 @@ async fn admin_api_manages_export_configs(fx: Fx) {
     }
     assert_eq!(fx.store.export_config("g").await.unwrap(), None);
 
+    // A second internal target would apply every report twice: 409 naming schema.
+    let second = call(
+        &app,
+        Method::POST,
+        "/admin/export-configs",
+        t,
+        Some(json!({"name": "internal2", "schema": "internal"})),
+    )
+    .await;
+    assert_eq!(second.status, StatusCode::CONFLICT);
+    assert_eq!(second.json()["error"]["field"], json!("schema"));
+    let turned = call(
+        &app,
+        Method::PATCH,
+        "/admin/export-configs/bk",
+        t,
+        Some(json!({"schema": "internal"})),
+    )
+    .await;
+    assert_eq!(turned.status, StatusCode::CONFLICT);
+    assert_eq!(fx.store.export_config("internal2").await.unwrap(), None);
+
     let patched = call(
         &app,
         Method::PATCH,
