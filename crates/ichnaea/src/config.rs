@@ -46,6 +46,15 @@ pub struct Config {
     pub queue_visibility: u64,
     /// Address the web role listens on.
     pub listen: String,
+    /// Most connections the web role keeps open; at the limit the oldest
+    /// connection not serving a request is closed for a new one (0 = no limit).
+    pub max_connections: usize,
+    /// Seconds a request body may pause between parts; also the grace period
+    /// before `body_min_rate` applies.
+    pub body_idle_timeout: u64,
+    /// Slowest average rate in bytes per second a request body may arrive at
+    /// once `body_idle_timeout` has passed (0 = no minimum).
+    pub body_min_rate: u64,
     /// Address of the Prometheus metrics listener (`GET /metrics`), for every
     /// role; empty or `off` = no metrics listener.
     pub metrics_listen: String,
@@ -112,6 +121,9 @@ impl Default for Config {
             queue_visibility: 60,
             listen: "127.0.0.1:8000".into(),
             header_read_timeout: 30,
+            max_connections: 1_024,
+            body_idle_timeout: 10,
+            body_min_rate: 1_024,
             metrics_listen: "127.0.0.1:8001".into(),
             trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
             geoip_path: None,
@@ -227,6 +239,9 @@ impl Config {
             "listen" => self.listen = value.to_string(),
             "header_read_timeout" => self.header_read_timeout = parse(var, value)?,
             "metrics_listen" => self.metrics_listen = value.trim().to_string(),
+            "max_connections" => self.max_connections = parse(var, value)?,
+            "body_idle_timeout" => self.body_idle_timeout = parse(var, value)?,
+            "body_min_rate" => self.body_min_rate = parse(var, value)?,
             "trusted_proxies" => {
                 self.trusted_proxies = value
                     .split(',')
@@ -327,6 +342,9 @@ impl Config {
             "queue_visibility": self.queue_visibility,
             "listen": self.listen,
             "header_read_timeout": self.header_read_timeout,
+            "max_connections": self.max_connections,
+            "body_idle_timeout": self.body_idle_timeout,
+            "body_min_rate": self.body_min_rate,
             "metrics_listen": self.metrics_listen,
             "trusted_proxies": self.trusted_proxies,
             "geoip_path": self.geoip_path,

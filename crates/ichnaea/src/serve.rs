@@ -313,6 +313,8 @@ fn app_state(
             body: BodyLimits {
                 max_body: config.max_body_bytes,
                 max_decoded: config.max_decoded_bytes,
+                idle_timeout: Duration::from_secs(config.body_idle_timeout.max(1)),
+                min_rate: config.body_min_rate,
             },
             incoming_queue_max: config.incoming_queue_max,
             trusted_proxies: TrustedProxies::parse(&config.trusted_proxies)
@@ -336,6 +338,7 @@ async fn spawn_web(
     let app = ichnaea_web::router(state);
     let options = ichnaea_web::server::ServerOptions {
         header_read_timeout: config.header_read_timeout(),
+        max_connections: config.max_connections,
     };
     let stop = shutdown.clone();
     tasks.spawn(async move {

@@ -22,6 +22,8 @@ pub enum ApiError {
     NotFound,
     /// 413: the body is larger than the configured limit (not in the original).
     PayloadTooLarge,
+    /// 408: the body did not arrive in time (not in the original).
+    RequestTimeout,
     /// 503 `serviceUnavailable`, with `Retry-After`.
     ServiceUnavailable,
 }
@@ -79,6 +81,12 @@ impl ApiError {
                 "global",
                 "payloadTooLarge",
                 "Payload Too Large",
+            ),
+            ApiError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "global",
+                "requestTimeout",
+                "Request Timeout",
             ),
             ApiError::ServiceUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

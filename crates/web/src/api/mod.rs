@@ -18,13 +18,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use chrono::Utc;
+use http_body_util::BodyExt;
 use ichnaea_core::ApiKey;
 
 use crate::{AppState, SharedState};
@@ -103,19 +104,68 @@ pub(crate) fn routes() -> Router<SharedState> {
         .route("/v1/country", api_methods(locate::country))
 }
 
-/// Reads the whole request body within the configured wire limit (413 above it).
-pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, state.api.body.max_body)
-        .await
-        .map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::Parse(Some(ParseDetails::Decode(format!("reading the body: {e}"))))
+/// Reads the whole request body within the configured limits: 413 above the
+/// wire size limit; 408 when no part arrives within the idle timeout, or the
+/// body arrives slower than the minimum rate once that time has passed.
+///
+/// Parts are copied into one buffer as they arrive, so a body sent a byte at a
+/// time costs its size, not a network buffer per part; a body that arrives in
+/// one part is kept as it is.
+pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    let limits = state.api.body;
+    let start = tokio::time::Instant::now();
+    let mut body = body;
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    let mut len = 0usize;
+    loop {
+        let frame = match tokio::time::timeout(limits.idle_timeout, body.frame()).await {
+            Err(_) => return Err(ApiError::RequestTimeout),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::Parse(Some(ParseDetails::Decode(format!(
+                    "reading the body: {e}"
+                )))));
             }
-        })
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len += data.len();
+        if len > limits.max_body {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        match first.take() {
+            None if rest.is_empty() => first = Some(data),
+            kept => {
+                if let Some(kept) = kept {
+                    rest.reserve(kept.len() + data.len() + body_size_hint(&body, limits.max_body));
+                    rest.extend_from_slice(&kept);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
+        let elapsed = start.elapsed();
+        if limits.min_rate > 0
+            && elapsed > limits.idle_timeout
+            && (len as f64) < limits.min_rate as f64 * elapsed.as_secs_f64()
+        {
+            return Err(ApiError::RequestTimeout);
+        }
+    }
+    Ok(match first {
+        Some(only) => only,
+        None => Bytes::from(rest),
+    })
+}
+
+/// The body's remaining size if it announced one (capped at `max`), else 0.
+fn body_size_hint(body: &Body, max: usize) -> usize {
+    use axum::body::HttpBody as _;
+    body.size_hint()
+        .upper()
+        .map_or(0, |n| usize::try_from(n).unwrap_or(max).min(max))
 }
 
 /// Counts a known key's request on `path` (e.g. `v1.geolocate`) as a user of
