@@ -2,15 +2,12 @@
 //! real queue and store, on SQLite + the embedded queue, and on PostgreSQL +
 //! Redis when `ICHNAEA_TEST_POSTGRES_URL` and `ICHNAEA_TEST_REDIS_URL` are set.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Utc};
-use futures_util::FutureExt;
 use ichnaea_core::cell::{AreaKey, CellKey};
 use ichnaea_core::datamap::{DatamapGrid, Quadrant};
 use ichnaea_core::export::{ExportConfig, ExportSchema};
@@ -30,15 +27,12 @@ use ichnaea_pipeline::export::Exporters;
 use ichnaea_pipeline::export::geosubmit::GeosubmitExporter;
 use ichnaea_pipeline::export::s3::ObjectExporter;
 use ichnaea_pipeline::{PipelineContext, PipelineSettings, areas, stations, worker};
-use ichnaea_queue::{Counters, Queue};
-use ichnaea_store::{
-    DatamapRow, StationKey, StationTable, StationWrites, Store, StoreOptions, StoredStation,
-};
+use ichnaea_store::{DatamapRow, StationKey, StationTable, StationWrites, StoredStation};
+use ichnaea_testkit::backends::{self, Backends};
+use ichnaea_testkit::{FakeHttp, TempDir, files, gunzip_json, is_object_name};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-
-static NOTICE: Once = Once::new();
 
 /// Land is 40–60° N, −10–30° E (region "DE"), plus 30–40° N, 0–30° E ("IT").
 struct TestGeocoder;
@@ -67,15 +61,11 @@ impl Geocoder for TestGeocoder {
     }
 }
 
-fn unique() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-fn context(store: Store, queue: Queue, counters: Counters) -> PipelineContext {
+fn context(backends: Backends) -> PipelineContext {
     PipelineContext {
-        store,
-        queue: Arc::new(queue),
-        counters: Arc::new(counters),
+        store: backends.store,
+        queue: Arc::new(backends.queue),
+        counters: backends.counters,
         geocoder: Arc::new(TestGeocoder),
         settings: PipelineSettings {
             visibility: Duration::from_millis(300),
@@ -86,105 +76,24 @@ fn context(store: Store, queue: Queue, counters: Counters) -> PipelineContext {
     }
 }
 
-async fn on_embedded<F, Fut>(body: F)
-where
-    F: FnOnce(PipelineContext) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let dir = std::env::temp_dir().join(format!("ichnaea-pipeline-{}", unique()));
-    let store = Store::connect(
-        &format!("sqlite://{}/p.db", dir.display()),
-        &StoreOptions::default(),
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
-    let queue = Queue::embedded(store.sqlite_pool().unwrap().clone())
-        .await
-        .unwrap();
-    let counters = Counters::embedded(store.sqlite_pool().unwrap().clone())
-        .await
-        .unwrap();
-    let result = std::panic::AssertUnwindSafe(body(context(store.clone(), queue, counters)))
-        .catch_unwind()
-        .await;
-    store.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
+/// Runs `body` on a pipeline over SQLite and the embedded queue.
+async fn on_embedded(body: impl AsyncFnOnce(PipelineContext)) {
+    backends::on_embedded(async move |b| body(context(b)).await).await;
 }
 
-async fn on_cluster<F, Fut>(body: F)
-where
-    F: FnOnce(PipelineContext) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (Ok(pg), Ok(redis_url)) = (
-        std::env::var("ICHNAEA_TEST_POSTGRES_URL"),
-        std::env::var("ICHNAEA_TEST_REDIS_URL"),
-    ) else {
-        NOTICE.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOTICE: ICHNAEA_TEST_POSTGRES_URL/ICHNAEA_TEST_REDIS_URL unset: PostgreSQL + Redis pipeline tests skipped"
-            );
-        });
-        return;
-    };
-    let schema = format!("test_{}", unique());
-    let options = StoreOptions {
-        pg_schema: Some(schema.clone()),
-        max_connections: 4,
-        ..StoreOptions::default()
-    };
-    let store = Store::connect(&pg, &options).await.unwrap();
-    store.migrate().await.unwrap();
-    let prefix = format!("test-{}:", unique());
-    let queue = Queue::redis(&redis_url, &prefix).await.unwrap();
-    let counters = Counters::redis(&redis_url, &prefix).await.unwrap();
-    let result = std::panic::AssertUnwindSafe(body(context(store.clone(), queue, counters)))
-        .catch_unwind()
-        .await;
-    store.drop_pg_schema(&schema).await.unwrap();
-    store.close().await;
-    let client = redis::Client::open(redis_url.as_str()).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-    }
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
+/// Runs `body` on a pipeline over PostgreSQL and Redis, when both are configured.
+async fn on_cluster(body: impl AsyncFnOnce(PipelineContext)) {
+    backends::on_cluster(async move |b| body(context(b)).await).await;
 }
 
 /// Generates one test per backend for each `async fn name(ctx)`; attributes
 /// written before a name (e.g. `#[ignore = "…"]`) apply to both.
 macro_rules! backend_tests {
     ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                $(#[$attr])*
-                async fn embedded() {
-                    super::on_embedded(super::$name).await;
-                }
-                #[tokio::test]
-                $(#[$attr])*
-                async fn cluster() {
-                    super::on_cluster(super::$name).await;
-                }
-            }
-        )*
+        ichnaea_testkit::backend_tests!(
+            embedded => crate::on_embedded, cluster => crate::on_cluster;
+            $($(#[$attr])* $name),*
+        );
     };
 }
 
@@ -1023,72 +932,6 @@ async fn case_15_multiplexer_fills_export_queues_by_skip_rules(ctx: PipelineCont
     }
 }
 
-/// One request the fake export target saw.
-#[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-/// A local HTTP server answering scripted statuses, then 200.
-#[derive(Clone, Default)]
-struct FakeTarget {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    statuses: Arc<Mutex<VecDeque<u16>>>,
-}
-
-impl FakeTarget {
-    /// Serves on an ephemeral loopback port; returns `http://127.0.0.1:<port>`.
-    async fn start(statuses: &[u16]) -> (FakeTarget, String) {
-        let fake = FakeTarget {
-            statuses: Arc::new(Mutex::new(statuses.iter().copied().collect())),
-            ..FakeTarget::default()
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new()
-            .fallback(fake_answer)
-            .with_state(fake.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (fake, format!("http://{addr}"))
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn fake_answer(
-    axum::extract::State(fake): axum::extract::State<FakeTarget>,
-    uri: axum::http::Uri,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> axum::http::StatusCode {
-    fake.seen.lock().unwrap().push(Seen {
-        path: uri.path().to_string(),
-        headers,
-        body: body.to_vec(),
-    });
-    let status = fake.statuses.lock().unwrap().pop_front().unwrap_or(200);
-    axum::http::StatusCode::from_u16(status).unwrap()
-}
-
-fn header<'a>(seen: &'a Seen, name: &str) -> &'a str {
-    seen.headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
-fn gunzip(data: &[u8]) -> Value {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_string(&mut text)
-        .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 /// Exporters whose geosubmit retries wait 5 ms instead of 1 s and 2 s.
 fn fast_exporters() -> Arc<Exporters> {
     Arc::new(Exporters {
@@ -1119,18 +962,19 @@ async fn case_16_geosubmit_export_posts_one_batch(mut ctx: PipelineContext) {
     let _guard = metrics::set_default_local_recorder(&metrics);
     ctx.exporters = fast_exporters();
     assert!(ctx.store.delete_export_config("internal").await.unwrap());
-    let (fake, base) = FakeTarget::start(&[]).await;
-    geosubmit_export(&ctx, &base, 4).await;
+    let fake = FakeHttp::start(&[]).await;
+    let base = fake.url();
+    geosubmit_export(&ctx, base, 4).await;
     let reports = four_reports();
     submit(&ctx, None, "gnss", reports.clone()).await;
     multiplex_and_export(&ctx, false).await;
-    let seen = fake.seen();
+    let seen = fake.requests();
     assert_eq!(seen.len(), 1, "exactly one POST");
     assert_eq!(seen[0].path, "/v2/geosubmit");
-    assert_eq!(gunzip(&seen[0].body), json!({"items": reports}));
-    assert_eq!(header(&seen[0], "content-encoding"), "gzip");
-    assert_eq!(header(&seen[0], "content-type"), "application/json");
-    assert_eq!(header(&seen[0], "user-agent"), "ichnaea");
+    assert_eq!(seen[0].gunzip_json(), json!({"items": reports}));
+    assert_eq!(seen[0].header("content-encoding"), "gzip");
+    assert_eq!(seen[0].header("content-type"), "application/json");
+    assert_eq!(seen[0].header("user-agent"), "ichnaea");
     assert_eq!(metrics.counter("data.export.batch", &[("key", "test")]), 1);
     assert_eq!(
         metrics.counter("data.export.upload", &[("key", "test"), ("status", "200")]),
@@ -1139,61 +983,17 @@ async fn case_16_geosubmit_export_posts_one_batch(mut ctx: PipelineContext) {
     assert_eq!(ctx.queue.len("queue_export_test").await.unwrap(), 0);
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("ichnaea-pipeline-export-{}", unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Every file below `dir`, recursively, sorted.
-fn files(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn is_object_name(name: &str) -> bool {
-    name.strip_suffix(".json.gz").is_some_and(|h| {
-        h.len() == 32
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
 /// §9 case 17 (§2.4, §2.8): an s3 export (here a `file://` URL into a temporary
 /// directory; the S3 wire format is tested in `tests/exporters.rs`) writes one
 /// object per (source, api key) partition.
 async fn case_17_s3_export_writes_one_object_per_partition(ctx: PipelineContext) {
     assert!(ctx.store.delete_export_config("internal").await.unwrap());
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("pipeline-export");
     let mut config = ExportConfig::new("backup", ExportSchema::S3);
     config.batch = 3;
     config.url = Some(format!(
         "file://{}/backups/{{source}}/{{api_key}}/{{year}}/{{month}}/{{day}}",
-        tmp.path()
+        tmp.as_str()
     ));
     ctx.store.insert_export_config(&config).await.unwrap();
     let pairs: [(&str, Option<&str>); 5] = [
@@ -1216,11 +1016,11 @@ async fn case_17_s3_export_writes_one_object_per_partition(ctx: PipelineContext)
     }
     multiplex_and_export(&ctx, false).await;
     let day = today();
-    let found = files(&tmp.0);
+    let found = files(tmp.path());
     assert_eq!(found.len(), 5, "{found:?}");
     let mut got = BTreeMap::new();
     for file in &found {
-        let rel = file.strip_prefix(&tmp.0).unwrap().to_str().unwrap();
+        let rel = file.strip_prefix(tmp.path()).unwrap().to_str().unwrap();
         let segments: Vec<&str> = rel.split('/').collect();
         assert_eq!(segments.len(), 7, "{rel}");
         assert_eq!(segments[0], "backups");
@@ -1236,7 +1036,7 @@ async fn case_17_s3_export_writes_one_object_per_partition(ctx: PipelineContext)
         assert!(is_object_name(segments[6]), "{rel}");
         got.insert(
             format!("{}/{}", segments[1], segments[2]),
-            gunzip(&std::fs::read(file).unwrap()),
+            gunzip_json(&std::fs::read(file).unwrap()),
         );
     }
     assert_eq!(got, sent);
@@ -1261,12 +1061,12 @@ async fn case_18_failed_export_is_retried_after_its_lease(mut ctx: PipelineConte
     let _guard = metrics::set_default_local_recorder(&metrics);
     ctx.settings.export_visibility = Duration::from_millis(300);
     assert!(ctx.store.delete_export_config("internal").await.unwrap());
-    let tmp = TempDir::new();
-    let blocker = tmp.0.join("out");
+    let tmp = TempDir::new("pipeline-export");
+    let blocker = tmp.join("out");
     std::fs::write(&blocker, b"not a directory").unwrap();
     let mut config = ExportConfig::new("test", ExportSchema::S3);
     config.batch = 2;
-    config.url = Some(format!("file://{}/out/{{source}}", tmp.path()));
+    config.url = Some(format!("file://{}/out/{{source}}", tmp.as_str()));
     ctx.store.insert_export_config(&config).await.unwrap();
     let reports = vec![
         wifi_report(51.0, 10.0, &["0123f456789a"]),
@@ -1294,11 +1094,11 @@ async fn case_18_failed_export_is_retried_after_its_lease(mut ctx: PipelineConte
     multiplex_and_export(&ctx, false).await;
     assert_eq!(metrics.counter("data.export.batch", &[("key", "test")]), 1);
     assert_eq!(ctx.queue.len(queue).await.unwrap(), 0);
-    let found = files(&tmp.0);
+    let found = files(tmp.path());
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].starts_with(tmp.0.join("out/gnss")));
+    assert!(found[0].starts_with(tmp.join("out/gnss")));
     assert_eq!(
-        gunzip(&std::fs::read(&found[0]).unwrap()),
+        gunzip_json(&std::fs::read(&found[0]).unwrap()),
         json!({"items": reports})
     );
 }
@@ -1313,12 +1113,13 @@ async fn case_19_export_failing_three_times_stays_queued(mut ctx: PipelineContex
     ctx.exporters = fast_exporters();
     ctx.settings.export_visibility = Duration::from_millis(300);
     assert!(ctx.store.delete_export_config("internal").await.unwrap());
-    let (fake, base) = FakeTarget::start(&[500, 500, 500]).await;
-    geosubmit_export(&ctx, &base, 4).await;
+    let fake = FakeHttp::start(&[500, 500, 500]).await;
+    let base = fake.url();
+    geosubmit_export(&ctx, base, 4).await;
     let reports = four_reports();
     submit(&ctx, None, "gnss", reports.clone()).await;
     multiplex_and_export(&ctx, false).await;
-    assert_eq!(fake.seen().len(), 3, "three attempts");
+    assert_eq!(fake.requests().len(), 3, "three attempts");
     assert_eq!(metrics.counter("data.export.batch", &[("key", "test")]), 0);
     assert_eq!(
         metrics.counter("data.export.upload", &[("key", "test"), ("status", "500")]),
@@ -1328,9 +1129,9 @@ async fn case_19_export_failing_three_times_stays_queued(mut ctx: PipelineContex
 
     tokio::time::sleep(Duration::from_millis(400)).await;
     multiplex_and_export(&ctx, false).await;
-    let seen = fake.seen();
+    let seen = fake.requests();
     assert_eq!(seen.len(), 4);
-    assert_eq!(gunzip(&seen[3].body), json!({"items": reports}));
+    assert_eq!(seen[3].gunzip_json(), json!({"items": reports}));
     assert_eq!(metrics.counter("data.export.batch", &[("key", "test")]), 1);
     assert_eq!(ctx.queue.len("queue_export_test").await.unwrap(), 0);
 }
@@ -2035,7 +1836,7 @@ async fn count(ctx: &PipelineContext, key: StatKey, day: NaiveDate, n: i64) {
         .apply_station_batch(
             StationTable::Cell(Radio::Gsm),
             "update_cell_gsm",
-            &unique(),
+            &ichnaea_testkit::unique(),
             day.and_hms_opt(12, 0, 0).unwrap(),
             &[],
             |_| StationWrites {
@@ -2376,8 +2177,8 @@ async fn public_cell_export_writes_gzip_csv(ctx: PipelineContext) {
         ])
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("ichnaea-cells-{}", unique()));
-    let url = format!("file://{}", dir.display());
+    let dir = TempDir::new("cells");
+    let url = format!("file://{}", dir.path().display());
     let (path, rows) = export(&ctx, &url, Kind::Full, now).await.unwrap();
     assert_eq!(rows, 2, "the blocked cell without a position is left out");
     assert!(
@@ -2407,7 +2208,6 @@ async fn public_cell_export_writes_gzip_csv(ctx: PipelineContext) {
         .await
         .unwrap();
     assert_eq!(diff_rows, 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn exported_lines(path: &str) -> Vec<String> {
@@ -2472,8 +2272,8 @@ async fn case_55_full_cell_export(ctx: PipelineContext) {
         now - chrono::Duration::days(367),
     ));
     ctx.store.upsert_cell_stations(&cells).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("ichnaea-case55-{}", unique()));
-    let url = format!("file://{}/export", dir.display());
+    let dir = TempDir::new("case55");
+    let url = format!("file://{}/export", dir.path().display());
     let (path, rows) = ichnaea_pipeline::cell_export::export(
         &ctx,
         &url,
@@ -2487,7 +2287,7 @@ async fn case_55_full_cell_export(ctx: PipelineContext) {
         path,
         format!(
             "{}/export/MLS-full-cell-export-{}T000000.csv.gz",
-            dir.display(),
+            dir.path().display(),
             now.date().format("%Y-%m-%d")
         )
     );
@@ -2499,7 +2299,6 @@ async fn case_55_full_cell_export(ctx: PipelineContext) {
             .all(|l| l.starts_with("UMTS,234,10,5,") && l.contains(",-0.1234568,")),
         "{lines:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// §9 case 56: the diff export run at 14:03 is named `…T140000.csv.gz` and holds
@@ -2516,8 +2315,8 @@ async fn case_56_diff_cell_export_window(ctx: PipelineContext) {
         ])
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("ichnaea-case56-{}", unique()));
-    let url = format!("file://{}/export", dir.display());
+    let dir = TempDir::new("case56");
+    let url = format!("file://{}/export", dir.path().display());
     let (path, rows) = ichnaea_pipeline::cell_export::export(
         &ctx,
         &url,
@@ -2539,7 +2338,6 @@ async fn case_56_diff_cell_export_window(ctx: PipelineContext) {
         .map(|l| l.split(',').nth(4).unwrap().to_string())
         .collect();
     assert_eq!(cids, vec!["2", "3"]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// §9 case 60: user sets of today {ip1, ip2}, six days ago {ip1, ip2, ip3} and
