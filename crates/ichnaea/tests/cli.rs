@@ -601,6 +601,28 @@ fn gzip_bomb_is_refused_without_inflating_it() {
 // ---------------------------------------------------------------------------
 // pipeline: submit over HTTP, drain, inspect the stored stations
 
+// Each runs once per backend: SQLite + the embedded queue, and PostgreSQL + Redis
+// when both are configured.
+ichnaea_testkit::backend_tests!(
+    sync embedded => on_embedded, cluster => on_cluster;
+    pipeline_end_to_end,
+    crash_test,
+);
+
+/// Runs `body` on SQLite and the embedded queue in a data directory of its own.
+fn on_embedded(body: fn(Backend, DataDir)) {
+    let dir = data_dir("embedded");
+    body(Backend::embedded(&dir), dir);
+}
+
+/// Runs `body` on PostgreSQL and Redis (own schema and prefix) when both are
+/// configured.
+fn on_cluster(body: fn(Backend, DataDir)) {
+    if let Some(backend) = Backend::cluster() {
+        body(backend, data_dir("cluster"));
+    }
+}
+
 /// Opens the database of `backend` to inspect what the runs wrote.
 fn with_store<T>(backend: &Backend, f: impl AsyncFnOnce(&ichnaea_store::Store) -> T) -> T {
     rt().block_on(async {
@@ -736,19 +758,6 @@ fn pipeline_end_to_end(backend: Backend, dir: DataDir) {
     assert_eq!(status.code(), Some(0));
 }
 
-#[test]
-fn pipeline_end_to_end_embedded() {
-    let dir = data_dir("pipeline");
-    pipeline_end_to_end(Backend::embedded(&dir), dir);
-}
-
-#[test]
-fn pipeline_end_to_end_cluster() {
-    if let Some(backend) = Backend::cluster() {
-        pipeline_end_to_end(backend, data_dir("pipeline-cluster"));
-    }
-}
-
 // ---------------------------------------------------------------------------
 // crash test: SIGKILL the worker at random moments; nothing lost, nothing twice
 
@@ -801,19 +810,6 @@ fn crash_test(backend: Backend, dir: DataDir) {
         "every accepted observation applied exactly once"
     );
     assert!(rows > 0 && rows <= 500 * 40);
-}
-
-#[test]
-fn crash_test_embedded() {
-    let dir = data_dir("crash");
-    crash_test(Backend::embedded(&dir), dir);
-}
-
-#[test]
-fn crash_test_cluster() {
-    if let Some(backend) = Backend::cluster() {
-        crash_test(backend, data_dir("crash-cluster"));
-    }
 }
 
 // ---------------------------------------------------------------------------

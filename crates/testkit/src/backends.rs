@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ichnaea_queue::{Counters, Queue};
+use ichnaea_queue::{Counters, Queue, QueueError};
 use ichnaea_store::Store;
 
 use crate::store::{close, postgres_store, sqlite_store};
@@ -31,18 +31,12 @@ pub async fn on_embedded(body: impl AsyncFnOnce(Backends)) {
         .sqlite_pool()
         .expect("a SQLite store has a pool")
         .clone();
-    let queue = Queue::embedded(pool.clone())
-        .await
-        .expect("open the embedded queue");
-    let counters = Counters::embedded(pool)
-        .await
-        .expect("open the embedded counters");
-    let backends = Backends {
-        store: store.clone(),
-        queue,
-        counters: Arc::new(counters),
-        redis: None,
-    };
+    let backends = Backends::new(
+        store.clone(),
+        Queue::embedded(pool.clone()).await,
+        Counters::embedded(pool).await,
+        None,
+    );
     run_then(body(backends), close(store)).await;
 }
 
@@ -56,22 +50,33 @@ pub async fn on_cluster(body: impl AsyncFnOnce(Backends)) {
         return;
     };
     let store = postgres_store(&schema).await;
-    let queue = Queue::redis(redis.url(), redis.prefix())
-        .await
-        .expect("connect the queue to Redis");
-    let counters = Counters::redis(redis.url(), redis.prefix())
-        .await
-        .expect("connect the counters to Redis");
-    let backends = Backends {
-        store: store.clone(),
-        queue,
-        counters: Arc::new(counters),
-        redis: Some((redis.url().to_string(), redis.prefix().to_string())),
-    };
+    let (url, prefix) = (redis.url(), redis.prefix());
+    let backends = Backends::new(
+        store.clone(),
+        Queue::redis(url, prefix).await,
+        Counters::redis(url, prefix).await,
+        Some((url.to_string(), prefix.to_string())),
+    );
     run_then(body(backends), async move {
         close(store).await;
         schema.drop().await.expect("drop the test schema");
         drop(redis);
     })
     .await;
+}
+
+impl Backends {
+    fn new(
+        store: Store,
+        queue: Result<Queue, QueueError>,
+        counters: Result<Counters, QueueError>,
+        redis: Option<(String, String)>,
+    ) -> Backends {
+        Backends {
+            store,
+            queue: queue.expect("open the test queue"),
+            counters: Arc::new(counters.expect("open the test counters")),
+            redis,
+        }
+    }
 }

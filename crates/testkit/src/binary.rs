@@ -325,23 +325,39 @@ impl Server {
     }
 
     fn wait_until_ready(&mut self) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Ok(response) = try_http(self.port, "GET", "/__lbheartbeat__", &[], None)
+        self.poll(READY_TIMEOUT, "answer /__lbheartbeat__", |server| {
+            if let Ok(response) = try_http(server.port, "GET", "/__lbheartbeat__", &[], None)
                 && response.status == 200
             {
-                return;
+                return Some(());
             }
-            if let Some(status) = self.child.try_wait().expect("poll the server") {
+            if let Some(status) = server.child.try_wait().expect("poll the server") {
                 panic!(
                     "`ichnaea serve` exited early with {status}:\n{}",
-                    self.collect_stderr()
+                    server.collect_stderr()
                 );
+            }
+            None
+        });
+    }
+
+    /// Calls `check` every [`POLL`] until it gives a value; after `timeout`,
+    /// kills the server and panics with its stderr, saying it did not `what`.
+    fn poll<T>(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut(&mut Server) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(value) = check(self) {
+                return value;
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 panic!(
-                    "`ichnaea serve` did not answer /__lbheartbeat__ within {READY_TIMEOUT:?}:\n{}",
+                    "`ichnaea serve` did not {what} within {timeout:?}:\n{}",
                     self.collect_stderr()
                 );
             }
@@ -374,20 +390,10 @@ impl Server {
             .status()
             .expect("run kill");
         assert!(kill.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the server") {
-                return (status, self.collect_stderr());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "`ichnaea serve` did not exit within {EXIT_TIMEOUT:?} of SIGTERM:\n{}",
-                    self.collect_stderr()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+        let status = self.poll(EXIT_TIMEOUT, "exit after SIGTERM", |server| {
+            server.child.try_wait().expect("poll the server")
+        });
+        (status, self.collect_stderr())
     }
 
     /// Joins the stderr reader; the process must have exited (or been killed).

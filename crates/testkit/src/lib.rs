@@ -64,8 +64,33 @@ pub use run::{block_on, run_then};
 /// written before a name apply to both of its tests. The tests are
 /// `#[tokio::test]` unless a test attribute comes first:
 /// `#[tokio::test(flavor = "multi_thread", worker_threads = 2)] sqlite => …`.
+/// With `sync` first, the functions and runners are synchronous and the tests
+/// plain `#[test]`s: `sync embedded => on_embedded, cluster => on_cluster; …`.
 #[macro_export]
 macro_rules! backend_tests {
+    (
+        sync $a:ident => $run_a:path, $b:ident => $run_b:path;
+        $($(#[$attr:meta])* $name:ident),* $(,)?
+    ) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #[test]
+                $(#[$attr])*
+                fn $a() {
+                    $run_a(super::$name);
+                }
+
+                #[test]
+                $(#[$attr])*
+                fn $b() {
+                    $run_b(super::$name);
+                }
+            }
+        )*
+    };
     (
         #[$test:meta]
         $a:ident => $run_a:path, $b:ident => $run_b:path;

@@ -32,37 +32,34 @@ pub(crate) trait Open: Sized {
     fn backend(&self) -> &'static str;
 }
 
-impl Open for Queue {
-    async fn open(storage: &Storage) -> Queue {
-        match storage {
-            Storage::Sqlite(dir) => Queue::embedded(sqlite_pool(dir).await)
-                .await
-                .expect("open embedded queue"),
-            Storage::Redis(redis) => Queue::redis(redis.url(), redis.prefix())
-                .await
-                .expect("connect to Redis"),
-        }
-    }
+/// The queue and the counters open the same way: `embedded(pool)` on SQLite,
+/// `redis(url, prefix)` on Redis.
+macro_rules! open_on_storage {
+    ($($handle:ident),*) => {$(
+        impl Open for $handle {
+            async fn open(storage: &Storage) -> $handle {
+                match storage {
+                    Storage::Sqlite(dir) => $handle::embedded(sqlite_pool(dir).await).await,
+                    Storage::Redis(redis) => $handle::redis(redis.url(), redis.prefix()).await,
+                }
+                .unwrap_or_else(|e| panic!("open {} on {}: {e}", stringify!($handle), storage.name()))
+            }
 
-    fn backend(&self) -> &'static str {
-        Queue::backend(self)
-    }
+            fn backend(&self) -> &'static str {
+                $handle::backend(self)
+            }
+        }
+    )*};
 }
 
-impl Open for Counters {
-    async fn open(storage: &Storage) -> Counters {
-        match storage {
-            Storage::Sqlite(dir) => Counters::embedded(sqlite_pool(dir).await)
-                .await
-                .expect("open embedded counters"),
-            Storage::Redis(redis) => Counters::redis(redis.url(), redis.prefix())
-                .await
-                .expect("connect to Redis"),
-        }
-    }
+open_on_storage!(Queue, Counters);
 
-    fn backend(&self) -> &'static str {
-        Counters::backend(self)
+impl Storage {
+    fn name(&self) -> &'static str {
+        match self {
+            Storage::Sqlite(_) => "SQLite",
+            Storage::Redis(_) => "Redis",
+        }
     }
 }
 
