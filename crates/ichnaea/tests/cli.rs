@@ -111,39 +111,26 @@ fn apikey_invalid_input_exits_2_and_changes_nothing() {
     dir.run(&["apikey", "create", "keep", "--maxreq", "7"])
         .expect_code(0);
 
-    dir.assert_refused(&list, &["apikey", "create", "x_y"], "valid_key");
-    dir.assert_refused(&list, &["apikey", "create", "abc"], "valid_key");
-    dir.assert_refused(
-        &list,
-        &["apikey", "create", "test", "--store-sample-submit", "101"],
-        "store_sample_submit",
-    );
-    dir.assert_refused(
-        &list,
-        &["apikey", "create", "test", "--store-sample-locate=-1"],
-        "store_sample_locate",
-    );
-    // Without `=`, clap takes `-1` for a flag: still status 2, nothing written.
-    dir.assert_refused(
-        &list,
-        &["apikey", "create", "test", "--store-sample-locate", "-1"],
-        "-1",
-    );
-    dir.assert_refused(
-        &list,
-        &["apikey", "create", "test", "--fallback-url", "ftp://x"],
-        "fallback_url",
-    );
-    dir.assert_refused(
-        &list,
-        &["apikey", "create", "test", "--fallback-schema", "bogus/v1"],
-        "fallback_schema",
-    );
-    dir.assert_refused(
-        &list,
-        &["apikey", "create", "test", "--maxreq", "abc"],
-        "--maxreq",
-    );
+    for (args, needle) in [
+        (&["x_y"][..], "valid_key"),
+        (&["abc"], "valid_key"),
+        (
+            &["test", "--store-sample-submit", "101"],
+            "store_sample_submit",
+        ),
+        (&["test", "--store-sample-locate=-1"], "store_sample_locate"),
+        // Without `=`, clap takes `-1` for a flag: still status 2, nothing written.
+        (&["test", "--store-sample-locate", "-1"], "-1"),
+        (&["test", "--fallback-url", "ftp://x"], "fallback_url"),
+        (
+            &["test", "--fallback-schema", "bogus/v1"],
+            "fallback_schema",
+        ),
+        (&["test", "--maxreq", "abc"], "--maxreq"),
+    ] {
+        let create = [&["apikey", "create"][..], args].concat();
+        dir.assert_refused(&list, &create, needle);
+    }
     assert_eq!(
         dir.json(&list)
             .as_array()
@@ -229,34 +216,18 @@ fn export_config_lifecycle_and_validation() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.contains(&internal) && rows.contains(&bk), "{rows:?}");
 
-    dir.assert_refused(
-        &list,
-        &["export-config", "create", "x", "--schema", "ftp"],
-        "--schema",
-    );
-    dir.assert_refused(
-        &list,
-        &["export-config", "create", "x", "--schema", "geosubmit"],
-        "url",
-    );
-    dir.assert_refused(
-        &list,
-        &[
-            "export-config",
-            "create",
-            "x",
-            "--schema",
-            "dummy",
+    for (args, needle) in [
+        (&["create", "x", "--schema", "ftp"][..], "--schema"),
+        (&["create", "x", "--schema", "geosubmit"], "url"),
+        (
+            &["create", "x", "--schema", "dummy", "--skip-sources", "gps"],
             "--skip-sources",
-            "gps",
-        ],
-        "--skip-sources",
-    );
-    dir.assert_refused(
-        &list,
-        &["export-config", "update", "bk", "--url", "http://not-s3"],
-        "url",
-    );
+        ),
+        (&["update", "bk", "--url", "http://not-s3"], "url"),
+    ] {
+        let command = [&["export-config"][..], args].concat();
+        dir.assert_refused(&list, &command, needle);
+    }
 
     dir.run(&["export-config", "update", "bk", "--skip-keys", ""])
         .expect_code(0);

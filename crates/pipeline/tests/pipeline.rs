@@ -457,40 +457,57 @@ async fn rate_control_lowers_the_locate_sample_rate(ctx: PipelineContext) {
 /// of its own test, whatever else runs in parallel.
 #[derive(Default)]
 struct TestMetrics {
-    counters: Mutex<BTreeMap<MetricId, Arc<AtomicU64>>>,
-    gauges: Mutex<BTreeMap<MetricId, Arc<AtomicU64>>>,
+    counters: Slots,
+    gauges: Slots,
 }
 
 /// A metric name with its labels, sorted.
 type MetricId = (String, Vec<(String, String)>);
 
+/// Recorded values by metric.
+type Slots = Mutex<BTreeMap<MetricId, Arc<AtomicU64>>>;
+
+fn metric_id(name: &str, labels: impl Iterator<Item = (String, String)>) -> MetricId {
+    let mut labels: Vec<(String, String)> = labels.collect();
+    labels.sort();
+    (name.to_string(), labels)
+}
+
+/// The value recorded for `name` with exactly `labels` (in any order).
+fn recorded(slots: &Slots, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+    let id = metric_id(
+        name,
+        labels.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    slots
+        .lock()
+        .unwrap()
+        .get(&id)
+        .map(|c| c.load(Ordering::SeqCst))
+}
+
+/// The slot of the metric `key`, made on first use.
+fn slot(slots: &Slots, key: &Key) -> Arc<AtomicU64> {
+    let labels = key
+        .labels()
+        .map(|l| (l.key().to_string(), l.value().to_string()));
+    slots
+        .lock()
+        .unwrap()
+        .entry(metric_id(key.name(), labels))
+        .or_default()
+        .clone()
+}
+
 impl TestMetrics {
     /// The counter with exactly these labels (in any order); 0 if never counted.
     fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let mut labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        labels.sort();
-        self.counters
-            .lock()
-            .unwrap()
-            .get(&(name.to_string(), labels))
-            .map_or(0, |c| c.load(Ordering::SeqCst))
+        recorded(&self.counters, name, labels).unwrap_or(0)
     }
 
     /// The gauge with exactly these labels; `None` if never set.
     fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let mut labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        labels.sort();
-        self.gauges
-            .lock()
-            .unwrap()
-            .get(&(name.to_string(), labels))
-            .map(|g| f64::from_bits(g.load(Ordering::SeqCst)))
+        recorded(&self.gauges, name, labels).map(f64::from_bits)
     }
 
     /// The sum of a counter over all its label sets.
@@ -511,35 +528,11 @@ impl metrics::Recorder for TestMetrics {
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        let mut labels: Vec<(String, String)> = key
-            .labels()
-            .map(|l| (l.key().to_string(), l.value().to_string()))
-            .collect();
-        labels.sort();
-        let slot = self
-            .counters
-            .lock()
-            .unwrap()
-            .entry((key.name().to_string(), labels))
-            .or_default()
-            .clone();
-        Counter::from_arc(slot)
+        Counter::from_arc(slot(&self.counters, key))
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        let mut labels: Vec<(String, String)> = key
-            .labels()
-            .map(|l| (l.key().to_string(), l.value().to_string()))
-            .collect();
-        labels.sort();
-        let slot = self
-            .gauges
-            .lock()
-            .unwrap()
-            .entry((key.name().to_string(), labels))
-            .or_default()
-            .clone();
-        Gauge::from_arc(slot)
+        Gauge::from_arc(slot(&self.gauges, key))
     }
 
     fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
@@ -2121,26 +2114,19 @@ async fn monitor_tasks_report_api_usage(ctx: PipelineContext) {
     ichnaea_pipeline::monitor::monitor_api_users(ctx.clone())
         .await
         .unwrap();
-    assert_eq!(
-        metrics.gauge("api.limit", &[("key", "test"), ("path", "v1.geolocate")]),
-        Some(3.0)
-    );
-    assert_eq!(
-        metrics.gauge("api.limit", &[("key", "test"), ("path", "v2.geosubmit")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        metrics.gauge("locate.user", &[("key", "test"), ("interval", "1d")]),
-        Some(2.0)
-    );
-    assert_eq!(
-        metrics.gauge("locate.user", &[("key", "test"), ("interval", "7d")]),
-        Some(2.0)
-    );
-    assert_eq!(
-        metrics.gauge("submit.user", &[("key", "test"), ("interval", "7d")]),
-        Some(1.0)
-    );
+    for (name, tag, value, want) in [
+        ("api.limit", "path", "v1.geolocate", 3.0),
+        ("api.limit", "path", "v2.geosubmit", 1.0),
+        ("locate.user", "interval", "1d", 2.0),
+        ("locate.user", "interval", "7d", 2.0),
+        ("submit.user", "interval", "7d", 1.0),
+    ] {
+        assert_eq!(
+            metrics.gauge(name, &[("key", "test"), (tag, value)]),
+            Some(want),
+            "{name} {tag}={value}"
+        );
+    }
 }
 
 /// §4.4: the public cell export writes the positioned cells changed in the
