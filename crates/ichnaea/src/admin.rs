@@ -155,7 +155,14 @@ pub async fn apikey(store: &Store, command: ApikeyCommand) -> anyhow::Result<()>
                 .api_key(&key)
                 .await?
                 .ok_or_else(|| NotFound(format!("api key {key:?} not found")))?;
-            print_row(&row, KEY_FIELDS, &output)
+            print_row(&row, KEY_FIELDS, &output)?;
+            if !output.json {
+                // Not a column: the `key` label of this key's metrics.
+                let width = KEY_FIELDS.iter().map(|f| f.len()).max().unwrap_or(0);
+                let label = ichnaea_core::apikey::metric_label(&row.valid_key);
+                println!("{:<width$}  {label}", "metric_label");
+            }
+            Ok(())
         }
         ApikeyCommand::Update {
             key,

@@ -46,6 +46,13 @@ pub struct Config {
     pub queue_visibility: u64,
     /// Address the web role listens on.
     pub listen: String,
+    /// Address of the Prometheus metrics listener (`GET /metrics`), for every
+    /// role; empty or `off` = no metrics listener.
+    pub metrics_listen: String,
+    /// Addresses and CIDR networks of reverse proxies whose `X-Forwarded-For`
+    /// is believed; a request from any other peer is located at the peer's
+    /// address. Default: loopback only.
+    pub trusted_proxies: Vec<String>,
     /// Seconds a client may take to send a request head (from its first byte,
     /// or from the previous answer on a keep-alive connection) before the web
     /// role closes the connection; 0 = no limit.
@@ -105,6 +112,8 @@ impl Default for Config {
             queue_visibility: 60,
             listen: "127.0.0.1:8000".into(),
             header_read_timeout: 30,
+            metrics_listen: "127.0.0.1:8001".into(),
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
             geoip_path: None,
             admin_token: None,
             exports_dir: None,
@@ -217,6 +226,15 @@ impl Config {
             "queue_visibility" => self.queue_visibility = parse(var, value)?,
             "listen" => self.listen = value.to_string(),
             "header_read_timeout" => self.header_read_timeout = parse(var, value)?,
+            "metrics_listen" => self.metrics_listen = value.trim().to_string(),
+            "trusted_proxies" => {
+                self.trusted_proxies = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
             "geoip_path" => self.geoip_path = optional(value).map(PathBuf::from),
             "admin_token" => self.admin_token = optional(value),
             "exports_dir" => self.exports_dir = optional(value).map(PathBuf::from),
@@ -279,6 +297,14 @@ impl Config {
         }
     }
 
+    /// The metrics listener's address; `None` when turned off.
+    pub fn metrics_listen(&self) -> Option<&str> {
+        match self.metrics_listen.as_str() {
+            "" | "off" => None,
+            address => Some(address),
+        }
+    }
+
     /// The tile bucket in effect.
     pub fn tiles_url(&self) -> String {
         match self.tiles_url.as_deref() {
@@ -301,6 +327,8 @@ impl Config {
             "queue_visibility": self.queue_visibility,
             "listen": self.listen,
             "header_read_timeout": self.header_read_timeout,
+            "metrics_listen": self.metrics_listen,
+            "trusted_proxies": self.trusted_proxies,
             "geoip_path": self.geoip_path,
             "admin_token": self.admin_token.as_ref().map(|_| "<redacted>"),
             "exports_dir": self.exports_dir(),
@@ -372,6 +400,25 @@ mod tests {
         );
         let (c, _) = Config::load(None, env(&[("ICHNAEA_HEADER_READ_TIMEOUT", "0")])).unwrap();
         assert_eq!(c.header_read_timeout(), None);
+    }
+
+    #[test]
+    fn trusted_proxies_from_env_and_file() {
+        let (c, _) = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.trusted_proxies, ["127.0.0.0/8", "::1"]);
+        let (c, _) = Config::load(
+            None,
+            env(&[("ICHNAEA_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7 ,")]),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "192.0.2.7"]);
+        let (c, _) = Config::load(None, env(&[("ICHNAEA_TRUSTED_PROXIES", "")])).unwrap();
+        assert!(c.trusted_proxies.is_empty(), "empty: no proxy trusted");
+        let file = std::env::temp_dir().join(format!("ichnaea-config-{}.toml", std::process::id()));
+        std::fs::write(&file, "trusted_proxies = [\"fd00::/8\"]\n").unwrap();
+        let (c, _) = Config::load(Some(&file), env(&[])).unwrap();
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(c.trusted_proxies, ["fd00::/8"]);
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! in its own temporary data directory, configured only through `ICHNAEA_*`
 //! environment variables, and talks HTTP to `serve` over a plain TCP socket.
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -31,6 +35,15 @@ fn apikey_create_show_update_list_delete() {
         .expect_code(0);
     assert!(created.stdout.contains("test"), "{}", created.stdout);
 
+    let table = dir.run(&["apikey", "show", "test"]).expect_code(0);
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.split_whitespace().eq(["metric_label", "k9f86d081884c"])),
+        "{}",
+        table.stdout
+    );
     let shown = dir.json(&["apikey", "show", "test", "--json"]);
     assert_eq!(
         shown,
@@ -314,7 +327,7 @@ fn serve_operations_admin_api_and_sigterm() {
     );
     assert!(robots.body.contains("Disallow: /v1/"), "{}", robots.body);
 
-    let metrics = server.get("/metrics");
+    let metrics = server.metrics();
     assert_eq!(metrics.status, 200);
     assert!(
         metrics
@@ -330,6 +343,7 @@ fn serve_operations_admin_api_and_sigterm() {
         "{}",
         metrics.body
     );
+    assert_eq!(server.get("/metrics").status, 404, "not on the public port");
 
     // Admin API: token required.
     let anonymous = server.get("/admin/api-keys");

@@ -58,6 +58,8 @@ impl DataDir {
         command
             .env("ICHNAEA_DATA_DIR", &self.path)
             .env("ICHNAEA_LOG_FORMAT", "json")
+            // Parallel servers must not compete for the default metrics port.
+            .env("ICHNAEA_METRICS_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null());
         command
     }
@@ -289,6 +291,8 @@ pub struct Server {
     pub child: Child,
     /// The port it listens on.
     pub port: u16,
+    /// The port of its metrics listener.
+    pub metrics_port: u16,
     stderr: Option<JoinHandle<String>>,
 }
 
@@ -301,10 +305,15 @@ impl Server {
     /// `serve --roles <roles>`, `env` added; returns once it answers.
     pub fn start_roles(dir: &DataDir, env: &[(&str, &str)], roles: &str) -> Server {
         let port = free_port();
+        let metrics_port = free_port();
         let mut command = dir.command();
         command
             .args(["serve", "--roles", roles])
             .env("ICHNAEA_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "ICHNAEA_METRICS_LISTEN",
+                format!("127.0.0.1:{metrics_port}"),
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -318,6 +327,7 @@ impl Server {
         let mut server = Server {
             child,
             port,
+            metrics_port,
             stderr: Some(stderr),
         };
         server.wait_until_ready();
@@ -380,6 +390,12 @@ impl Server {
     /// `GET path`.
     pub fn get(&self, path: &str) -> HttpResponse {
         self.http("GET", path, &[], None)
+    }
+
+    /// `GET /metrics` from the metrics listener.
+    pub fn metrics(&self) -> HttpResponse {
+        try_http(self.metrics_port, "GET", "/metrics", &[], None)
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}"))
     }
 
     /// Sends SIGTERM and waits for the exit; returns the status and all of stderr.

@@ -18,7 +18,6 @@ pub fn app_state(backends: &Backends) -> AppState {
         queue: Arc::new(backends.queue.clone()),
         admin_token: None,
         version: Arc::new(serde_json::json!({"version": "9.9.9", "commit": "abc"})),
-        prometheus: ichnaea_web::metrics::prometheus_handle(),
         geoip: None,
         geoip_configured: false,
         fallback: FallbackClient::new().expect("the fallback client"),

@@ -1,6 +1,5 @@
 //! The HTTP face of ichnaea: an axum router with the service (operations)
-//! endpoints, the admin API, the submit and locate APIs and, as later parts
-//! land, the public site.
+//! endpoints, the admin API and the submit and locate APIs.
 //!
 //! Everything a handler needs lives in [`AppState`]; the router is built by
 //! [`router`] and tested through `tower::ServiceExt::oneshot` without a socket.
@@ -17,7 +16,6 @@ use std::sync::Arc;
 use axum::Router;
 use ichnaea_queue::{Counters, Queue};
 use ichnaea_store::Store;
-use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use api::fallback::FallbackClient;
 pub use api::geoip::GeoIp;
@@ -34,8 +32,6 @@ pub struct AppState {
     pub admin_token: Option<Arc<str>>,
     /// Body of `/__version__`.
     pub version: Arc<serde_json::Value>,
-    /// Renders `/metrics`.
-    pub prometheus: PrometheusHandle,
     /// The GeoIP database, when one is configured and could be opened.
     pub geoip: Option<Arc<GeoIp>>,
     /// Whether a GeoIP database was configured: the heartbeat is 503 when one was

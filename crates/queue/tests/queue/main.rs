@@ -6,6 +6,10 @@
 //! a `redis` test (a key prefix of its own on the server named by
 //! `ICHNAEA_TEST_REDIS_URL`; skipped when unset).
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 mod counters;
 mod queue;
 

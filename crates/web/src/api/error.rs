@@ -112,6 +112,17 @@ impl ApiError {
     }
 }
 
+/// A successful API answer: 200 with a JSON body and the CORS headers.
+pub struct ApiJson(pub Value);
+
+impl IntoResponse for ApiJson {
+    fn into_response(self) -> Response {
+        let mut response = (StatusCode::OK, axum::Json(self.0)).into_response();
+        add_cors(response.headers_mut());
+        response
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.parts().0;

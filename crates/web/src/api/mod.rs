@@ -2,6 +2,7 @@
 //! limits, body), the error envelope, and the endpoints themselves.
 
 pub mod body;
+pub mod client_ip;
 pub mod coerce;
 pub mod convert;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod keys;
 mod locate;
 pub mod locate_schema;
 mod submit;
+pub mod wire;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -18,8 +20,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use chrono::Utc;
@@ -56,12 +58,14 @@ pub(crate) async fn bounded<T>(
 }
 
 /// Settings of the public API.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiSettings {
     /// Body size limits.
     pub body: body::BodyLimits,
     /// Items `update_incoming` may hold before submissions are refused with 503.
     pub incoming_queue_max: u64,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: client_ip::TrustedProxies,
 }
 
 impl Default for ApiSettings {
@@ -69,6 +73,7 @@ impl Default for ApiSettings {
         ApiSettings {
             body: body::BodyLimits::default(),
             incoming_queue_max: 1_000_000,
+            trusted_proxies: client_ip::TrustedProxies::default(),
         }
     }
 }
@@ -143,10 +148,10 @@ pub(crate) async fn check_daily_limit(
     }
 }
 
-/// Who is asking: the client IP (spec api §2.1) and the API key text (§2.2).
+/// Who is asking: the client IP and the API key text.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    /// First `X-Forwarded-For` element, else the peer; `None` if unparsable.
+    /// The client address (see [`client_ip`]); `None` if unknown.
     pub ip: Option<IpAddr>,
     /// A syntactically valid key, if one was sent.
     pub key: Option<String>,
@@ -154,16 +159,27 @@ pub struct Caller {
     pub invalid_key: Option<String>,
 }
 
+impl axum::extract::FromRequestParts<SharedState> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Caller, Self::Rejection> {
+        Ok(Caller::from_parts(parts, &state.api.trusted_proxies))
+    }
+}
+
 impl Caller {
     /// Reads the caller from the request head.
-    pub fn from_parts(parts: &Parts) -> Caller {
+    pub fn from_parts(parts: &Parts, proxies: &client_ip::TrustedProxies) -> Caller {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
         let (key, invalid_key) = keys::key_text(parts.uri.query());
         Caller {
-            ip: client_ip(&parts.headers, peer),
+            ip: proxies.client_ip(&parts.headers, peer),
             key,
             invalid_key,
         }
@@ -173,16 +189,5 @@ impl Caller {
     pub fn ip_text(&self) -> String {
         self.ip
             .map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string())
-    }
-}
-
-fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
-    match headers.get("x-forwarded-for") {
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split(',').next())
-            .and_then(|first| first.trim().parse().ok()),
-        None => peer,
     }
 }

@@ -2,6 +2,10 @@
 //! embedded queue always, and against PostgreSQL + Redis when
 //! `ICHNAEA_TEST_POSTGRES_URL` and `ICHNAEA_TEST_REDIS_URL` are set.
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -269,15 +273,55 @@ async fn unknown_paths_are_plain_404(fx: Fx) {
 }
 
 async fn metrics_count_requests(fx: Fx) {
+    // Installs the process's recorder, as `serve` does before the roles start.
+    let handle = ichnaea_web::metrics::prometheus_handle();
     let app = router(state(&fx, false));
     call(&app, Method::POST, "/__version__", None, None).await;
-    let r = call(&app, Method::GET, "/metrics", None, None).await;
+    // Invented methods share one label value, whatever their number.
+    for i in 0..20 {
+        let method = Method::from_bytes(format!("BREW{i}").as_bytes()).unwrap();
+        let r = call(&app, method, "/v1/geolocate", None, None).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+    // A known key is counted under its digest, never its text.
+    fx.store
+        .insert_api_key(&ichnaea_core::ApiKey::new("metrics-key"))
+        .await
+        .unwrap();
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/geolocate?key=metrics-key",
+        None,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // The public port has no /metrics; the metrics listener's router has.
+    let public = call(&app, Method::GET, "/metrics", None, None).await;
+    assert_eq!(public.status, StatusCode::NOT_FOUND);
+    let metrics = ichnaea_web::metrics::router(handle);
+    let r = call(&metrics, Method::GET, "/metrics", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     let text = String::from_utf8(r.body).unwrap();
     assert!(
         text.contains(r#"request{path="__version__",method="post",status="200"}"#),
         "{text}"
     );
+    assert!(
+        text.contains(r#"request{path="v1.geolocate",method="other",status="405"}"#),
+        "{text}"
+    );
+    assert!(!text.contains("brew"), "{text}");
+    let label = ichnaea_core::apikey::metric_label("metrics-key");
+    assert!(
+        text.contains(&format!(
+            r#"locate_request{{path="v1.geolocate",key="{label}"}}"#
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("metrics-key"), "{text}");
 }
 
 async fn admin_api_is_absent_without_a_token(fx: Fx) {
