@@ -15,7 +15,7 @@ use ichnaea_web::router;
 use serde_json::{Value, json};
 
 use crate::submit::{PrivateRedis, add_key, assert_cors, error_reason, limited, queued, send};
-use crate::{Fx, Reply, send_app, state};
+use crate::{Fx, Reply, send_app, send_request, state};
 
 crate::backend_tests!(
     case_01_05_missing_malformed_and_unknown_keys,
@@ -504,21 +504,7 @@ async fn ip_lookup_from(app: &axum::Router, peer: &str, forwarded: &str) -> Repl
         .extension(axum::extract::ConnectInfo(peer))
         .body(axum::body::Body::empty())
         .unwrap();
-    let response = tower::ServiceExt::oneshot(app.clone(), request)
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    send_request(app, request).await
 }
 
 /// A client talking to the server directly cannot choose the address it is

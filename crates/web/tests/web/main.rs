@@ -112,11 +112,12 @@ pub(crate) async fn send_app(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let response = app
-        .clone()
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
+    send_request(app, req.body(Body::from(body)).unwrap()).await
+}
+
+/// Sends a built request through `app` and reads the whole answer.
+pub(crate) async fn send_request(app: &axum::Router, request: Request<Body>) -> Reply {
+    let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let body = response
