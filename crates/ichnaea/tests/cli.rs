@@ -6,377 +6,21 @@
 // helpers are not public API.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
+use ichnaea_testkit::binary::{Backend, DataDir, Server, post_bytes};
+use ichnaea_testkit::{FakeHttp, gunzip_json, gzip, is_object_name};
 use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "e2e-admin-t0ken-5b1d9c";
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
-const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
-const POLL: Duration = Duration::from_millis(50);
 
-// ---------------------------------------------------------------------------
-// Data directory and CLI runs
-
-struct DataDir {
-    path: PathBuf,
-}
-
-impl DataDir {
-    /// A unique, not yet existing directory: the binary must create it.
-    fn new(test: &str) -> DataDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "ichnaea-e2e-{test}-{}-{}-{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst),
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        DataDir { path }
-    }
-
-    fn command(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ichnaea"));
-        command.env_clear();
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
-        command
-            .env("ICHNAEA_DATA_DIR", &self.path)
-            .env("ICHNAEA_LOG_FORMAT", "json")
-            // Parallel servers must not compete for the default metrics port.
-            .env("ICHNAEA_METRICS_LISTEN", "127.0.0.1:0")
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.run_with(args, &[])
-    }
-
-    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let output = self
-            .command()
-            .args(args)
-            .envs(env.iter().copied())
-            .output()
-            .expect("cannot start the ichnaea binary");
-        Run {
-            args: args.join(" "),
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Runs a command that must succeed and print JSON.
-    fn json(&self, args: &[&str]) -> Value {
-        self.run(args).expect_code(0).json()
-    }
-
-    /// Runs a command that must be refused with status 2, mention `needle` on
-    /// stderr, print nothing on stdout and leave `listing` unchanged.
-    fn assert_refused(&self, listing: &[&str], args: &[&str], needle: &str) {
-        let before = self.json(listing);
-        let run = self.run(args).expect_code(2);
-        assert!(
-            run.stderr.contains(needle),
-            "`ichnaea {}`: stderr should mention {needle:?}:\n{}",
-            run.args,
-            run.stderr
-        );
-        assert_eq!(run.stdout, "", "`ichnaea {}` printed to stdout", run.args);
-        assert_eq!(
-            self.json(listing),
-            before,
-            "`ichnaea {}` changed the database",
-            run.args
-        );
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-struct Run {
-    args: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn expect_code(self, code: i32) -> Run {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "`ichnaea {}` exit status\n--- stdout:\n{}\n--- stderr:\n{}",
-            self.args,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "`ichnaea {}` did not print JSON ({e}):\n{}",
-                self.args, self.stdout
-            )
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Minimal HTTP/1.1 client
-
-struct HttpResponse {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("response body is not JSON ({e}):\n{}", self.body))
-    }
-}
-
-fn try_http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> std::io::Result<HttpResponse> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if let Some(body) = body {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(body.unwrap_or(""));
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
-        .ok_or_else(|| std::io::Error::other(format!("malformed HTTP response: {raw:?}")))
-}
-
-fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next()?;
-    let mut parts = status_line.splitn(3, ' ');
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let status = parts.next()?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':')?;
-            Some((name.trim().to_ascii_lowercase(), value.trim().to_string()))
-        })
-        .collect::<Option<_>>()?;
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    if chunked {
-        body = decode_chunked(&body)?;
-    }
-    Some(HttpResponse {
-        status,
-        headers,
-        body: String::from_utf8(body).ok()?,
-    })
-}
-
-fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size + 2..)?;
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A running `ichnaea serve`
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    metrics_port: u16,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Server {
-    fn start(dir: &DataDir, env: &[(&str, &str)]) -> Server {
-        Server::start_roles(dir, env, "web,worker,scheduler")
-    }
-
-    fn start_roles(dir: &DataDir, env: &[(&str, &str)], roles: &str) -> Server {
-        let port = free_port();
-        let metrics_port = free_port();
-        let mut command = dir.command();
-        command
-            .args(["serve", "--roles", roles])
-            .env("ICHNAEA_LISTEN", format!("127.0.0.1:{port}"))
-            .env(
-                "ICHNAEA_METRICS_LISTEN",
-                format!("127.0.0.1:{metrics_port}"),
-            )
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("cannot start `ichnaea serve`");
-        let mut pipe = child.stderr.take().expect("piped stderr");
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        });
-        let mut server = Server {
-            child,
-            port,
-            metrics_port,
-            stderr: Some(stderr),
-        };
-        server.wait_until_ready();
-        server
-    }
-
-    fn wait_until_ready(&mut self) {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Ok(response) = try_http(self.port, "GET", "/__lbheartbeat__", &[], None)
-                && response.status == 200
-            {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().expect("poll the server") {
-                panic!(
-                    "`ichnaea serve` exited early with {status}:\n{}",
-                    self.collect_stderr()
-                );
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "`ichnaea serve` did not answer /__lbheartbeat__ within {READY_TIMEOUT:?}:\n{}",
-                    self.collect_stderr()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    fn http(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&str>,
-    ) -> HttpResponse {
-        try_http(self.port, method, path, headers, body)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-    }
-
-    fn get(&self, path: &str) -> HttpResponse {
-        self.http("GET", path, &[], None)
-    }
-
-    /// `GET /metrics` from the metrics listener.
-    fn metrics(&self) -> HttpResponse {
-        try_http(self.metrics_port, "GET", "/metrics", &[], None)
-            .unwrap_or_else(|e| panic!("GET /metrics: {e}"))
-    }
-
-    /// Sends SIGTERM and waits for the exit; returns the status and all of stderr.
-    fn terminate(&mut self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        let kill = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(kill.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + EXIT_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the server") {
-                return (status, self.collect_stderr());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "`ichnaea serve` did not exit within {EXIT_TIMEOUT:?} of SIGTERM:\n{}",
-                    self.collect_stderr()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-
-    /// Joins the stderr reader; the process must have exited (or been killed).
-    fn collect_stderr(&mut self) -> String {
-        let _ = self.child.wait();
-        self.stderr
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
+/// A data directory of its own for runs of this crate's binary.
+fn data_dir(test: &str) -> DataDir {
+    DataDir::new(env!("CARGO_BIN_EXE_ichnaea"), test)
 }
 
 // ---------------------------------------------------------------------------
@@ -384,7 +28,7 @@ impl Drop for Server {
 
 #[test]
 fn apikey_create_show_update_list_delete() {
-    let dir = DataDir::new("apikey");
+    let dir = data_dir("apikey");
 
     let created = dir
         .run(&["apikey", "create", "test", "--maxreq", "5"])
@@ -475,44 +119,31 @@ fn apikey_create_show_update_list_delete() {
 
 #[test]
 fn apikey_invalid_input_exits_2_and_changes_nothing() {
-    let dir = DataDir::new("apikey-invalid");
+    let dir = data_dir("apikey-invalid");
     let list = ["apikey", "list", "--json"];
     dir.run(&["apikey", "create", "keep", "--maxreq", "7"])
         .expect_code(0);
 
-    dir.assert_refused(&list, &["apikey", "create", "x_y"], "valid_key");
-    dir.assert_refused(&list, &["apikey", "create", "abc"], "valid_key");
-    dir.assert_refused(
-        &list,
-        &["apikey", "create", "test", "--store-sample-submit", "101"],
-        "store_sample_submit",
-    );
-    dir.assert_refused(
-        &list,
-        &["apikey", "create", "test", "--store-sample-locate=-1"],
-        "store_sample_locate",
-    );
-    // Without `=`, clap takes `-1` for a flag: still status 2, nothing written.
-    dir.assert_refused(
-        &list,
-        &["apikey", "create", "test", "--store-sample-locate", "-1"],
-        "-1",
-    );
-    dir.assert_refused(
-        &list,
-        &["apikey", "create", "test", "--fallback-url", "ftp://x"],
-        "fallback_url",
-    );
-    dir.assert_refused(
-        &list,
-        &["apikey", "create", "test", "--fallback-schema", "bogus/v1"],
-        "fallback_schema",
-    );
-    dir.assert_refused(
-        &list,
-        &["apikey", "create", "test", "--maxreq", "abc"],
-        "--maxreq",
-    );
+    for (args, needle) in [
+        (&["x_y"][..], "valid_key"),
+        (&["abc"], "valid_key"),
+        (
+            &["test", "--store-sample-submit", "101"],
+            "store_sample_submit",
+        ),
+        (&["test", "--store-sample-locate=-1"], "store_sample_locate"),
+        // Without `=`, clap takes `-1` for a flag: still status 2, nothing written.
+        (&["test", "--store-sample-locate", "-1"], "-1"),
+        (&["test", "--fallback-url", "ftp://x"], "fallback_url"),
+        (
+            &["test", "--fallback-schema", "bogus/v1"],
+            "fallback_schema",
+        ),
+        (&["test", "--maxreq", "abc"], "--maxreq"),
+    ] {
+        let create = [&["apikey", "create"][..], args].concat();
+        dir.assert_refused(&list, &create, needle);
+    }
     assert_eq!(
         dir.json(&list)
             .as_array()
@@ -556,7 +187,7 @@ fn apikey_invalid_input_exits_2_and_changes_nothing() {
 
 #[test]
 fn export_config_lifecycle_and_validation() {
-    let dir = DataDir::new("export");
+    let dir = data_dir("export");
     let list = ["export-config", "list", "--json"];
     let internal = json!({
         "name": "internal",
@@ -598,45 +229,21 @@ fn export_config_lifecycle_and_validation() {
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.contains(&internal) && rows.contains(&bk), "{rows:?}");
 
-    dir.assert_refused(
-        &list,
-        &["export-config", "create", "x", "--schema", "ftp"],
-        "--schema",
-    );
-    dir.assert_refused(
-        &list,
-        &["export-config", "create", "x", "--schema", "geosubmit"],
-        "url",
-    );
-    // A second internal target would apply every report twice.
-    dir.assert_refused(
-        &list,
-        &["export-config", "create", "x", "--schema", "internal"],
-        "schema",
-    );
-    dir.assert_refused(
-        &list,
-        &["export-config", "update", "bk", "--schema", "internal"],
-        "schema",
-    );
-    dir.assert_refused(
-        &list,
-        &[
-            "export-config",
-            "create",
-            "x",
-            "--schema",
-            "dummy",
+    for (args, needle) in [
+        (&["create", "x", "--schema", "ftp"][..], "--schema"),
+        (&["create", "x", "--schema", "geosubmit"], "url"),
+        // A second internal target would apply every report twice.
+        (&["create", "x", "--schema", "internal"], "schema"),
+        (&["update", "bk", "--schema", "internal"], "schema"),
+        (
+            &["create", "x", "--schema", "dummy", "--skip-sources", "gps"],
             "--skip-sources",
-            "gps",
-        ],
-        "--skip-sources",
-    );
-    dir.assert_refused(
-        &list,
-        &["export-config", "update", "bk", "--url", "http://not-s3"],
-        "url",
-    );
+        ),
+        (&["update", "bk", "--url", "http://not-s3"], "url"),
+    ] {
+        let command = [&["export-config"][..], args].concat();
+        dir.assert_refused(&list, &command, needle);
+    }
 
     dir.run(&["export-config", "update", "bk", "--skip-keys", ""])
         .expect_code(0);
@@ -682,7 +289,7 @@ fn has_message(lines: &[Value], text: &str) -> bool {
 
 #[test]
 fn serve_operations_admin_api_and_sigterm() {
-    let dir = DataDir::new("serve");
+    let dir = data_dir("serve");
     let mut server = Server::start(&dir, &[("ICHNAEA_ADMIN_TOKEN", ADMIN_TOKEN)]);
     let bearer = format!("Bearer {ADMIN_TOKEN}");
     let auth = [("Authorization", bearer.as_str())];
@@ -826,7 +433,7 @@ fn serve_operations_admin_api_and_sigterm() {
 
 #[test]
 fn serve_without_admin_token_has_no_admin_api() {
-    let dir = DataDir::new("serve-noadmin");
+    let dir = data_dir("serve-noadmin");
     let mut server = Server::start(&dir, &[]);
     let auth = [("Authorization", "Bearer anything")];
     assert_eq!(server.get("/admin/api-keys").status, 404);
@@ -857,7 +464,7 @@ fn serve_without_admin_token_has_no_admin_api() {
 
 #[test]
 fn serve_fails_cleanly_when_the_port_is_taken() {
-    let dir = DataDir::new("serve-busy");
+    let dir = data_dir("serve-busy");
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     let address = taken.local_addr().expect("local address").to_string();
     let run = dir.run_with(&["serve"], &[("ICHNAEA_LISTEN", &address)]);
@@ -874,7 +481,7 @@ fn serve_fails_cleanly_when_the_port_is_taken() {
 // alive past ICHNAEA_SHUTDOWN_TIMEOUT.
 #[test]
 fn sigterm_honours_the_shutdown_timeout() {
-    let dir = DataDir::new("serve-stall");
+    let dir = data_dir("serve-stall");
     let mut server = Server::start(&dir, &[("ICHNAEA_SHUTDOWN_TIMEOUT", "1")]);
     let mut stalled = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
     stalled
@@ -896,7 +503,7 @@ fn sigterm_honours_the_shutdown_timeout() {
 
 #[test]
 fn migrate_is_idempotent() {
-    let dir = DataDir::new("migrate");
+    let dir = data_dir("migrate");
     let first = dir.run(&["migrate"]).expect_code(0);
     assert_eq!(first.stdout, "database schema at version 2\n");
     assert!(dir.path.join("ichnaea.db").is_file());
@@ -929,31 +536,9 @@ fn gzip_bomb() -> Vec<u8> {
     member.repeat(1024)
 }
 
-fn post_bytes(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("send head");
-    // The server may answer and close before reading everything.
-    let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    parse_response(&raw)
-        .unwrap_or_else(|| panic!("malformed response: {}", String::from_utf8_lossy(&raw)))
-}
-
 #[test]
 fn gzip_bomb_is_refused_without_inflating_it() {
-    let dir = DataDir::new("gzip-bomb");
+    let dir = data_dir("gzip-bomb");
     // The web role alone: the worker and scheduler would open database
     // connections (each with its page cache) while memory is measured.
     let mut server = Server::start_roles(&dir, &[], "web");
@@ -1004,112 +589,38 @@ fn gzip_bomb_is_refused_without_inflating_it() {
 // ---------------------------------------------------------------------------
 // pipeline: submit over HTTP, drain, inspect the stored stations
 
-/// Backend environment of a binary run, with its database for inspection.
-struct Backend {
-    env: Vec<(String, String)>,
-    database_url: String,
-    pg_schema: Option<String>,
-    redis: Option<(String, String)>,
+// Each runs once per backend: SQLite + the embedded queue, and PostgreSQL + Redis
+// when both are configured.
+ichnaea_testkit::backend_tests!(
+    sync embedded => on_embedded, cluster => on_cluster;
+    pipeline_end_to_end,
+    crash_test,
+);
+
+/// Runs `body` on SQLite and the embedded queue in a data directory of its own.
+fn on_embedded(body: fn(Backend, DataDir)) {
+    let dir = data_dir("embedded");
+    body(Backend::embedded(&dir), dir);
 }
 
-impl Backend {
-    fn embedded(dir: &DataDir) -> Backend {
-        Backend {
-            env: vec![],
-            database_url: format!("sqlite://{}/ichnaea.db", dir.path.display()),
-            pg_schema: None,
-            redis: None,
-        }
-    }
-
-    /// PostgreSQL (own schema) + Redis (own prefix), or `None` with a notice.
-    fn cluster(test: &str) -> Option<Backend> {
-        let (Ok(pg), Ok(redis)) = (
-            std::env::var("ICHNAEA_TEST_POSTGRES_URL"),
-            std::env::var("ICHNAEA_TEST_REDIS_URL"),
-        ) else {
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOTICE: ICHNAEA_TEST_POSTGRES_URL/ICHNAEA_TEST_REDIS_URL unset: {test} on PostgreSQL + Redis skipped"
-            );
-            return None;
-        };
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOTICE: {test} runs against PostgreSQL and Redis"
-        );
-        let schema = format!("e2e_{}_{}", test.replace('-', "_"), std::process::id());
-        let sep = if pg.contains('?') { '&' } else { '?' };
-        let database_url = format!("{pg}{sep}options=-c%20search_path%3D{schema}");
-        let prefix = format!("{schema}:");
-        rt().block_on(async {
-            let options = ichnaea_store::StoreOptions {
-                pg_schema: Some(schema.clone()),
-                ..Default::default()
-            };
-            let store = ichnaea_store::Store::connect(&pg, &options)
-                .await
-                .expect("connect to PostgreSQL");
-            store
-                .drop_pg_schema(&schema)
-                .await
-                .expect("drop old schema");
-            store.close().await;
-            let store = ichnaea_store::Store::connect(&pg, &options)
-                .await
-                .expect("create schema");
-            store.close().await;
-        });
-        Some(Backend {
-            env: vec![
-                ("ICHNAEA_DATABASE_URL".into(), database_url.clone()),
-                ("ICHNAEA_REDIS_URL".into(), redis.clone()),
-                ("ICHNAEA_REDIS_PREFIX".into(), prefix.clone()),
-            ],
-            database_url,
-            pg_schema: Some(schema),
-            redis: Some((redis, prefix)),
-        })
-    }
-
-    fn env(&self) -> Vec<(&str, &str)> {
-        self.env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
-    }
-
-    fn store<T>(&self, f: impl AsyncFnOnce(&ichnaea_store::Store) -> T) -> T {
-        rt().block_on(async {
-            let store = ichnaea_store::Store::connect(&self.database_url, &Default::default())
-                .await
-                .expect("open the database");
-            let out = f(&store).await;
-            store.close().await;
-            out
-        })
+/// Runs `body` on PostgreSQL and Redis (own schema and prefix) when both are
+/// configured.
+fn on_cluster(body: fn(Backend, DataDir)) {
+    if let Some(backend) = Backend::cluster() {
+        body(backend, data_dir("cluster"));
     }
 }
 
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let (schema, redis) = (self.pg_schema.take(), self.redis.take());
-        let pg = std::env::var("ICHNAEA_TEST_POSTGRES_URL").ok();
-        rt().block_on(async move {
-            if let (Some(schema), Some(pg)) = (schema, pg)
-                && let Ok(store) = ichnaea_store::Store::connect(&pg, &Default::default()).await
-            {
-                let _ = store.drop_pg_schema(&schema).await;
-                store.close().await;
-            }
-            if let Some((url, prefix)) = redis {
-                let _ = std::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(format!("redis-cli -u '{url}' --scan --pattern '{prefix}*' | xargs -r redis-cli -u '{url}' DEL >/dev/null"))
-                    .status();
-            }
-        });
-    }
+/// Opens the database of `backend` to inspect what the runs wrote.
+fn with_store<T>(backend: &Backend, f: impl AsyncFnOnce(&ichnaea_store::Store) -> T) -> T {
+    rt().block_on(async {
+        let store = ichnaea_store::Store::connect(&backend.database_url, &Default::default())
+            .await
+            .expect("open the database");
+        let out = f(&store).await;
+        store.close().await;
+        out
+    })
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -1117,12 +628,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).expect("gzip");
-    e.finish().expect("gzip")
 }
 
 /// Reports at `sites` places in Berlin, each with `per_site` access points of
@@ -1200,7 +705,7 @@ fn pipeline_end_to_end(backend: Backend, dir: DataDir) {
     let accepted = submit_all(&web, &reports, 50);
     let run = dir.run_with(&["drain"], &env).expect_code(0);
     assert!(run.stdout.starts_with("drained "), "{}", run.stdout);
-    let (stations, samples, blocked, kept) = backend.store(async |store| {
+    let (stations, samples, blocked, kept) = with_store(&backend, async |store| {
         let (rows, samples) = store.station_totals("wifi").await.unwrap();
         let macs = [
             ichnaea_core::Mac::from_hex("0a0000000001").unwrap(),
@@ -1241,19 +746,6 @@ fn pipeline_end_to_end(backend: Backend, dir: DataDir) {
     assert_eq!(status.code(), Some(0));
 }
 
-#[test]
-fn pipeline_end_to_end_embedded() {
-    let dir = DataDir::new("pipeline");
-    pipeline_end_to_end(Backend::embedded(&dir), dir);
-}
-
-#[test]
-fn pipeline_end_to_end_cluster() {
-    if let Some(backend) = Backend::cluster("pipeline-e2e") {
-        pipeline_end_to_end(backend, DataDir::new("pipeline-cluster"));
-    }
-}
-
 // ---------------------------------------------------------------------------
 // crash test: SIGKILL the worker at random moments; nothing lost, nothing twice
 
@@ -1291,7 +783,9 @@ fn crash_test(backend: Backend, dir: DataDir) {
         let _ = worker.wait();
     }
     let run = dir.run_with(&["drain"], &env).expect_code(0);
-    let (rows, samples) = backend.store(async |store| store.station_totals("wifi").await.unwrap());
+    let (rows, samples) = with_store(&backend, async |store| {
+        store.station_totals("wifi").await.unwrap()
+    });
     let _ = writeln!(
         std::io::stderr(),
         "crash test: {kills} SIGKILLs; {} observations accepted; {rows} stations, sum(samples) = {samples}; final drain: {}",
@@ -1306,90 +800,14 @@ fn crash_test(backend: Backend, dir: DataDir) {
     assert!(rows > 0 && rows <= 500 * 40);
 }
 
-#[test]
-fn crash_test_embedded() {
-    let dir = DataDir::new("crash");
-    crash_test(Backend::embedded(&dir), dir);
-}
-
-#[test]
-fn crash_test_cluster() {
-    if let Some(backend) = Backend::cluster("crash-test") {
-        crash_test(backend, DataDir::new("crash-cluster"));
-    }
-}
-
 // ---------------------------------------------------------------------------
 // exports: a geosubmit target receives gzip JSON; a file:// s3 target writes objects
 
-/// A one-thread HTTP server that records every request (head, body) and answers 200.
-/// Requests seen by [`recording_server`]: (head, body).
-type Recorded = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
-
-fn recording_server() -> (u16, Recorded) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut raw = Vec::new();
-            let mut buf = [0u8; 8192];
-            let head_end = loop {
-                let Ok(n) = stream.read(&mut buf) else {
-                    break None;
-                };
-                if n == 0 {
-                    break None;
-                }
-                raw.extend_from_slice(&buf[..n]);
-                if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break Some(i + 4);
-                }
-            };
-            let Some(head_end) = head_end else { continue };
-            let head = String::from_utf8_lossy(&raw[..head_end]).to_string();
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().to_string())
-                })
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            while raw.len() < head_end + length {
-                let Ok(n) = stream.read(&mut buf) else { break };
-                if n == 0 {
-                    break;
-                }
-                raw.extend_from_slice(&buf[..n]);
-            }
-            let body = raw[head_end..].to_vec();
-            log.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((head, body));
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (port, seen)
-}
-
-fn gunzip(data: &[u8]) -> Value {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_string(&mut text)
-        .expect("gunzip");
-    serde_json::from_str(&text).expect("JSON")
-}
-
 #[test]
 fn exports_reach_a_geosubmit_server_and_object_files() {
-    let dir = DataDir::new("exports");
-    let (port, seen) = recording_server();
-    let target = format!("http://127.0.0.1:{port}/v2/geosubmit?key=partner");
+    let dir = data_dir("exports");
+    let partner = FakeHttp::start_in_thread(&[]);
+    let target = format!("{}/v2/geosubmit?key=partner", partner.url());
     dir.run(&[
         "export-config",
         "create",
@@ -1424,21 +842,25 @@ fn exports_reach_a_geosubmit_server_and_object_files() {
     assert_eq!(status.code(), Some(0));
     dir.run(&["drain"]).expect_code(0);
 
-    let requests = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let requests = partner.requests();
     assert_eq!(requests.len(), 1, "one batch");
-    let (head, body) = &requests[0];
-    assert!(
-        head.starts_with("POST /v2/geosubmit?key=partner HTTP/1.1"),
-        "{head}"
+    let r = &requests[0];
+    assert_eq!(
+        (r.method.as_str(), r.path.as_str(), r.query.as_deref()),
+        ("POST", "/v2/geosubmit", Some("key=partner")),
+        "{r:?}"
     );
-    let lower = head.to_ascii_lowercase();
-    assert!(
-        lower.contains("content-encoding: gzip")
-            && lower.contains("content-type: application/json")
-            && lower.contains("user-agent: ichnaea"),
-        "{head}"
+    assert_eq!(format!("{:?}", r.version), "HTTP/1.1");
+    assert_eq!(
+        (
+            r.header("content-encoding"),
+            r.header("content-type"),
+            r.header("user-agent")
+        ),
+        ("gzip", "application/json", "ichnaea"),
+        "{r:?}"
     );
-    let sent = gunzip(body);
+    let sent = r.gunzip_json();
     assert_eq!(sent["items"].as_array().unwrap().len(), 3);
     assert_eq!(sent["items"][0]["position"], reports[0]["position"]);
     assert_eq!(
@@ -1460,17 +882,8 @@ fn exports_reach_a_geosubmit_server_and_object_files() {
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let name = files[0].file_name().unwrap().to_string_lossy().to_string();
-    let stem = name
-        .strip_suffix(".json.gz")
-        .expect("named <32 hex>.json.gz");
-    assert!(
-        stem.len() == 32
-            && stem
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
-        "{name}"
-    );
-    let stored = gunzip(&std::fs::read(&files[0]).unwrap());
+    assert!(is_object_name(&name), "{name}");
+    let stored = gunzip_json(&std::fs::read(&files[0]).unwrap());
     assert_eq!(stored["items"].as_array().unwrap().len(), 3);
 }
 

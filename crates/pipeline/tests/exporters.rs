@@ -14,88 +14,16 @@ mod geosubmit;
 #[path = "../src/export/s3.rs"]
 mod s3;
 
-use std::collections::VecDeque;
-use std::io::Read;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::IntoResponse;
+use axum::http::Method;
 use chrono::NaiveDate;
+use ichnaea_testkit::{FakeHttp, TempDir, files, gunzip_json, is_object_name};
 use serde_json::{Value, json};
 
 use geosubmit::{ExportError, GeosubmitExporter};
 use s3::{ObjectExporter, Target, object_key, parse_target, partition};
-
-/// One request the fake server saw.
-#[derive(Clone, Debug)]
-struct Recorded {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-/// A local HTTP server answering scripted statuses, then `fallback`.
-#[derive(Clone)]
-struct Fake {
-    requests: Arc<Mutex<Vec<Recorded>>>,
-    statuses: Arc<Mutex<VecDeque<u16>>>,
-    fallback: u16,
-}
-
-impl Fake {
-    fn new(statuses: &[u16], fallback: u16) -> Fake {
-        Fake {
-            requests: Arc::default(),
-            statuses: Arc::new(Mutex::new(statuses.iter().copied().collect())),
-            fallback,
-        }
-    }
-
-    fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().unwrap().clone()
-    }
-
-    /// Serves on an ephemeral loopback port; returns `http://127.0.0.1:<port>`.
-    async fn start(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = Router::new().fallback(record).with_state(self.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        format!("http://{addr}")
-    }
-}
-
-async fn record(
-    State(fake): State<Fake>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    fake.requests.lock().unwrap().push(Recorded {
-        method,
-        path: uri.path().to_string(),
-        headers,
-        body: body.to_vec(),
-    });
-    let status = fake
-        .statuses
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or(fake.fallback);
-    // An ETag so the fake also passes for S3 (object_store reads it from PUT answers).
-    (
-        StatusCode::from_u16(status).unwrap(),
-        [("etag", "\"0123abcd\"")],
-    )
-}
 
 fn reports() -> Vec<Value> {
     vec![
@@ -110,70 +38,8 @@ fn reports() -> Vec<Value> {
     ]
 }
 
-fn gunzip(data: &[u8]) -> Value {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_string(&mut text)
-        .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn header<'a>(r: &'a Recorded, name: &str) -> &'a str {
-    r.headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
 fn fast(exporter: GeosubmitExporter) -> GeosubmitExporter {
     exporter.with_backoff(vec![Duration::from_millis(5), Duration::from_millis(5)])
-}
-
-fn is_hex_name(name: &str) -> bool {
-    name.strip_suffix(".json.gz").is_some_and(|h| {
-        h.len() == 32
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "ichnaea-exporters-{tag}-{}-{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Every file below `dir`, recursively.
-fn files(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 fn day() -> NaiveDate {
@@ -184,8 +50,8 @@ fn day() -> NaiveDate {
 
 #[tokio::test]
 async fn geosubmit_posts_one_gzip_json_batch() {
-    let fake = Fake::new(&[], 200);
-    let base = fake.start().await;
+    let fake = FakeHttp::start(&[]).await;
+    let base = fake.url();
     let exporter = fast(GeosubmitExporter::new(Duration::from_secs(10)).unwrap());
     let url = format!("{base}/v2/geosubmit?key=test");
     exporter.send("forward", &url, &reports()).await.unwrap();
@@ -195,16 +61,16 @@ async fn geosubmit_posts_one_gzip_json_batch() {
     let r = &seen[0];
     assert_eq!(r.method, Method::POST);
     assert_eq!(r.path, "/v2/geosubmit");
-    assert_eq!(header(r, "content-encoding"), "gzip");
-    assert_eq!(header(r, "content-type"), "application/json");
-    assert_eq!(header(r, "user-agent"), "ichnaea");
-    assert_eq!(gunzip(&r.body), json!({"items": reports()}));
+    assert_eq!(r.header("content-encoding"), "gzip");
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.header("user-agent"), "ichnaea");
+    assert_eq!(r.gunzip_json(), json!({"items": reports()}));
 }
 
 #[tokio::test]
 async fn geosubmit_retries_until_success() {
-    let fake = Fake::new(&[500, 500], 200);
-    let base = fake.start().await;
+    let fake = FakeHttp::start(&[500, 500]).await;
+    let base = fake.url();
     let exporter = fast(GeosubmitExporter::new(Duration::from_secs(10)).unwrap());
     exporter
         .send("forward", &format!("{base}/v2/geosubmit"), &reports())
@@ -214,14 +80,15 @@ async fn geosubmit_retries_until_success() {
     assert_eq!(seen.len(), 3, "500, 500, then 200");
     assert!(
         seen.iter()
-            .all(|r| gunzip(&r.body) == json!({"items": reports()}))
+            .all(|r| r.gunzip_json() == json!({"items": reports()}))
     );
 }
 
 #[tokio::test]
 async fn geosubmit_gives_up_after_three_attempts() {
-    let fake = Fake::new(&[], 500);
-    let base = fake.start().await;
+    let fake = FakeHttp::start(&[]).await;
+    fake.answer(500, "");
+    let base = fake.url();
     let exporter = fast(GeosubmitExporter::new(Duration::from_secs(10)).unwrap());
     let err = exporter
         .send("forward", &format!("{base}/v2/geosubmit"), &reports())
@@ -233,8 +100,9 @@ async fn geosubmit_gives_up_after_three_attempts() {
 
 #[tokio::test]
 async fn geosubmit_non_2xx_client_error_is_a_failure_too() {
-    let fake = Fake::new(&[], 400);
-    let base = fake.start().await;
+    let fake = FakeHttp::start(&[]).await;
+    fake.answer(400, "");
+    let base = fake.url();
     let exporter = GeosubmitExporter::new(Duration::from_secs(10))
         .unwrap()
         .with_backoff(Vec::new());
@@ -267,10 +135,10 @@ async fn geosubmit_closed_port_is_an_error() {
 
 #[tokio::test]
 async fn file_export_writes_one_partitioned_object() {
-    let tmp = TempDir::new("file");
+    let tmp = TempDir::new("exporters-file");
     let url = format!(
         "file://{}/backups/{{source}}/{{api_key}}/{{year}}/{{month}}/{{day}}",
-        tmp.path()
+        tmp.as_str()
     );
     let exporter = ObjectExporter::new();
     let written = exporter
@@ -284,26 +152,26 @@ async fn file_export_writes_one_partitioned_object() {
         .await
         .unwrap();
 
-    let dir = tmp.0.join("backups/gnss/test/2015/7/5");
-    let found = files(&tmp.0);
+    let dir = tmp.join("backups/gnss/test/2015/7/5");
+    let found = files(tmp.path());
     assert_eq!(found.len(), 1, "{found:?}");
     let file = &found[0];
     assert_eq!(file.parent().unwrap(), dir);
     let name = file.file_name().unwrap().to_str().unwrap();
-    assert!(is_hex_name(name), "{name}");
+    assert!(is_object_name(name), "{name}");
     assert_eq!(written, file.to_str().unwrap());
     assert_eq!(
-        gunzip(&std::fs::read(file).unwrap()),
+        gunzip_json(&std::fs::read(file).unwrap()),
         json!({"items": reports()})
     );
 }
 
 #[tokio::test]
 async fn file_export_no_key_partition_and_fresh_names() {
-    let tmp = TempDir::new("nokey");
+    let tmp = TempDir::new("exporters-nokey");
     let url = format!(
         "file://{}/backups/{{source}}/{{api_key}}/{{year}}/{{month}}/{{day}}/",
-        tmp.path()
+        tmp.as_str()
     );
     let exporter = ObjectExporter::new();
     let queue = "queue_export_backup:query:no_key";
@@ -316,32 +184,32 @@ async fn file_export_no_key_partition_and_fresh_names() {
         .await
         .unwrap();
     assert_ne!(a, b, "every batch gets its own object");
-    let prefix = format!("{}/backups/query/no_key/2015/7/5/", tmp.path());
+    let prefix = format!("{}/backups/query/no_key/2015/7/5/", tmp.as_str());
     for (path, items) in [(&a, &reports()[..1]), (&b, &reports()[1..])] {
         let name = path
             .strip_prefix(&prefix)
             .unwrap_or_else(|| panic!("{path} not under {prefix}"));
-        assert!(is_hex_name(name), "{name}");
+        assert!(is_object_name(name), "{name}");
         assert_eq!(
-            gunzip(&std::fs::read(path).unwrap()),
+            gunzip_json(&std::fs::read(path).unwrap()),
             json!({"items": items})
         );
     }
-    assert_eq!(files(&tmp.0).len(), 2);
+    assert_eq!(files(tmp.path()).len(), 2);
 }
 
 #[tokio::test]
 async fn file_export_extra_leading_slash_and_flat_template() {
-    let tmp = TempDir::new("flat");
+    let tmp = TempDir::new("exporters-flat");
     // `file:////tmp/...`: leading slashes collapse to one absolute path.
-    let url = format!("file:///{}", tmp.path());
+    let url = format!("file:///{}", tmp.as_str());
     let written = ObjectExporter::new()
         .send("flat", &url, "queue_export_flat:fused:k", &reports(), day())
         .await
         .unwrap();
-    let found = files(&tmp.0);
+    let found = files(tmp.path());
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].parent().unwrap(), tmp.0);
+    assert_eq!(found[0].parent().unwrap(), tmp.path());
     assert_eq!(written, found[0].to_str().unwrap());
 }
 
@@ -456,14 +324,14 @@ fn s3_url_and_key_layout() {
 async fn s3_put_against_a_local_fake() {
     use object_store::aws::AmazonS3Builder;
 
-    let fake = Fake::new(&[], 200);
-    let endpoint = fake.start().await;
+    let fake = FakeHttp::start(&[]).await;
+    let endpoint = fake.url();
     geosubmit::install_crypto_provider();
     // Explicit credentials: no credential chain, no instance-metadata lookup.
     let store = AmazonS3Builder::new()
         .with_bucket_name("bucket")
         .with_region("us-east-1")
-        .with_endpoint(&endpoint)
+        .with_endpoint(endpoint)
         .with_allow_http(true)
         .with_access_key_id("test")
         .with_secret_access_key("test")
@@ -482,18 +350,18 @@ async fn s3_put_against_a_local_fake() {
         .await
         .unwrap();
     let name = key.strip_prefix("backups/gnss/test/2015/7/5/").unwrap();
-    assert!(is_hex_name(name), "{key}");
+    assert!(is_object_name(name), "{key}");
 
     let seen = fake.requests();
     assert_eq!(seen.len(), 1, "{seen:?}");
     let r = &seen[0];
     assert_eq!(r.method, Method::PUT);
     assert_eq!(r.path, format!("/bucket/{key}"));
-    assert_eq!(header(r, "content-type"), "application/json");
-    assert_eq!(header(r, "content-encoding"), "gzip");
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.header("content-encoding"), "gzip");
     assert!(
-        header(r, "authorization").starts_with("AWS4-HMAC-SHA256"),
+        r.header("authorization").starts_with("AWS4-HMAC-SHA256"),
         "signed request"
     );
-    assert_eq!(gunzip(&r.body), json!({"items": reports()}));
+    assert_eq!(r.gunzip_json(), json!({"items": reports()}));
 }

@@ -6,15 +6,12 @@
 // helpers are not public API.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Utc};
-use futures_util::FutureExt;
 use ichnaea_core::apikey::metric_label;
 use ichnaea_core::cell::{AreaKey, CellKey};
 use ichnaea_core::datamap::{DatamapGrid, Quadrant};
@@ -35,15 +32,12 @@ use ichnaea_pipeline::export::Exporters;
 use ichnaea_pipeline::export::geosubmit::GeosubmitExporter;
 use ichnaea_pipeline::export::s3::ObjectExporter;
 use ichnaea_pipeline::{PipelineContext, PipelineSettings, areas, stations, worker};
-use ichnaea_queue::{Counters, Queue};
-use ichnaea_store::{
-    DatamapRow, StationKey, StationTable, StationWrites, Store, StoreOptions, StoredStation,
-};
+use ichnaea_store::{DatamapRow, StationKey, StationTable, StationWrites, StoredStation};
+use ichnaea_testkit::backends::{self, Backends};
+use ichnaea_testkit::{FakeHttp, TempDir, files, gunzip_json, is_object_name};
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-
-static NOTICE: Once = Once::new();
 
 /// Land is 40–60° N, −10–30° E (region "DE"), plus 30–40° N, 0–30° E ("IT").
 struct TestGeocoder;
@@ -72,15 +66,11 @@ impl Geocoder for TestGeocoder {
     }
 }
 
-fn unique() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-fn context(store: Store, queue: Queue, counters: Counters) -> PipelineContext {
+fn context(backends: Backends) -> PipelineContext {
     PipelineContext {
-        store,
-        queue: Arc::new(queue),
-        counters: Arc::new(counters),
+        store: backends.store,
+        queue: Arc::new(backends.queue),
+        counters: backends.counters,
         geocoder: Arc::new(TestGeocoder),
         settings: PipelineSettings {
             visibility: Duration::from_millis(300),
@@ -91,105 +81,24 @@ fn context(store: Store, queue: Queue, counters: Counters) -> PipelineContext {
     }
 }
 
-async fn on_embedded<F, Fut>(body: F)
-where
-    F: FnOnce(PipelineContext) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let dir = std::env::temp_dir().join(format!("ichnaea-pipeline-{}", unique()));
-    let store = Store::connect(
-        &format!("sqlite://{}/p.db", dir.display()),
-        &StoreOptions::default(),
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
-    let queue = Queue::embedded(store.sqlite_pool().unwrap().clone())
-        .await
-        .unwrap();
-    let counters = Counters::embedded(store.sqlite_pool().unwrap().clone())
-        .await
-        .unwrap();
-    let result = std::panic::AssertUnwindSafe(body(context(store.clone(), queue, counters)))
-        .catch_unwind()
-        .await;
-    store.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
+/// Runs `body` on a pipeline over SQLite and the embedded queue.
+async fn on_embedded(body: impl AsyncFnOnce(PipelineContext)) {
+    backends::on_embedded(async move |b| body(context(b)).await).await;
 }
 
-async fn on_cluster<F, Fut>(body: F)
-where
-    F: FnOnce(PipelineContext) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (Ok(pg), Ok(redis_url)) = (
-        std::env::var("ICHNAEA_TEST_POSTGRES_URL"),
-        std::env::var("ICHNAEA_TEST_REDIS_URL"),
-    ) else {
-        NOTICE.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOTICE: ICHNAEA_TEST_POSTGRES_URL/ICHNAEA_TEST_REDIS_URL unset: PostgreSQL + Redis pipeline tests skipped"
-            );
-        });
-        return;
-    };
-    let schema = format!("test_{}", unique());
-    let options = StoreOptions {
-        pg_schema: Some(schema.clone()),
-        max_connections: 4,
-        ..StoreOptions::default()
-    };
-    let store = Store::connect(&pg, &options).await.unwrap();
-    store.migrate().await.unwrap();
-    let prefix = format!("test-{}:", unique());
-    let queue = Queue::redis(&redis_url, &prefix).await.unwrap();
-    let counters = Counters::redis(&redis_url, &prefix).await.unwrap();
-    let result = std::panic::AssertUnwindSafe(body(context(store.clone(), queue, counters)))
-        .catch_unwind()
-        .await;
-    store.drop_pg_schema(&schema).await.unwrap();
-    store.close().await;
-    let client = redis::Client::open(redis_url.as_str()).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-    }
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
+/// Runs `body` on a pipeline over PostgreSQL and Redis, when both are configured.
+async fn on_cluster(body: impl AsyncFnOnce(PipelineContext)) {
+    backends::on_cluster(async move |b| body(context(b)).await).await;
 }
 
 /// Generates one test per backend for each `async fn name(ctx)`; attributes
 /// written before a name (e.g. `#[ignore = "…"]`) apply to both.
 macro_rules! backend_tests {
     ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                $(#[$attr])*
-                async fn embedded() {
-                    super::on_embedded(super::$name).await;
-                }
-                #[tokio::test]
-                $(#[$attr])*
-                async fn cluster() {
-                    super::on_cluster(super::$name).await;
-                }
-            }
-        )*
+        ichnaea_testkit::backend_tests!(
+            embedded => crate::on_embedded, cluster => crate::on_cluster;
+            $($(#[$attr])* $name),*
+        );
     };
 }
 
@@ -557,40 +466,57 @@ async fn rate_control_lowers_the_locate_sample_rate(ctx: PipelineContext) {
 /// of its own test, whatever else runs in parallel.
 #[derive(Default)]
 struct TestMetrics {
-    counters: Mutex<BTreeMap<MetricId, Arc<AtomicU64>>>,
-    gauges: Mutex<BTreeMap<MetricId, Arc<AtomicU64>>>,
+    counters: Slots,
+    gauges: Slots,
 }
 
 /// A metric name with its labels, sorted.
 type MetricId = (String, Vec<(String, String)>);
 
+/// Recorded values by metric.
+type Slots = Mutex<BTreeMap<MetricId, Arc<AtomicU64>>>;
+
+fn metric_id(name: &str, labels: impl Iterator<Item = (String, String)>) -> MetricId {
+    let mut labels: Vec<(String, String)> = labels.collect();
+    labels.sort();
+    (name.to_string(), labels)
+}
+
+/// The value recorded for `name` with exactly `labels` (in any order).
+fn recorded(slots: &Slots, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+    let id = metric_id(
+        name,
+        labels.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    slots
+        .lock()
+        .unwrap()
+        .get(&id)
+        .map(|c| c.load(Ordering::SeqCst))
+}
+
+/// The slot of the metric `key`, made on first use.
+fn slot(slots: &Slots, key: &Key) -> Arc<AtomicU64> {
+    let labels = key
+        .labels()
+        .map(|l| (l.key().to_string(), l.value().to_string()));
+    slots
+        .lock()
+        .unwrap()
+        .entry(metric_id(key.name(), labels))
+        .or_default()
+        .clone()
+}
+
 impl TestMetrics {
     /// The counter with exactly these labels (in any order); 0 if never counted.
     fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        let mut labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        labels.sort();
-        self.counters
-            .lock()
-            .unwrap()
-            .get(&(name.to_string(), labels))
-            .map_or(0, |c| c.load(Ordering::SeqCst))
+        recorded(&self.counters, name, labels).unwrap_or(0)
     }
 
     /// The gauge with exactly these labels; `None` if never set.
     fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let mut labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        labels.sort();
-        self.gauges
-            .lock()
-            .unwrap()
-            .get(&(name.to_string(), labels))
-            .map(|g| f64::from_bits(g.load(Ordering::SeqCst)))
+        recorded(&self.gauges, name, labels).map(f64::from_bits)
     }
 
     /// The sum of a counter over all its label sets.
@@ -611,35 +537,11 @@ impl metrics::Recorder for TestMetrics {
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        let mut labels: Vec<(String, String)> = key
-            .labels()
-            .map(|l| (l.key().to_string(), l.value().to_string()))
-            .collect();
-        labels.sort();
-        let slot = self
-            .counters
-            .lock()
-            .unwrap()
-            .entry((key.name().to_string(), labels))
-            .or_default()
-            .clone();
-        Counter::from_arc(slot)
+        Counter::from_arc(slot(&self.counters, key))
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        let mut labels: Vec<(String, String)> = key
-            .labels()
-            .map(|l| (l.key().to_string(), l.value().to_string()))
-            .collect();
-        labels.sort();
-        let slot = self
-            .gauges
-            .lock()
-            .unwrap()
-            .entry((key.name().to_string(), labels))
-            .or_default()
-            .clone();
-        Gauge::from_arc(slot)
+        Gauge::from_arc(slot(&self.gauges, key))
     }
 
     fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
@@ -1109,72 +1011,6 @@ async fn case_15_multiplexer_fills_export_queues_by_skip_rules(ctx: PipelineCont
     }
 }
 
-/// One request the fake export target saw.
-#[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-/// A local HTTP server answering scripted statuses, then 200.
-#[derive(Clone, Default)]
-struct FakeTarget {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    statuses: Arc<Mutex<VecDeque<u16>>>,
-}
-
-impl FakeTarget {
-    /// Serves on an ephemeral loopback port; returns `http://127.0.0.1:<port>`.
-    async fn start(statuses: &[u16]) -> (FakeTarget, String) {
-        let fake = FakeTarget {
-            statuses: Arc::new(Mutex::new(statuses.iter().copied().collect())),
-            ..FakeTarget::default()
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new()
-            .fallback(fake_answer)
-            .with_state(fake.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (fake, format!("http://{addr}"))
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn fake_answer(
-    axum::extract::State(fake): axum::extract::State<FakeTarget>,
-    uri: axum::http::Uri,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> axum::http::StatusCode {
-    fake.seen.lock().unwrap().push(Seen {
-        path: uri.path().to_string(),
-        headers,
-        body: body.to_vec(),
-    });
-    let status = fake.statuses.lock().unwrap().pop_front().unwrap_or(200);
-    axum::http::StatusCode::from_u16(status).unwrap()
-}
-
-fn header<'a>(seen: &'a Seen, name: &str) -> &'a str {
-    seen.headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
-fn gunzip(data: &[u8]) -> Value {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_string(&mut text)
-        .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 /// Exporters whose geosubmit retries wait 5 ms instead of 1 s and 2 s.
 fn fast_exporters() -> Arc<Exporters> {
     Arc::new(Exporters {
@@ -1205,18 +1041,19 @@ async fn case_16_geosubmit_export_posts_one_batch(mut ctx: PipelineContext) {
     let _guard = metrics::set_default_local_recorder(&metrics);
     ctx.exporters = fast_exporters();
     assert!(ctx.store.delete_export_config("internal").await.unwrap());
-    let (fake, base) = FakeTarget::start(&[]).await;
-    geosubmit_export(&ctx, &base, 4).await;
+    let fake = FakeHttp::start(&[]).await;
+    let base = fake.url();
+    geosubmit_export(&ctx, base, 4).await;
     let reports = four_reports();
     submit(&ctx, None, "gnss", reports.clone()).await;
     multiplex_and_export(&ctx, false).await;
-    let seen = fake.seen();
+    let seen = fake.requests();
     assert_eq!(seen.len(), 1, "exactly one POST");
     assert_eq!(seen[0].path, "/v2/geosubmit");
-    assert_eq!(gunzip(&seen[0].body), json!({"items": reports}));
-    assert_eq!(header(&seen[0], "content-encoding"), "gzip");
-    assert_eq!(header(&seen[0], "content-type"), "application/json");
-    assert_eq!(header(&seen[0], "user-agent"), "ichnaea");
+    assert_eq!(seen[0].gunzip_json(), json!({"items": reports}));
+    assert_eq!(seen[0].header("content-encoding"), "gzip");
+    assert_eq!(seen[0].header("content-type"), "application/json");
+    assert_eq!(seen[0].header("user-agent"), "ichnaea");
     assert_eq!(metrics.counter("data.export.batch", &[("key", "test")]), 1);
     assert_eq!(
         metrics.counter("data.export.upload", &[("key", "test"), ("status", "200")]),
@@ -1225,61 +1062,17 @@ async fn case_16_geosubmit_export_posts_one_batch(mut ctx: PipelineContext) {
     assert_eq!(ctx.queue.len("queue_export_test").await.unwrap(), 0);
 }
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("ichnaea-pipeline-export-{}", unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Every file below `dir`, recursively, sorted.
-fn files(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn is_object_name(name: &str) -> bool {
-    name.strip_suffix(".json.gz").is_some_and(|h| {
-        h.len() == 32
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
 /// §9 case 17 (§2.4, §2.8): an s3 export (here a `file://` URL into a temporary
 /// directory; the S3 wire format is tested in `tests/exporters.rs`) writes one
 /// object per (source, api key) partition.
 async fn case_17_s3_export_writes_one_object_per_partition(ctx: PipelineContext) {
     assert!(ctx.store.delete_export_config("internal").await.unwrap());
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("pipeline-export");
     let mut config = ExportConfig::new("backup", ExportSchema::S3);
     config.batch = 3;
     config.url = Some(format!(
         "file://{}/backups/{{source}}/{{api_key}}/{{year}}/{{month}}/{{day}}",
-        tmp.path()
+        tmp.as_str()
     ));
     ctx.store.insert_export_config(&config).await.unwrap();
     let pairs: [(&str, Option<&str>); 5] = [
@@ -1302,11 +1095,11 @@ async fn case_17_s3_export_writes_one_object_per_partition(ctx: PipelineContext)
     }
     multiplex_and_export(&ctx, false).await;
     let day = today();
-    let found = files(&tmp.0);
+    let found = files(tmp.path());
     assert_eq!(found.len(), 5, "{found:?}");
     let mut got = BTreeMap::new();
     for file in &found {
-        let rel = file.strip_prefix(&tmp.0).unwrap().to_str().unwrap();
+        let rel = file.strip_prefix(tmp.path()).unwrap().to_str().unwrap();
         let segments: Vec<&str> = rel.split('/').collect();
         assert_eq!(segments.len(), 7, "{rel}");
         assert_eq!(segments[0], "backups");
@@ -1322,7 +1115,7 @@ async fn case_17_s3_export_writes_one_object_per_partition(ctx: PipelineContext)
         assert!(is_object_name(segments[6]), "{rel}");
         got.insert(
             format!("{}/{}", segments[1], segments[2]),
-            gunzip(&std::fs::read(file).unwrap()),
+            gunzip_json(&std::fs::read(file).unwrap()),
         );
     }
     assert_eq!(got, sent);
@@ -1347,12 +1140,12 @@ async fn case_18_failed_export_is_retried_after_its_lease(mut ctx: PipelineConte
     let _guard = metrics::set_default_local_recorder(&metrics);
     ctx.settings.export_visibility = Duration::from_millis(300);
     assert!(ctx.store.delete_export_config("internal").await.unwrap());
-    let tmp = TempDir::new();
-    let blocker = tmp.0.join("out");
+    let tmp = TempDir::new("pipeline-export");
+    let blocker = tmp.join("out");
     std::fs::write(&blocker, b"not a directory").unwrap();
     let mut config = ExportConfig::new("test", ExportSchema::S3);
     config.batch = 2;
-    config.url = Some(format!("file://{}/out/{{source}}", tmp.path()));
+    config.url = Some(format!("file://{}/out/{{source}}", tmp.as_str()));
     ctx.store.insert_export_config(&config).await.unwrap();
     let reports = vec![
         wifi_report(51.0, 10.0, &["0123f456789a"]),
@@ -1380,11 +1173,11 @@ async fn case_18_failed_export_is_retried_after_its_lease(mut ctx: PipelineConte
     multiplex_and_export(&ctx, false).await;
     assert_eq!(metrics.counter("data.export.batch", &[("key", "test")]), 1);
     assert_eq!(ctx.queue.len(queue).await.unwrap(), 0);
-    let found = files(&tmp.0);
+    let found = files(tmp.path());
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(found[0].starts_with(tmp.0.join("out/gnss")));
+    assert!(found[0].starts_with(tmp.join("out/gnss")));
     assert_eq!(
-        gunzip(&std::fs::read(&found[0]).unwrap()),
+        gunzip_json(&std::fs::read(&found[0]).unwrap()),
         json!({"items": reports})
     );
 }
@@ -1399,12 +1192,13 @@ async fn case_19_export_failing_three_times_stays_queued(mut ctx: PipelineContex
     ctx.exporters = fast_exporters();
     ctx.settings.export_visibility = Duration::from_millis(300);
     assert!(ctx.store.delete_export_config("internal").await.unwrap());
-    let (fake, base) = FakeTarget::start(&[500, 500, 500]).await;
-    geosubmit_export(&ctx, &base, 4).await;
+    let fake = FakeHttp::start(&[500, 500, 500]).await;
+    let base = fake.url();
+    geosubmit_export(&ctx, base, 4).await;
     let reports = four_reports();
     submit(&ctx, None, "gnss", reports.clone()).await;
     multiplex_and_export(&ctx, false).await;
-    assert_eq!(fake.seen().len(), 3, "three attempts");
+    assert_eq!(fake.requests().len(), 3, "three attempts");
     assert_eq!(metrics.counter("data.export.batch", &[("key", "test")]), 0);
     assert_eq!(
         metrics.counter("data.export.upload", &[("key", "test"), ("status", "500")]),
@@ -1414,9 +1208,9 @@ async fn case_19_export_failing_three_times_stays_queued(mut ctx: PipelineContex
 
     tokio::time::sleep(Duration::from_millis(400)).await;
     multiplex_and_export(&ctx, false).await;
-    let seen = fake.seen();
+    let seen = fake.requests();
     assert_eq!(seen.len(), 4);
-    assert_eq!(gunzip(&seen[3].body), json!({"items": reports}));
+    assert_eq!(seen[3].gunzip_json(), json!({"items": reports}));
     assert_eq!(metrics.counter("data.export.batch", &[("key", "test")]), 1);
     assert_eq!(ctx.queue.len("queue_export_test").await.unwrap(), 0);
 }
@@ -2121,7 +1915,7 @@ async fn count(ctx: &PipelineContext, key: StatKey, day: NaiveDate, n: i64) {
         .apply_station_batch(
             StationTable::Cell(Radio::Gsm),
             "update_cell_gsm",
-            &unique(),
+            &ichnaea_testkit::unique(),
             day.and_hms_opt(12, 0, 0).unwrap(),
             &[],
             |_| StationWrites {
@@ -2406,26 +2200,19 @@ async fn monitor_tasks_report_api_usage(ctx: PipelineContext) {
     ichnaea_pipeline::monitor::monitor_api_users(ctx.clone())
         .await
         .unwrap();
-    assert_eq!(
-        metrics.gauge("api.limit", &[("key", KEY_LABEL), ("path", "v1.geolocate")]),
-        Some(3.0)
-    );
-    assert_eq!(
-        metrics.gauge("api.limit", &[("key", KEY_LABEL), ("path", "v2.geosubmit")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        metrics.gauge("locate.user", &[("key", KEY_LABEL), ("interval", "1d")]),
-        Some(2.0)
-    );
-    assert_eq!(
-        metrics.gauge("locate.user", &[("key", KEY_LABEL), ("interval", "7d")]),
-        Some(2.0)
-    );
-    assert_eq!(
-        metrics.gauge("submit.user", &[("key", KEY_LABEL), ("interval", "7d")]),
-        Some(1.0)
-    );
+    for (name, tag, value, want) in [
+        ("api.limit", "path", "v1.geolocate", 3.0),
+        ("api.limit", "path", "v2.geosubmit", 1.0),
+        ("locate.user", "interval", "1d", 2.0),
+        ("locate.user", "interval", "7d", 2.0),
+        ("submit.user", "interval", "7d", 1.0),
+    ] {
+        assert_eq!(
+            metrics.gauge(name, &[("key", KEY_LABEL), (tag, value)]),
+            Some(want),
+            "{name} {tag}={value}"
+        );
+    }
 }
 
 /// §4.4: the public cell export writes the positioned cells changed in the
@@ -2462,8 +2249,8 @@ async fn public_cell_export_writes_gzip_csv(ctx: PipelineContext) {
         ])
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("ichnaea-cells-{}", unique()));
-    let url = format!("file://{}", dir.display());
+    let dir = TempDir::new("cells");
+    let url = format!("file://{}", dir.path().display());
     let (path, rows) = export(&ctx, &url, Kind::Full, now).await.unwrap();
     assert_eq!(rows, 2, "the blocked cell without a position is left out");
     assert!(
@@ -2493,7 +2280,6 @@ async fn public_cell_export_writes_gzip_csv(ctx: PipelineContext) {
         .await
         .unwrap();
     assert_eq!(diff_rows, 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn exported_lines(path: &str) -> Vec<String> {
@@ -2558,8 +2344,8 @@ async fn case_55_full_cell_export(ctx: PipelineContext) {
         now - chrono::Duration::days(367),
     ));
     ctx.store.upsert_cell_stations(&cells).await.unwrap();
-    let dir = std::env::temp_dir().join(format!("ichnaea-case55-{}", unique()));
-    let url = format!("file://{}/export", dir.display());
+    let dir = TempDir::new("case55");
+    let url = format!("file://{}/export", dir.path().display());
     let (path, rows) = ichnaea_pipeline::cell_export::export(
         &ctx,
         &url,
@@ -2573,7 +2359,7 @@ async fn case_55_full_cell_export(ctx: PipelineContext) {
         path,
         format!(
             "{}/export/MLS-full-cell-export-{}T000000.csv.gz",
-            dir.display(),
+            dir.path().display(),
             now.date().format("%Y-%m-%d")
         )
     );
@@ -2585,7 +2371,6 @@ async fn case_55_full_cell_export(ctx: PipelineContext) {
             .all(|l| l.starts_with("UMTS,234,10,5,") && l.contains(",-0.1234568,")),
         "{lines:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// §9 case 56: the diff export run at 14:03 is named `…T140000.csv.gz` and holds
@@ -2602,8 +2387,8 @@ async fn case_56_diff_cell_export_window(ctx: PipelineContext) {
         ])
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("ichnaea-case56-{}", unique()));
-    let url = format!("file://{}/export", dir.display());
+    let dir = TempDir::new("case56");
+    let url = format!("file://{}/export", dir.path().display());
     let (path, rows) = ichnaea_pipeline::cell_export::export(
         &ctx,
         &url,
@@ -2625,7 +2410,6 @@ async fn case_56_diff_cell_export_window(ctx: PipelineContext) {
         .map(|l| l.split(',').nth(4).unwrap().to_string())
         .collect();
     assert_eq!(cids, vec!["2", "3"]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// §9 case 60: user sets of today {ip1, ip2}, six days ago {ip1, ip2, ip3} and

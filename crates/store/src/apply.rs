@@ -233,7 +233,8 @@ impl Store {
         })
     }
 
-    /// Today's not yet folded counter values (for tests and monitoring).
+    /// Today's not yet folded counter values (tests only).
+    #[cfg(feature = "testing")]
     pub async fn stat_counters(&self, day: NaiveDate) -> Result<Vec<(StatKey, i64)>> {
         with_pool!(self, pool => {
             let rows = sqlx::query("SELECT \"key\", value FROM stat_counter WHERE day = $1 ORDER BY \"key\"")

@@ -8,6 +8,7 @@ use crate::{Result, Store, with_pool};
 impl Store {
     /// Records that `batch_id` of `queue` was applied at `now`. Returns false if it
     /// was already recorded (a replay, to be skipped).
+    #[cfg(feature = "testing")]
     pub async fn record_applied_batch(
         &self,
         queue: &str,
@@ -30,6 +31,7 @@ impl Store {
     }
 
     /// Whether `batch_id` of `queue` was applied.
+    #[cfg(feature = "testing")]
     pub async fn batch_applied(&self, queue: &str, batch_id: &str) -> Result<bool> {
         with_pool!(self, pool => {
             let row = sqlx::query("SELECT 1 FROM applied_batch WHERE queue = $1 AND batch_id = $2")

@@ -6,7 +6,7 @@ use ichnaea_core::datamap::{DatamapGrid, Quadrant};
 use sqlx::AssertSqlSafe;
 
 use crate::rows::{SqlRow, corrupt};
-use crate::{LOOKUP_CHUNK, Result, Store, placeholders, with_pool};
+use crate::{Result, Store, with_pool};
 
 /// One stored grid cell.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,11 +33,13 @@ fn decode_row(row: &impl SqlRow, table: &str) -> Result<DatamapRow> {
 
 impl Store {
     /// The stored rows among `grids` of one quadrant table.
+    #[cfg(feature = "testing")]
     pub async fn datamap_rows(
         &self,
         quadrant: Quadrant,
         grids: &[DatamapGrid],
     ) -> Result<Vec<DatamapRow>> {
+        use crate::{LOOKUP_CHUNK, placeholders};
         let table = quadrant.table();
         let mut out = Vec::with_capacity(grids.len());
         for chunk in grids.chunks(LOOKUP_CHUNK) {

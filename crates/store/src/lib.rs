@@ -199,32 +199,7 @@ impl Store {
         }
         with_pool!(self, pool => pool.close().await)
     }
-
-    /// PostgreSQL only: drops a schema with everything in it (test clean-up).
-    ///
-    /// The drop gives up after [`DROP_SCHEMA_LOCK_TIMEOUT`] of waiting for a
-    /// lock: a failed test can leave tasks holding a transaction open in the
-    /// schema, and its clean-up must then fail, not hang the test run.
-    pub async fn drop_pg_schema(&self, schema: &str) -> Result<()> {
-        if let Backend::Postgres(pool) = &self.backend {
-            let mut tx = pool.begin().await?;
-            let timeout = format!(
-                "SET LOCAL lock_timeout = {}",
-                DROP_SCHEMA_LOCK_TIMEOUT.as_millis()
-            );
-            sqlx::query(AssertSqlSafe(&*timeout))
-                .execute(&mut *tx)
-                .await?;
-            let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(schema));
-            sqlx::query(AssertSqlSafe(&*sql)).execute(&mut *tx).await?;
-            tx.commit().await?;
-        }
-        Ok(())
-    }
 }
-
-/// How long [`Store::drop_pg_schema`] waits for a lock before failing.
-pub const DROP_SCHEMA_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn create_pg_schema(connect: PgConnectOptions, schema: &str) -> Result<()> {
     let pool = PgPoolOptions::new()
@@ -253,8 +228,9 @@ pub(crate) fn placeholders(offset: usize, n: usize) -> String {
 pub(crate) const LOOKUP_CHUNK: usize = 500;
 
 impl Store {
-    /// Number of rows in one of the tables of [`schema::all_tables`] (operators'
-    /// statistics and tests); `None` for any other name.
+    /// Number of rows in one of the tables of [`schema::all_tables`]; `None` for
+    /// any other name (tests only).
+    #[cfg(feature = "testing")]
     pub async fn row_count(&self, table: &str) -> Result<Option<i64>> {
         if !schema::all_tables().iter().any(|t| t == table) {
             return Ok(None);
@@ -270,7 +246,8 @@ impl Store {
 impl Store {
     /// `(rows, sum of samples)` over every table of a station family (`wifi`,
     /// `blue` or `cell`): a cheap global check that every accepted observation
-    /// was applied exactly once.
+    /// was applied exactly once (tests only).
+    #[cfg(feature = "testing")]
     pub async fn station_totals(&self, family: &str) -> Result<(i64, i64)> {
         let tables: Vec<String> = match family {
             "wifi" => (0..16u8).map(schema::wifi_table).collect(),

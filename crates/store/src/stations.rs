@@ -227,6 +227,7 @@ impl Store {
     }
 
     /// Inserts or wholly replaces Bluetooth station rows, in one transaction.
+    #[cfg(feature = "testing")]
     pub async fn upsert_blue_stations(&self, rows: &[BlueStation]) -> Result<()> {
         let rows: Vec<_> = rows.iter().map(|r| (r.mac, &r.fields)).collect();
         self.upsert_mac_stations(MacKind::Blue, &rows).await

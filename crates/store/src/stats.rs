@@ -47,6 +47,7 @@ impl Store {
     }
 
     /// Inserts or replaces one `stat` row.
+    #[cfg(feature = "testing")]
     pub async fn upsert_stat(&self, row: &StatRow) -> Result<()> {
         with_pool!(self, pool => {
             sqlx::query(

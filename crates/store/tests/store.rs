@@ -5,12 +5,9 @@
 // helpers are not public API.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use chrono::{NaiveDate, NaiveDateTime};
-use futures_util::FutureExt;
 use ichnaea_core::cell::{AreaKey, CellKey};
 use ichnaea_core::datamap::{DatamapGrid, Quadrant};
 use ichnaea_core::export::{ExportConfig, ExportSchema};
@@ -22,110 +19,12 @@ use ichnaea_core::stats::{RegionStat, StatKey, StatRow};
 use ichnaea_core::{ApiKey, ExportConfigPatch};
 use ichnaea_store::{
     BoundingBox, DatamapRow, StationKey, StationTable, StationWrites, Store, StoreError,
-    StoreOptions, StoredStation,
+    StoredStation,
 };
+use ichnaea_testkit::store::{on_postgres, on_sqlite};
 
-static PG_NOTICE: Once = Once::new();
-
-fn unique() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-/// Runs `body` against a fresh, migrated SQLite file, then removes it.
-async fn on_sqlite<F, Fut>(body: F)
-where
-    F: FnOnce(Store) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let dir: PathBuf = std::env::temp_dir().join(format!("ichnaea-store-{}", unique()));
-    let url = format!("sqlite://{}/test.db", dir.display());
-    let store = Store::connect(&url, &StoreOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let result = std::panic::AssertUnwindSafe(body(store.clone()))
-        .catch_unwind()
-        .await;
-    store.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-/// The PostgreSQL URL of the tests, with a notice either way (once).
-fn pg_url() -> Option<String> {
-    let Ok(url) = std::env::var("ICHNAEA_TEST_POSTGRES_URL") else {
-        PG_NOTICE.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOTICE: ICHNAEA_TEST_POSTGRES_URL unset: PostgreSQL store tests skipped"
-            );
-        });
-        return None;
-    };
-    static RUNNING: Once = Once::new();
-    RUNNING.call_once(|| {
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOTICE: PostgreSQL store tests run against {url}"
-        );
-    });
-    Some(url)
-}
-
-/// Store options for a test's own PostgreSQL schema.
-fn pg_options(schema: &str) -> StoreOptions {
-    StoreOptions {
-        pg_schema: Some(schema.to_owned()),
-        max_connections: 4,
-        ..StoreOptions::default()
-    }
-}
-
-/// Runs `body` against a fresh, migrated PostgreSQL schema, then drops it; prints a
-/// notice and returns when no PostgreSQL URL is configured.
-async fn on_postgres<F, Fut>(body: F)
-where
-    F: FnOnce(Store) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let Some(url) = pg_url() else {
-        return;
-    };
-    let schema = format!("test_{}", unique());
-    let options = pg_options(&schema);
-    let store = Store::connect(&url, &options).await.unwrap();
-    store.migrate().await.unwrap();
-    let result = std::panic::AssertUnwindSafe(body(store.clone()))
-        .catch_unwind()
-        .await;
-    store.drop_pg_schema(&schema).await.unwrap();
-    store.close().await;
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-/// Generates one test per backend for each `async fn name(store: Store)`.
-macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn sqlite() {
-                    super::on_sqlite(super::$name).await;
-                }
-                #[tokio::test]
-                async fn postgres() {
-                    super::on_postgres(super::$name).await;
-                }
-            }
-        )*
-    };
-}
-
-backend_tests!(
+ichnaea_testkit::backend_tests!(
+    sqlite => on_sqlite, postgres => on_postgres;
     migrations_are_idempotent_and_seed_internal_export,
     api_keys_round_trip,
     export_configs_round_trip,
@@ -1142,52 +1041,4 @@ async fn station_pages_follow_key_order_and_area(store: Store) {
         .await
         .unwrap();
     assert_eq!(macs(&inside), vec!["000000000001"]);
-}
-
-/// The test clean-up's schema drop fails after its lock timeout when another
-/// session holds a lock in the schema (as a failed test's stuck task can),
-/// instead of waiting for ever; once the lock is gone it drops the schema.
-#[tokio::test]
-async fn drop_pg_schema_gives_up_on_a_held_lock() {
-    use sqlx::Connection;
-    let Some(url) = pg_url() else {
-        return;
-    };
-    let schema = format!("test_{}", unique());
-    let store = Store::connect(&url, &pg_options(&schema)).await.unwrap();
-    store.migrate().await.unwrap();
-    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    let lock = format!("LOCK TABLE \"{schema}\".api_key IN ACCESS SHARE MODE");
-    sqlx::query(sqlx::AssertSqlSafe(lock))
-        .execute(&mut holder)
-        .await
-        .unwrap();
-
-    let started = std::time::Instant::now();
-    // Bounded here too, so that a regression fails instead of hanging.
-    let bound = ichnaea_store::DROP_SCHEMA_LOCK_TIMEOUT + std::time::Duration::from_secs(30);
-    let err = tokio::time::timeout(bound, store.drop_pg_schema(&schema))
-        .await
-        .expect("the drop waited past its lock timeout")
-        .expect_err("the drop must give up while the lock is held");
-    assert!(err.to_string().contains("lock timeout"), "{err}");
-    assert!(
-        started.elapsed() >= ichnaea_store::DROP_SCHEMA_LOCK_TIMEOUT,
-        "gave up after {:?}, before the lock timeout",
-        started.elapsed()
-    );
-
-    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
-    store.drop_pg_schema(&schema).await.unwrap();
-    let left: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
-    )
-    .bind(&schema)
-    .fetch_one(&mut holder)
-    .await
-    .unwrap();
-    assert_eq!(left, 0, "schema {schema} still there");
-    holder.close().await.unwrap();
-    store.close().await;
 }

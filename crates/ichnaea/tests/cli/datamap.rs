@@ -5,26 +5,16 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{DataDir, log_lines};
+use ichnaea_testkit::relative_files;
 
+use super::log_lines;
+
+/// The PNG files below `dir`, by path relative to it, sorted.
 fn pngs(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "png") {
-                out.push(p.strip_prefix(dir).unwrap().to_str().unwrap().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
+    relative_files(dir)
+        .into_iter()
+        .filter(|p| p.ends_with(".png"))
+        .collect()
 }
 
 fn summary(stderr: &str) -> Value {
@@ -39,7 +29,7 @@ fn summary(stderr: &str) -> Value {
 
 #[test]
 fn datamap_flag_rules() {
-    let dir = DataDir::new("datamap-flags");
+    let dir = super::data_dir("datamap-flags");
     let help = dir.run(&["datamap"]).expect_code(0);
     assert!(
         help.stdout.contains("Usage: ichnaea datamap"),
@@ -74,7 +64,7 @@ fn datamap_flag_rules() {
 
 #[test]
 fn datamap_create_and_upload_end_to_end() {
-    let dir = DataDir::new("datamap-e2e");
+    let dir = super::data_dir("datamap-e2e");
     let run = dir
         .run(&["seed-datamap", "--count", "60", "--seed", "7"])
         .expect_code(0);

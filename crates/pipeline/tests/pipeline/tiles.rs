@@ -18,7 +18,7 @@ use ichnaea_pipeline::tiles::points::point_key;
 use ichnaea_pipeline::tiles::render::{self, TileJob};
 use ichnaea_pipeline::tiles::{self, TileTarget};
 
-use super::{on_cluster, on_embedded, unique};
+use ichnaea_testkit::{TempDir, relative_files, serve};
 
 /// Slippy-map tile and pixel of a position, by the textbook formula (not the
 /// renderer's integer code): (tile x, tile y, pixel x, pixel y).
@@ -33,31 +33,15 @@ fn slippy(lat: f64, lon: f64, z: u8, size: u32) -> (u32, u32, usize, usize) {
     (tx as u32, ty as u32, px, py)
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ichnaea-tiles-{name}-{}", unique()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Every file below `dir`, by path relative to it.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_str().unwrap().to_string();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
+    relative_files(dir)
+        .into_iter()
+        .map(|rel| {
+            let data = std::fs::read(dir.join(&rel)).unwrap();
+            (rel, data)
+        })
+        .collect()
 }
 
 const BERLIN: (f64, f64) = (52.516_3, 13.377_7);
@@ -155,7 +139,10 @@ fn rendering_is_repeatable_and_skips_empty_tiles() {
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    let (a, b) = (temp_dir("repeat-a"), temp_dir("repeat-b"));
+    let (a, b) = (
+        TempDir::new("tiles-repeat-a"),
+        TempDir::new("tiles-repeat-b"),
+    );
     let stats_a = render::render_all(&keys, &a, 2).unwrap();
     let stats_b = render::render_all(&keys, &b, 1).unwrap();
     assert_eq!(stats_a, stats_b);
@@ -180,8 +167,6 @@ fn rendering_is_repeatable_and_skips_empty_tiles() {
     assert!(fa.contains_key("tiles/0/0/0.png"));
     assert!(fa.contains_key("tiles/0/0/0@2x.png"));
     assert_eq!(fa.keys().filter(|k| k.starts_with("tiles/0/")).count(), 2);
-    let _ = std::fs::remove_dir_all(&a);
-    let _ = std::fs::remove_dir_all(&b);
 }
 
 fn grids_around(lat: f64, lon: f64, n: i32) -> Vec<DatamapGrid> {
@@ -212,8 +197,8 @@ async fn create_and_upload_sync_a_file_bucket(ctx: PipelineContext) {
         .touch_datamap(Quadrant::Se, &sydney, today - Days::new(20))
         .await
         .unwrap();
-    let work = temp_dir("work");
-    let bucket = temp_dir("bucket");
+    let work = TempDir::new("tiles-work");
+    let bucket = TempDir::new("tiles-bucket");
     let url = format!("file://{}/site/", bucket.display());
     let target = TileTarget::open(&url).unwrap();
 
@@ -317,9 +302,6 @@ async fn create_and_upload_sync_a_file_bucket(ctx: PipelineContext) {
     let empty = tiles::create(store, &work, today, 2, 50).await.unwrap();
     assert_eq!((empty.grid_rows, empty.tile_count), (0, 0));
     assert!(!work.join("tiles").exists());
-
-    let _ = std::fs::remove_dir_all(&work);
-    let _ = std::fs::remove_dir_all(&bucket);
 }
 
 backend_tests!(create_and_upload_sync_a_file_bucket);
@@ -427,10 +409,7 @@ async fn fake_s3(
 #[tokio::test]
 async fn upload_to_s3_compares_etags_and_deletes_orphans() {
     let s3 = FakeS3::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let app = Router::new().fallback(fake_s3).with_state(s3.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let endpoint = serve(Router::new().fallback(fake_s3).with_state(s3.clone())).await;
     ichnaea_pipeline::export::geosubmit::install_crypto_provider();
     let store = object_store::aws::AmazonS3Builder::new()
         .with_bucket_name("bucket")
@@ -443,7 +422,7 @@ async fn upload_to_s3_compares_etags_and_deletes_orphans() {
         .unwrap();
     let target = TileTarget::with_store(Arc::new(store), "/public/", true);
 
-    let work = temp_dir("s3");
+    let work = TempDir::new("tiles-s3");
     let keys = vec![point_key(BERLIN.0, BERLIN.1)];
     let rendered = render::render_all(&keys, &work, 2).unwrap();
     assert_eq!(rendered.tile_count, 13);
@@ -543,5 +522,4 @@ async fn upload_to_s3_compares_etags_and_deletes_orphans() {
     for (rel, bytes) in &local {
         assert_eq!(&objects[&format!("public/{rel}")].0, bytes, "{rel}");
     }
-    let _ = std::fs::remove_dir_all(&work);
 }

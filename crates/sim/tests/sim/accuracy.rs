@@ -2,18 +2,17 @@
 //! the embedded queue, a pipeline drain, then queries at true positions.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use ichnaea_core::ApiKey;
 use ichnaea_core::region::RegionGeocoder;
 use ichnaea_pipeline::export::Exporters;
 use ichnaea_pipeline::{PipelineContext, PipelineSettings, worker};
-use ichnaea_queue::{Counters, Queue};
 use ichnaea_sim::{AccuracyArgs, TrafficArgs, WorldArgs, run_accuracy, run_traffic};
-use ichnaea_store::{Store, StoreOptions};
-use ichnaea_web::api::ApiSettings;
-use ichnaea_web::api::keys::ApiKeyCache;
-use ichnaea_web::{AppState, FallbackClient, router};
+use ichnaea_testkit::backends::{Backends, on_embedded};
+use ichnaea_testkit::serve;
+use ichnaea_testkit::web::app_state;
+use ichnaea_web::router;
 use tokio_util::sync::CancellationToken;
 
 fn world_args() -> WorldArgs {
@@ -30,41 +29,20 @@ fn world_args() -> WorldArgs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wifi_answers_are_mostly_within_100_m_after_traffic_and_drain() {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("ichnaea-sim-{}-{nanos}", std::process::id()));
-    let store = Store::connect(
-        &format!("sqlite://{}/t.db", dir.display()),
-        &StoreOptions::default(),
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
-    store
-        .insert_api_key(&ApiKey::new("sim-accuracy"))
-        .await
-        .unwrap();
-    let pool = store.sqlite_pool().unwrap().clone();
-    let queue = Arc::new(Queue::embedded(pool.clone()).await.unwrap());
-    let counters = Arc::new(Counters::embedded(pool).await.unwrap());
-    let state = AppState {
-        store: store.clone(),
-        queue: queue.clone(),
-        admin_token: None,
-        version: Arc::new(serde_json::json!({})),
-        geoip: None,
-        geoip_configured: false,
-        fallback: FallbackClient::new().unwrap(),
-        api_keys: ApiKeyCache::new(Duration::from_secs(300)),
-        counters: counters.clone(),
-        api: ApiSettings::default(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    on_embedded(async |backends| {
+        backends
+            .store
+            .insert_api_key(&ApiKey::new("sim-accuracy"))
+            .await
+            .unwrap();
+        let url = serve(router(app_state(&backends))).await;
+        check_accuracy(backends, url).await;
+    })
+    .await;
+}
 
+/// Traffic to the server at `url`, a pipeline drain, then the accuracy run.
+async fn check_accuracy(backends: Backends, url: String) {
     let traffic = run_traffic(&TrafficArgs {
         world: world_args(),
         url: url.clone(),
@@ -90,9 +68,9 @@ async fn wifi_answers_are_mostly_within_100_m_after_traffic_and_drain() {
 
     let settings = PipelineSettings::default();
     let ctx = PipelineContext {
-        store: store.clone(),
-        queue,
-        counters,
+        store: backends.store.clone(),
+        queue: Arc::new(backends.queue),
+        counters: backends.counters,
         geocoder: Arc::new(RegionGeocoder::new().unwrap()),
         exporters: Arc::new(Exporters::new(settings.export_timeout).unwrap()),
         settings,
@@ -115,9 +93,6 @@ async fn wifi_answers_are_mostly_within_100_m_after_traffic_and_drain() {
     })
     .await
     .unwrap();
-    server.abort();
-    store.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
 
     let table = report.table();
     eprintln!("{table}");

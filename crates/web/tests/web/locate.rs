@@ -3,20 +3,19 @@
 //! through HTTP with stations written by the store, the external fallback against
 //! a local provider, and the real clients of clients.md §7, on both backends.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use chrono::{Datelike, Duration, NaiveDateTime, Utc};
 use ichnaea_core::geo::distance;
 use ichnaea_core::station::{BlueStation, CellArea, CellStation, StationFields, WifiStation};
 use ichnaea_core::{ApiKey, AreaKey, CellKey, Mac, Radio};
+use ichnaea_testkit::{FakeHttp, gzip};
 use ichnaea_web::router;
 use serde_json::{Value, json};
 
-use crate::submit::{
-    PrivateRedis, add_key, assert_cors, error_reason, gzip, limited, queued, send, send_app,
-};
-use crate::{Fx, Reply, state};
+use crate::submit::{PrivateRedis, add_key, assert_cors, error_reason, limited, queued, send};
+use crate::{Fx, Reply, send_app, send_request, state};
 
 crate::backend_tests!(
     case_01_05_missing_malformed_and_unknown_keys,
@@ -505,21 +504,7 @@ async fn ip_lookup_from(app: &axum::Router, peer: &str, forwarded: &str) -> Repl
         .extension(axum::extract::ConnectInfo(peer))
         .body(axum::body::Body::empty())
         .unwrap();
-    let response = tower::ServiceExt::oneshot(app.clone(), request)
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    send_request(app, request).await
 }
 
 /// A client talking to the server directly cannot choose the address it is
@@ -1702,65 +1687,12 @@ async fn country_reads_no_station_table_for_ip_and_mcc(fx: Fx) {
 
 // ---- external fallback -------------------------------------------------------------
 
-/// One request the local provider received.
-#[derive(Clone, Debug)]
-struct Call {
-    path: String,
-    headers: HeaderMap,
-    body: Value,
-}
-
-/// A local HTTP server standing in for an external provider.
-#[derive(Clone)]
-struct MockProvider {
-    url: String,
-    calls: Arc<Mutex<Vec<Call>>>,
-    reply: Arc<Mutex<(u16, String)>>,
-}
-
-impl MockProvider {
-    async fn start(status: u16, body: &str) -> MockProvider {
-        let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
-        let reply = Arc::new(Mutex::new((status, body.to_string())));
-        let (c, r) = (calls.clone(), reply.clone());
-        let handler = move |request: axum::extract::Request| {
-            let (c, r) = (c.clone(), r.clone());
-            async move {
-                let (parts, body) = request.into_parts();
-                let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-                c.lock().unwrap().push(Call {
-                    path: parts.uri.path().to_string(),
-                    headers: parts.headers,
-                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-                });
-                let (status, text) = r.lock().unwrap().clone();
-                (
-                    StatusCode::from_u16(status).unwrap(),
-                    [(header::CONTENT_TYPE, "application/json")],
-                    text,
-                )
-            }
-        };
-        let app = axum::Router::new().fallback(handler);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        MockProvider { url, calls, reply }
-    }
-
-    fn reply(&self, status: u16, body: &str) {
-        *self.reply.lock().unwrap() = (status, body.to_string());
-    }
-
-    fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.calls.lock().unwrap().len()
-    }
+/// A local HTTP server standing in for an external provider, answering `status`
+/// with `body` until told otherwise.
+async fn start_provider(status: u16, body: &str) -> FakeHttp {
+    let provider = FakeHttp::start(&[]).await;
+    provider.answer(status, body);
+    provider
 }
 
 /// A key using the provider at `url` (T-F1 settings: 10 calls per 60 s, cache 60 s).
@@ -1779,10 +1711,10 @@ fn fallback_key(name: &str, url: &str) -> ApiKey {
 const PROVIDER_OK: &str = r#"{"location": {"lat": 1.0, "lng": 1.0}, "accuracy": 100}"#;
 
 async fn t_f1_f2_provider_request_and_answer(fx: Fx) {
-    let provider = MockProvider::start(200, PROVIDER_OK).await;
+    let provider = start_provider(200, PROVIDER_OK).await;
     add_key(
         &fx,
-        fallback_key("fbkey", &format!("{}/v1/geolocate", provider.url)),
+        fallback_key("fbkey", &format!("{}/v1/geolocate", provider.url())),
     )
     .await;
     put_cells(
@@ -1804,17 +1736,20 @@ async fn t_f1_f2_provider_request_and_answer(fx: Fx) {
         &r,
         &json!({"location": {"lat": 1.0, "lng": 1.0}, "accuracy": 100.0}),
     );
-    let calls = provider.calls();
+    let calls = provider.requests();
     assert_eq!(calls.len(), 1);
     let call = &calls[0];
     assert_eq!(call.path, "/v1/geolocate");
     assert_eq!(call.headers.get(header::USER_AGENT).unwrap(), "ichnaea");
-    assert_eq!(call.body["fallbacks"], json!({"lacf": true, "ipf": false}));
-    let cells = call.body["cellTowers"].as_array().unwrap();
+    assert_eq!(
+        call.json()["fallbacks"],
+        json!({"lacf": true, "ipf": false})
+    );
+    let cells = call.json()["cellTowers"].as_array().unwrap().clone();
     assert_eq!(cells.len(), 2);
     assert!(cells.iter().all(|c| c["radioType"] == json!("wcdma")));
     assert_eq!(
-        call.body["wifiAccessPoints"],
+        call.json()["wifiAccessPoints"],
         json!([
             {"macAddress": mac_hex(1), "ssid": "net"},
             {"macAddress": mac_hex(2), "channel": 1},
@@ -1822,29 +1757,29 @@ async fn t_f1_f2_provider_request_and_answer(fx: Fx) {
         ]),
         "normalised MACs, no frequency"
     );
-    assert!(call.body.get("bluetoothBeacons").is_none());
+    assert!(call.json().get("bluetoothBeacons").is_none());
     // T-F2: a lacf answer keeps its tag; other tags are dropped.
-    provider.reply(
+    provider.answer(
         200,
         r#"{"location": {"lat": 1.0, "lng": 1.0}, "accuracy": 1500, "fallback": "lacf"}"#,
     );
     let r = locate(&app, "/v1/geolocate?key=fbkey", None, body.clone()).await;
     assert_position(&r, (1.0, 1.0), 1500.0, Some("lacf"));
-    provider.reply(
+    provider.answer(
         200,
         r#"{"location": {"lat": 1.0, "lng": 1.0}, "accuracy": 1500, "fallback": "cidf"}"#,
     );
     let r = locate(&app, "/v1/geolocate?key=fbkey", None, body).await;
     assert_position(&r, (1.0, 1.0), 1500.0, None);
     // Bluetooth is sent too.
-    provider.reply(200, PROVIDER_OK);
+    provider.answer(200, PROVIDER_OK);
     let body = json!({"bluetoothBeacons": [{"macAddress": mac_colons(5), "name": "b", "signalStrength": -60},
                                            {"macAddress": mac_hex(6), "age": 100}]});
     let r = locate(&app, "/v1/geolocate?key=fbkey", None, body).await;
     assert_position(&r, (1.0, 1.0), 100.0, None);
-    let last = provider.calls().pop().unwrap();
+    let last = provider.requests().pop().unwrap();
     assert_eq!(
-        last.body["bluetoothBeacons"],
+        last.json()["bluetoothBeacons"],
         json!([{"macAddress": mac_hex(5), "name": "b", "signalStrength": -60},
                {"macAddress": mac_hex(6), "age": 100}])
     );
@@ -1863,8 +1798,8 @@ fn wifi_cache_key(i: usize) -> Vec<u8> {
 }
 
 async fn t_f3_f8_cache(fx: Fx) {
-    let provider = MockProvider::start(404, r#"{"error": "not found"}"#).await;
-    add_key(&fx, fallback_key("fbkey", &provider.url)).await;
+    let provider = start_provider(404, r#"{"error": "not found"}"#).await;
+    add_key(&fx, fallback_key("fbkey", provider.url())).await;
     let app = app(&fx);
     // T-F3: single cell, provider 404 → client 404, cached as "404".
     let body = json!({"cellTowers": [cell_json("lte", 234, 1, 1)]});
@@ -1889,7 +1824,7 @@ async fn t_f3_f8_cache(fx: Fx) {
     assert_eq!(provider.count(), 1, "answered from the cache");
 
     // A found answer is cached too; 5G cell ids are 17 bytes.
-    provider.reply(200, PROVIDER_OK);
+    provider.answer(200, PROVIDER_OK);
     let body = json!({"cellTowers": [cell_json("nr", 262, 1, 1 << 35)]});
     let r = locate(&app, "/v1/geolocate?key=fbkey", None, body.clone()).await;
     assert_position(&r, (1.0, 1.0), 100.0, None);
@@ -1962,8 +1897,8 @@ async fn t_f3_f8_cache(fx: Fx) {
 }
 
 async fn t_f4_errors_are_not_cached(fx: Fx) {
-    let provider = MockProvider::start(500, "{}").await;
-    add_key(&fx, fallback_key("fbkey", &provider.url)).await;
+    let provider = start_provider(500, "{}").await;
+    add_key(&fx, fallback_key("fbkey", provider.url())).await;
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
@@ -1979,7 +1914,7 @@ async fn t_f4_errors_are_not_cached(fx: Fx) {
         (200, r#"["invalid json"]"#),
         (200, r#"{"location": {"lat": 1.0}, "accuracy": 10}"#),
     ] {
-        provider.reply(status, reply);
+        provider.answer(status, reply);
         let before = provider.count();
         assert_not_found(&locate(&app, "/v1/geolocate?key=fbkey", None, body.clone()).await);
         assert_eq!(provider.count(), before + 1, "{status} {reply}");
@@ -2005,14 +1940,14 @@ async fn t_f4_errors_are_not_cached(fx: Fx) {
 }
 
 async fn t_f5_rate_limit(fx: Fx) {
-    let provider = MockProvider::start(200, PROVIDER_OK).await;
+    let provider = start_provider(200, PROVIDER_OK).await;
     // A day-long window, so the test cannot straddle two windows.
     add_key(
         &fx,
         ApiKey {
             fallback_ratelimit_interval: Some(86_400),
             fallback_cache_expire: None,
-            ..fallback_key("fbkey", &provider.url)
+            ..fallback_key("fbkey", provider.url())
         },
     )
     .await;
@@ -2047,7 +1982,7 @@ async fn t_f5_rate_limit(fx: Fx) {
         &fx,
         ApiKey {
             fallback_ratelimit_interval: Some(86_400),
-            ..fallback_key("fb-other", &provider.url)
+            ..fallback_key("fb-other", provider.url())
         },
     )
     .await;
@@ -2060,7 +1995,7 @@ async fn t_f5_rate_limit(fx: Fx) {
             fallback_name: Some("free".into()),
             fallback_ratelimit: Some(0),
             fallback_cache_expire: None,
-            ..fallback_key("fb-free", &provider.url)
+            ..fallback_key("fb-free", provider.url())
         },
     )
     .await;
@@ -2094,13 +2029,13 @@ async fn t_f5_rate_limit(fx: Fx) {
 }
 
 async fn t_f6_f7_when_the_provider_is_asked(fx: Fx) {
-    let provider = MockProvider::start(200, PROVIDER_OK).await;
-    add_key(&fx, fallback_key("fbkey", &provider.url)).await;
+    let provider = start_provider(200, PROVIDER_OK).await;
+    add_key(&fx, fallback_key("fbkey", provider.url())).await;
     add_key(
         &fx,
         ApiKey {
             allow_fallback: Some(false),
-            ..fallback_key("fb-off", &provider.url)
+            ..fallback_key("fb-off", provider.url())
         },
     )
     .await;
@@ -2108,7 +2043,7 @@ async fn t_f6_f7_when_the_provider_is_asked(fx: Fx) {
         &fx,
         ApiKey {
             fallback_ratelimit_interval: None,
-            ..fallback_key("fb-nointerval", &provider.url)
+            ..fallback_key("fb-nointerval", provider.url())
         },
     )
     .await;
@@ -2116,7 +2051,7 @@ async fn t_f6_f7_when_the_provider_is_asked(fx: Fx) {
         &fx,
         ApiKey {
             fallback_url: None,
-            ..fallback_key("fb-nourl", &provider.url)
+            ..fallback_key("fb-nourl", provider.url())
         },
     )
     .await;
@@ -2172,14 +2107,14 @@ async fn t_f6_f7_when_the_provider_is_asked(fx: Fx) {
 
 async fn t_f9_f10_unwiredlabs_and_googlemaps(fx: Fx) {
     let provider =
-        MockProvider::start(200, r#"{"status": "error", "message": "No matches found"}"#).await;
+        start_provider(200, r#"{"status": "error", "message": "No matches found"}"#).await;
     add_key(
         &fx,
         ApiKey {
             fallback_schema: Some("unwiredlabs/v1".into()),
             ..fallback_key(
                 "fb-unwired",
-                &format!("{}/process.php#secret", provider.url),
+                &format!("{}/process.php#secret", provider.url()),
             )
         },
     )
@@ -2191,7 +2126,7 @@ async fn t_f9_f10_unwiredlabs_and_googlemaps(fx: Fx) {
             fallback_cache_expire: None,
             ..fallback_key(
                 "fb-google",
-                &format!("{}/geolocation/v1/geolocate", provider.url),
+                &format!("{}/geolocation/v1/geolocate", provider.url()),
             )
         },
     )
@@ -2200,7 +2135,7 @@ async fn t_f9_f10_unwiredlabs_and_googlemaps(fx: Fx) {
         &fx,
         ApiKey {
             fallback_schema: Some("combain/v1".into()),
-            ..fallback_key("fb-combain", &provider.url)
+            ..fallback_key("fb-combain", provider.url())
         },
     )
     .await;
@@ -2212,12 +2147,15 @@ async fn t_f9_f10_unwiredlabs_and_googlemaps(fx: Fx) {
     cell["primaryScramblingCode"] = json!(5);
     let body = json!({"cellTowers": [cell]});
     assert_not_found(&locate(&app, "/v1/geolocate?key=fb-unwired", None, body.clone()).await);
-    let call = provider.calls().pop().unwrap();
+    let call = provider.requests().pop().unwrap();
     assert_eq!(call.path, "/process.php");
-    assert_eq!(call.body["token"], json!("secret"));
-    assert_eq!(call.body["fallbacks"], json!({"lacf": true, "ipf": false}));
+    assert_eq!(call.json()["token"], json!("secret"));
     assert_eq!(
-        call.body["cells"],
+        call.json()["fallbacks"],
+        json!({"lacf": true, "ipf": false})
+    );
+    assert_eq!(
+        call.json()["cells"],
         json!([{"radio": "gsm", "mcc": 234, "mnc": 30, "lac": 1, "cid": 1,
                 "signal": -60, "tA": 3, "psc": 5}])
     );
@@ -2228,7 +2166,7 @@ async fn t_f9_f10_unwiredlabs_and_googlemaps(fx: Fx) {
     );
     assert_not_found(&locate(&app, "/v1/geolocate?key=fb-unwired", None, body.clone()).await);
     assert_eq!(provider.count(), 1);
-    provider.reply(
+    provider.answer(
         200,
         r#"{"status": "ok", "lat": 2.5, "lon": 3.5, "accuracy": 250}"#,
     );
@@ -2240,14 +2178,14 @@ async fn t_f9_f10_unwiredlabs_and_googlemaps(fx: Fx) {
     )
     .await;
     assert_position(&r, (2.5, 3.5), 250.0, None);
-    let call = provider.calls().pop().unwrap();
+    let call = provider.requests().pop().unwrap();
     assert_eq!(
-        call.body["wifi"],
+        call.json()["wifi"],
         json!([{"bssid": mac_hex(1)}, {"bssid": mac_hex(2)}])
     );
 
     // T-F10.
-    provider.reply(200, PROVIDER_OK);
+    provider.answer(200, PROVIDER_OK);
     let mut cell = cell_json("lte", 234, 1, 9);
     cell["primaryScramblingCode"] = json!(5);
     let body = json!({
@@ -2258,36 +2196,39 @@ async fn t_f9_f10_unwiredlabs_and_googlemaps(fx: Fx) {
     });
     let r = locate(&app, "/v1/geolocate?key=fb-google", None, body.clone()).await;
     assert_position(&r, (1.0, 1.0), 100.0, None);
-    let call = provider.calls().pop().unwrap();
+    let call = provider.requests().pop().unwrap();
     assert_eq!(call.path, "/geolocation/v1/geolocate");
-    assert_eq!(call.body["considerIp"], json!(false));
-    assert!(call.body.get("fallbacks").is_none());
-    assert!(call.body.get("bluetoothBeacons").is_none());
+    assert_eq!(call.json()["considerIp"], json!(false));
+    assert!(call.json().get("fallbacks").is_none());
+    assert!(call.json().get("bluetoothBeacons").is_none());
     assert_eq!(
-        call.body["wifiAccessPoints"],
+        call.json()["wifiAccessPoints"],
         json!([{"macAddress": mac_hex(1), "channel": 6}, {"macAddress": mac_hex(2)}])
     );
     assert_eq!(
-        call.body["cellTowers"],
+        call.json()["cellTowers"],
         json!([{"radioType": "lte", "mobileCountryCode": 234, "mobileNetworkCode": 30,
                 "locationAreaCode": 1, "cellId": 9}])
     );
     // combain/v1 speaks the ichnaea format.
     let r = locate(&app, "/v1/geolocate?key=fb-combain", None, body).await;
     assert_position(&r, (1.0, 1.0), 100.0, None);
-    let call = provider.calls().pop().unwrap();
-    assert_eq!(call.body["fallbacks"], json!({"lacf": true, "ipf": false}));
+    let call = provider.requests().pop().unwrap();
     assert_eq!(
-        call.body["cellTowers"][0]["primaryScramblingCode"],
+        call.json()["fallbacks"],
+        json!({"lacf": true, "ipf": false})
+    );
+    assert_eq!(
+        call.json()["cellTowers"][0]["primaryScramblingCode"],
         json!(5)
     );
-    assert_eq!(call.body["wifiAccessPoints"][0]["ssid"], json!("x"));
-    assert_eq!(call.body["bluetoothBeacons"].as_array().unwrap().len(), 2);
+    assert_eq!(call.json()["wifiAccessPoints"][0]["ssid"], json!("x"));
+    assert_eq!(call.json()["bluetoothBeacons"].as_array().unwrap().len(), 2);
 }
 
 async fn fallback_answers_while_the_database_is_down(fx: Fx) {
-    let provider = MockProvider::start(200, PROVIDER_OK).await;
-    add_key(&fx, fallback_key("fbkey", &provider.url)).await;
+    let provider = start_provider(200, PROVIDER_OK).await;
+    add_key(&fx, fallback_key("fbkey", provider.url())).await;
     let app = app(&fx);
     // The key is cached by a first request; then the database goes away.
     assert_eq!(
@@ -2682,8 +2623,8 @@ async fn t_w8_high_scores_and_signals(fx: Fx) {
     fixture_keys(&fx).await;
     // The result score (≈ 1.2288) is not part of the answer; that it is ≥ 1 shows
     // in the fallback gate (T-F6): a satisfying result keeps the provider idle.
-    let provider = MockProvider::start(200, PROVIDER_OK).await;
-    add_key(&fx, fallback_key("fbkey", &provider.url)).await;
+    let provider = start_provider(200, PROVIDER_OK).await;
+    add_key(&fx, fallback_key("fbkey", provider.url())).await;
     let app = app(&fx);
     put_wifi(
         &fx,
@@ -2790,8 +2731,8 @@ async fn t_w14_large_cluster(fx: Fx) {
     // the 10 others (score 0.2 each: 4 samples, fresh) 11 m north. Only the
     // 20 enter the aggregate → exactly P0; the result score is the sum of all
     // 30 (2.5 ≥ 1, not the sample's 0.5) → the fallback provider is not asked.
-    let provider = MockProvider::start(200, PROVIDER_OK).await;
-    add_key(&fx, fallback_key("fbkey", &provider.url)).await;
+    let provider = start_provider(200, PROVIDER_OK).await;
+    add_key(&fx, fallback_key("fbkey", provider.url())).await;
     let app = app(&fx);
     let old = now() - Duration::days(90);
     let low = StationFields {
@@ -2830,8 +2771,8 @@ async fn t_w14_large_cluster(fx: Fx) {
 async fn t_n11_out_of_range_cell_fields_are_nulled(fx: Fx) {
     // The normalised cell fields show in the request to the external provider
     // (ichnaea format: primaryScramblingCode, timingAdvance, signalStrength).
-    let provider = MockProvider::start(200, PROVIDER_OK).await;
-    add_key(&fx, fallback_key("fbkey", &provider.url)).await;
+    let provider = start_provider(200, PROVIDER_OK).await;
+    add_key(&fx, fallback_key("fbkey", provider.url())).await;
     let app = app(&fx);
     let cell = |radio: &str, cid: u64, extra: Value| {
         let mut c = cell_json(radio, 234, 10, cid);
@@ -2848,9 +2789,9 @@ async fn t_n11_out_of_range_cell_fields_are_nulled(fx: Fx) {
     ]});
     let r = locate(&app, "/v1/geolocate?key=fbkey", None, body).await;
     assert_position(&r, (1.0, 1.0), 100.0, None);
-    let calls = provider.calls();
+    let calls = provider.requests();
     assert_eq!(calls.len(), 1);
-    let cells = calls[0].body["cellTowers"].as_array().unwrap().clone();
+    let cells = calls[0].json()["cellTowers"].as_array().unwrap().clone();
     let by_cid = |cid: u64| {
         cells
             .iter()

@@ -6,18 +6,12 @@
 // helpers are not public API.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::Write;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use futures_util::FutureExt;
 use http_body_util::BodyExt;
-use ichnaea_queue::{Counters, Queue};
-use ichnaea_store::{Store, StoreOptions};
-use ichnaea_web::api::ApiSettings;
-use ichnaea_web::api::keys::ApiKeyCache;
-use ichnaea_web::{AppState, FallbackClient, GeoIp, router};
+use ichnaea_web::{AppState, GeoIp, router};
 
 mod locate;
 mod mmdb;
@@ -27,21 +21,9 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const TOKEN: &str = "s3cret-admin-token";
-static NOTICE: Once = Once::new();
-
-fn unique() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
 
 /// The backends one test runs against.
-#[derive(Clone)]
-pub struct Fx {
-    pub store: Store,
-    pub queue: Queue,
-    pub counters: Arc<Counters>,
-    /// Redis URL and key prefix of the cluster backends (`None` when embedded).
-    pub redis: Option<(String, String)>,
-}
+pub use ichnaea_testkit::backends::Backends as Fx;
 
 /// The GeoIP test database of spec locate §4.3 (built in memory, once).
 fn test_geoip() -> Arc<GeoIp> {
@@ -53,139 +35,23 @@ fn test_geoip() -> Arc<GeoIp> {
 /// The router's state over `fx`, with the GeoIP test database loaded.
 fn state(fx: &Fx, admin: bool) -> AppState {
     AppState {
-        store: fx.store.clone(),
-        queue: Arc::new(fx.queue.clone()),
         admin_token: admin.then(|| Arc::from(TOKEN)),
-        version: Arc::new(json!({"version": "9.9.9", "commit": "abc"})),
         geoip: Some(test_geoip()),
         geoip_configured: true,
-        fallback: FallbackClient::new().expect("fallback client"),
-        api_keys: ApiKeyCache::new(std::time::Duration::from_secs(300)),
-        counters: fx.counters.clone(),
-        api: ApiSettings::default(),
+        ..ichnaea_testkit::web::app_state(fx)
     }
 }
 
-/// SQLite file + embedded queue.
-async fn on_embedded<F, Fut>(body: F)
-where
-    F: FnOnce(Fx) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let dir = std::env::temp_dir().join(format!("ichnaea-web-{}", unique()));
-    let store = Store::connect(
-        &format!("sqlite://{}/t.db", dir.display()),
-        &StoreOptions::default(),
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
-    let pool = store.sqlite_pool().unwrap().clone();
-    let queue = Queue::embedded(pool.clone()).await.unwrap();
-    let counters = Arc::new(Counters::embedded(pool).await.unwrap());
-    let fx = Fx {
-        store: store.clone(),
-        queue,
-        counters,
-        redis: None,
-    };
-    let result = std::panic::AssertUnwindSafe(body(fx)).catch_unwind().await;
-    // A failed test can leave tasks that never finish holding pool connections;
-    // closing waits for those, so it is bounded, to fail instead of hang.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), store.close()).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
-}
-
-/// PostgreSQL schema + Redis key prefix, when both are configured.
-async fn on_cluster<F, Fut>(body: F)
-where
-    F: FnOnce(Fx) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (Ok(pg), Ok(redis)) = (
-        std::env::var("ICHNAEA_TEST_POSTGRES_URL"),
-        std::env::var("ICHNAEA_TEST_REDIS_URL"),
-    ) else {
-        NOTICE.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOTICE: ICHNAEA_TEST_POSTGRES_URL/ICHNAEA_TEST_REDIS_URL unset: PostgreSQL + Redis web tests skipped"
-            );
-        });
-        return;
-    };
-    static RUNNING: Once = Once::new();
-    RUNNING.call_once(|| {
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOTICE: web tests run against PostgreSQL {pg} and Redis {redis}"
-        );
-    });
-    let schema = format!("test_{}", unique());
-    let options = StoreOptions {
-        pg_schema: Some(schema.clone()),
-        max_connections: 4,
-        ..StoreOptions::default()
-    };
-    let store = Store::connect(&pg, &options).await.unwrap();
-    store.migrate().await.unwrap();
-    let prefix = format!("test-{}:", unique());
-    let queue = Queue::redis(&redis, &prefix).await.unwrap();
-    let counters = Arc::new(Counters::redis(&redis, &prefix).await.unwrap());
-    let fx = Fx {
-        store: store.clone(),
-        queue,
-        counters,
-        redis: Some((redis.clone(), prefix.clone())),
-    };
-    let result = std::panic::AssertUnwindSafe(body(fx)).catch_unwind().await;
-    delete_redis_keys(&redis, &prefix).await;
-    // A test may close its pool; clean up through a fresh one.
-    let cleanup = Store::connect(&pg, &options).await.unwrap();
-    cleanup.drop_pg_schema(&schema).await.unwrap();
-    cleanup.close().await;
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
-}
-
-/// Deletes every key under `prefix` (test clean-up).
-async fn delete_redis_keys(url: &str, prefix: &str) {
-    let client = redis::Client::open(url).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    // Binary-safe: the fallback cache keys end in raw MAC / cell id bytes.
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-    }
-}
-
+/// One test per backend (SQLite file + embedded queue; PostgreSQL schema + Redis
+/// prefix) for each `async fn name(fx: Fx)`.
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn embedded() {
-                    $crate::on_embedded(super::$name).await;
-                }
-                #[tokio::test]
-                async fn cluster() {
-                    $crate::on_cluster(super::$name).await;
-                }
-            }
-        )*
+        ichnaea_testkit::backend_tests!(
+            embedded => ichnaea_testkit::backends::on_embedded,
+            cluster => ichnaea_testkit::backends::on_cluster;
+            $($name),*
+        );
     };
 }
 
@@ -225,14 +91,33 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> Reply {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("authorization", b.as_str()))
+        .collect();
+    let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    send_app(app, method, uri, &headers, body).await
+}
+
+/// Sends one request through `app` (the real router, no socket).
+pub(crate) async fn send_app(
+    app: &axum::Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
     let mut req = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
-    let body = body
-        .map(|b| Body::from(b.to_string()))
-        .unwrap_or_else(Body::empty);
-    let response = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    send_request(app, req.body(Body::from(body)).unwrap()).await
+}
+
+/// Sends a built request through `app` and reads the whole answer.
+pub(crate) async fn send_request(app: &axum::Router, request: Request<Body>) -> Reply {
+    let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let body = response

@@ -1,20 +1,17 @@
 //! Submit API cases of spec api §14 and the real clients of spec clients.md,
 //! through the real router, on both backends.
 
-use std::io::Write;
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use chrono::Utc;
-use http_body_util::BodyExt;
 use ichnaea_core::ApiKey;
 use ichnaea_core::queues::UPDATE_INCOMING;
+use ichnaea_testkit::gzip;
 use ichnaea_web::router;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use crate::{Fx, Reply, state};
+use crate::{Fx, Reply, send_app, state};
 
 crate::backend_tests!(
     case_41_anonymous_report_is_queued_as_sent,
@@ -50,38 +47,6 @@ pub(crate) async fn send(
     body: Vec<u8>,
 ) -> Reply {
     send_app(&router(state(fx, false)), method, uri, headers, body).await
-}
-
-pub(crate) async fn send_app(
-    app: &axum::Router,
-    method: Method,
-    uri: &str,
-    headers: &[(&str, &str)],
-    body: Vec<u8>,
-) -> Reply {
-    let mut req = Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let response = app
-        .clone()
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
 }
 
 async fn post(fx: &Fx, uri: &str, body: Value) -> Reply {
@@ -127,12 +92,6 @@ pub(crate) fn limited(name: &str, maxreq: i64) -> ApiKey {
         maxreq: Some(maxreq),
         ..ApiKey::new(name)
     }
-}
-
-pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
 }
 
 pub(crate) fn error_reason(r: &Reply) -> String {

@@ -1,184 +1,17 @@
-//! The per-day counters contract, checked against every backend.
-//!
-//! Each case is one `async fn(&Fixture)`; `counter_tests!` turns it into a module with
-//! a `sqlite` test (embedded counters on a fresh SQLite file in the temp dir) and a
-//! `redis` test (a random key prefix on the server named by `ICHNAEA_TEST_REDIS_URL`;
-//! skipped when unset).
-
-// Test code: a failed unwrap is a failed test with its message, and test
-// helpers are not public API.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+//! The per-day counters contract: request counts, unique users, fallback
+//! windows, the cache and the locate sample rate.
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Once;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use ichnaea_queue::Counters;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-/// Where a fixture's counters live, so they can be re-opened and cleaned up.
-enum Storage {
-    Sqlite { path: PathBuf },
-    Redis { url: String, prefix: String },
-}
+use crate::{Fixture, Storage, on_redis, on_sqlite};
 
-/// Counters on fresh, private storage, removed again when the fixture is dropped.
-struct Fixture {
-    counters: Counters,
-    storage: Storage,
-}
-
-impl Fixture {
-    async fn sqlite() -> Fixture {
-        let path = std::env::temp_dir().join(format!(
-            "ichnaea-counters-test-{}.db",
-            uuid::Uuid::new_v4().simple()
-        ));
-        let counters = open_sqlite(&path).await;
-        assert_eq!(counters.backend(), "sqlite");
-        Fixture {
-            counters,
-            storage: Storage::Sqlite { path },
-        }
-    }
-
-    async fn redis() -> Option<Fixture> {
-        let Ok(url) = std::env::var("ICHNAEA_TEST_REDIS_URL") else {
-            static NOTICE: Once = Once::new();
-            NOTICE.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "NOTICE: ICHNAEA_TEST_REDIS_URL unset: Redis counter tests skipped"
-                );
-            });
-            return None;
-        };
-        static RUNNING: Once = Once::new();
-        RUNNING.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOTICE: Redis counter tests run against {url}"
-            );
-        });
-        let prefix = format!("ichnaea-test-{}:", uuid::Uuid::new_v4().simple());
-        let counters = Counters::redis(&url, &prefix)
-            .await
-            .expect("connect to Redis");
-        assert_eq!(counters.backend(), "redis");
-        Some(Fixture {
-            counters,
-            storage: Storage::Redis { url, prefix },
-        })
-    }
-
-    /// A second, independent handle on the same storage, as a restarted process
-    /// would open it.
-    async fn reopen(&self) -> Counters {
-        match &self.storage {
-            Storage::Sqlite { path } => open_sqlite(path).await,
-            Storage::Redis { url, prefix } => {
-                Counters::redis(url, prefix).await.expect("reconnect")
-            }
-        }
-    }
-
-    /// A Redis connection on the fixture's server, with its key prefix; `None` for
-    /// SQLite.
-    fn redis_conn(&self) -> Option<(redis::Connection, &str)> {
-        match &self.storage {
-            Storage::Sqlite { .. } => None,
-            Storage::Redis { url, prefix } => Some((
-                redis::Client::open(url.as_str())
-                    .expect("Redis URL")
-                    .get_connection()
-                    .expect("connect to Redis"),
-                prefix,
-            )),
-        }
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        match &self.storage {
-            Storage::Sqlite { path } => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut file = path.clone().into_os_string();
-                    file.push(suffix);
-                    let _ = std::fs::remove_file(file);
-                }
-            }
-            Storage::Redis { url, prefix } => {
-                if let Err(err) = delete_keys(url, prefix) {
-                    let _ = writeln!(std::io::stderr(), "cleaning up {prefix}*: {err}");
-                }
-            }
-        }
-    }
-}
-
-async fn open_sqlite(path: &Path) -> Counters {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(30));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await
-        .expect("open SQLite");
-    Counters::embedded(pool)
-        .await
-        .expect("open embedded counters")
-}
-
-/// Deletes every key starting with `prefix`.
-fn delete_keys(url: &str, prefix: &str) -> redis::RedisResult<()> {
-    let mut conn = redis::Client::open(url)?.get_connection()?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query(&mut conn)?;
-        if !keys.is_empty() {
-            redis::cmd("DEL").arg(keys).exec(&mut conn)?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
-}
-
-macro_rules! counter_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let fixture = super::Fixture::sqlite().await;
-                super::$name(&fixture).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                if let Some(fixture) = super::Fixture::redis().await {
-                    super::$name(&fixture).await;
-                }
-            }
-        }
-    )*};
-}
-
-counter_tests!(
+ichnaea_testkit::backend_tests!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    sqlite => on_sqlite, redis => on_redis;
     increments_return_successive_values,
     key_path_pairs_are_separate,
     new_utc_day_starts_at_one,
@@ -207,8 +40,8 @@ async fn count(c: &Counters, key: &str, path: &str, ip: &str, now: DateTime<Utc>
         .expect("count_request")
 }
 
-async fn increments_return_successive_values(f: &Fixture) {
-    let c = &f.counters;
+async fn increments_return_successive_values(f: &Fixture<Counters>) {
+    let c = f.counters();
     let now = Utc::now();
     assert_eq!(c.requests("abc-1", "v1.geolocate", now).await.unwrap(), 0);
     for expected in 1..=3 {
@@ -222,8 +55,8 @@ async fn increments_return_successive_values(f: &Fixture) {
     assert_eq!(c.requests("abc-1", "v1.geolocate", now).await.unwrap(), 3);
 }
 
-async fn key_path_pairs_are_separate(f: &Fixture) {
-    let c = &f.counters;
+async fn key_path_pairs_are_separate(f: &Fixture<Counters>) {
+    let c = f.counters();
     let now = day_one();
     assert_eq!(count(c, "key-a", "v1.geolocate", "10.0.0.1", now).await, 1);
     assert_eq!(count(c, "key-a", "v1.geolocate", "10.0.0.1", now).await, 2);
@@ -236,8 +69,8 @@ async fn key_path_pairs_are_separate(f: &Fixture) {
     assert_eq!(c.requests("key-b", "v2.geosubmit", now).await.unwrap(), 0);
 }
 
-async fn new_utc_day_starts_at_one(f: &Fixture) {
-    let c = &f.counters;
+async fn new_utc_day_starts_at_one(f: &Fixture<Counters>) {
+    let c = f.counters();
     let today = day_one();
     let tomorrow = today + chrono::Duration::seconds(3);
     assert_eq!(
@@ -268,11 +101,11 @@ async fn new_utc_day_starts_at_one(f: &Fixture) {
     assert_eq!(c.requests("abc-1", "v1.geolocate", today).await.unwrap(), 2);
 }
 
-async fn concurrent_increments_are_exact(f: &Fixture) {
+async fn concurrent_increments_are_exact(f: &Fixture<Counters>) {
     let now = Utc::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..200u32 {
-        let c = f.counters.clone();
+        let c = f.counters().clone();
         tasks.spawn(async move {
             c.count_request(
                 "busy-key",
@@ -290,7 +123,7 @@ async fn concurrent_increments_are_exact(f: &Fixture) {
         assert!(seen.insert(value.unwrap()), "every value is returned once");
     }
     assert_eq!(seen, (1..=200).collect::<HashSet<u64>>());
-    let c = &f.counters;
+    let c = f.counters();
     assert_eq!(
         c.requests("busy-key", "v2.geosubmit", now).await.unwrap(),
         200
@@ -300,8 +133,8 @@ async fn concurrent_increments_are_exact(f: &Fixture) {
     assert!((190..=210).contains(&users), "about 200 users, got {users}");
 }
 
-async fn unique_users_counts_distinct_ips(f: &Fixture) {
-    let c = &f.counters;
+async fn unique_users_counts_distinct_ips(f: &Fixture<Counters>) {
+    let c = f.counters();
     let now = Utc::now();
     assert_eq!(c.unique_users("locate", "abc-1", now).await.unwrap(), 0);
     for ip in ["10.0.0.1", "10.0.0.2", "10.0.0.1", "2001:db8::1"] {
@@ -326,9 +159,9 @@ async fn unique_users_counts_distinct_ips(f: &Fixture) {
     );
 }
 
-async fn preset_counter_then_count(f: &Fixture) {
+async fn preset_counter_then_count(f: &Fixture<Counters>) {
     // Spec api case 34: the counter is preset to 10; the next request makes it 11.
-    let c = &f.counters;
+    let c = f.counters();
     let now = Utc::now();
     c.set_requests("k-34", "v1.geolocate", now, 10)
         .await
@@ -342,11 +175,11 @@ async fn preset_counter_then_count(f: &Fixture) {
     assert_eq!(count(c, "k-34", "v1.geolocate", "10.0.0.1", now).await, 1);
 }
 
-async fn redis_key_names_and_ttls(f: &Fixture) {
+async fn redis_key_names_and_ttls(f: &Fixture<Counters>) {
     let Some((mut conn, prefix)) = f.redis_conn() else {
         return;
     };
-    let c = &f.counters;
+    let c = f.counters();
     let now = day_one();
     assert_eq!(count(c, "abc-1", "v1.geolocate", "10.0.0.7", now).await, 1);
     c.count_request("abc-1", "v2.geosubmit", "submit", "10.0.0.8", now)
@@ -391,8 +224,8 @@ async fn redis_key_names_and_ttls(f: &Fixture) {
     assert!(ttl > 0 && ttl <= 90_000, "apilimit TTL after set {ttl}");
 }
 
-async fn embedded_counts_survive_reopen(f: &Fixture) {
-    if !matches!(f.storage, Storage::Sqlite { .. }) {
+async fn embedded_counts_survive_reopen(f: &Fixture<Counters>) {
+    if !matches!(f.storage, Storage::Sqlite(_)) {
         return;
     }
     let now = Utc::now();
@@ -427,14 +260,14 @@ async fn embedded_counts_survive_reopen(f: &Fixture) {
     );
 }
 
-async fn embedded_background_flush(f: &Fixture) {
-    if !matches!(f.storage, Storage::Sqlite { .. }) {
+async fn embedded_background_flush(f: &Fixture<Counters>) {
+    if !matches!(f.storage, Storage::Sqlite(_)) {
         return;
     }
     let now = Utc::now();
     for expected in 1..=3 {
         assert_eq!(
-            count(&f.counters, "abc-1", "v1.submit", "10.0.0.1", now).await,
+            count(f.counters(), "abc-1", "v1.submit", "10.0.0.1", now).await,
             expected
         );
     }
@@ -447,8 +280,8 @@ async fn embedded_background_flush(f: &Fixture) {
     );
 }
 
-async fn embedded_drops_days_before_yesterday(f: &Fixture) {
-    if !matches!(f.storage, Storage::Sqlite { .. }) {
+async fn embedded_drops_days_before_yesterday(f: &Fixture<Counters>) {
+    if !matches!(f.storage, Storage::Sqlite(_)) {
         return;
     }
     let today = day_one();
@@ -508,8 +341,8 @@ async fn embedded_drops_days_before_yesterday(f: &Fixture) {
     );
 }
 
-async fn fallback_windows_count_per_name_and_window(f: &Fixture) {
-    let c = &f.counters;
+async fn fallback_windows_count_per_name_and_window(f: &Fixture<Counters>) {
+    let c = f.counters();
     // 60 s windows: 12:00:00 and 12:00:59 share one, 12:01:00 starts the next.
     let t0 = Utc.with_ymd_and_hms(2024, 1, 12, 12, 0, 0).unwrap();
     let t1 = Utc.with_ymd_and_hms(2024, 1, 12, 12, 0, 59).unwrap();
@@ -521,13 +354,13 @@ async fn fallback_windows_count_per_name_and_window(f: &Fixture) {
     assert_eq!(c.count_fallback_call("fall", 60, t0).await.unwrap(), 3);
 }
 
-async fn fallback_window_redis_key_and_ttl(f: &Fixture) {
+async fn fallback_window_redis_key_and_ttl(f: &Fixture<Counters>) {
     let Some((mut conn, prefix)) = f.redis_conn() else {
         return;
     };
     let now = Utc.with_ymd_and_hms(2024, 1, 12, 12, 0, 0).unwrap();
     let window = now.timestamp() / 60;
-    f.counters
+    f.counters()
         .count_fallback_call("fall", 60, now)
         .await
         .unwrap();
@@ -543,7 +376,7 @@ async fn fallback_window_redis_key_and_ttl(f: &Fixture) {
         .query(&mut conn)
         .unwrap();
     assert_eq!(
-        f.counters
+        f.counters()
             .count_fallback_call("fall", 60, now)
             .await
             .unwrap(),
@@ -551,8 +384,8 @@ async fn fallback_window_redis_key_and_ttl(f: &Fixture) {
     );
 }
 
-async fn cache_round_trip_with_binary_keys(f: &Fixture) {
-    let c = &f.counters;
+async fn cache_round_trip_with_binary_keys(f: &Fixture<Counters>) {
+    let c = f.counters();
     let mut wifi = b"cache:fallback:ichnaea:v1:1:wifi:".to_vec();
     wifi.extend_from_slice(&[0x01, 0x23, 0x45, 0x67, 0x89, 0xab]);
     let mut cell = b"cache:fallback:ichnaea:v1:1:cell:".to_vec();
@@ -598,8 +431,8 @@ async fn cache_round_trip_with_binary_keys(f: &Fixture) {
     );
 }
 
-async fn locate_sample_rate_set_read_and_clear(f: &Fixture) {
-    let c = &f.counters;
+async fn locate_sample_rate_set_read_and_clear(f: &Fixture<Counters>) {
+    let c = f.counters();
     assert_eq!(c.locate_sample_rate().await.unwrap(), None);
     c.set_locate_sample_rate(Some(0.0)).await.unwrap();
     assert_eq!(c.locate_sample_rate().await.unwrap(), Some(0.0));
@@ -624,8 +457,8 @@ async fn locate_sample_rate_set_read_and_clear(f: &Fixture) {
     assert_eq!(c.locate_sample_rate().await.unwrap(), None);
 }
 
-async fn monitoring_lists_todays_usage(f: &Fixture) {
-    let c = &f.counters;
+async fn monitoring_lists_todays_usage(f: &Fixture<Counters>) {
+    let c = f.counters();
     let now = day_one();
     let week_ago = now - chrono::Duration::days(6);
     let too_old = now - chrono::Duration::days(8);

@@ -1,166 +1,21 @@
-//! The queue contract, checked against every backend.
-//!
-//! Each case is one `async fn(&Fixture)`; `queue_tests!` turns it into a module with a
-//! `sqlite` test (a fresh SQLite file in the temp dir) and a `redis` test (a random key
-//! prefix on the server named by `ICHNAEA_TEST_REDIS_URL`; skipped when unset).
-
-// Test code: a failed unwrap is a failed test with its message, and test
-// helpers are not public API.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+//! The queue contract: FIFO entries, leases, acknowledgement, transfer and
+//! the leader lease.
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ichnaea_queue::{Batch, Queue};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::{Fixture, on_redis, on_sqlite};
 
 /// A long visibility: the batch must not come back during the test.
 const LONG: Duration = Duration::from_secs(60);
 
-/// Where a fixture's queue lives, so it can be re-opened and cleaned up.
-enum Storage {
-    Sqlite { path: PathBuf },
-    Redis { url: String, prefix: String },
-}
-
-/// A queue on fresh, private storage, removed again when the fixture is dropped.
-struct Fixture {
-    queue: Queue,
-    storage: Storage,
-}
-
-impl Fixture {
-    async fn sqlite() -> Fixture {
-        let path = std::env::temp_dir().join(format!(
-            "ichnaea-queue-test-{}.db",
-            uuid::Uuid::new_v4().simple()
-        ));
-        let queue = open_sqlite(&path).await;
-        assert_eq!(queue.backend(), "sqlite");
-        Fixture {
-            queue,
-            storage: Storage::Sqlite { path },
-        }
-    }
-
-    async fn redis() -> Option<Fixture> {
-        let Ok(url) = std::env::var("ICHNAEA_TEST_REDIS_URL") else {
-            static NOTICE: Once = Once::new();
-            NOTICE.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "NOTICE: ICHNAEA_TEST_REDIS_URL unset: Redis queue tests skipped"
-                );
-            });
-            return None;
-        };
-        static RUNNING: Once = Once::new();
-        RUNNING.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOTICE: Redis queue tests run against {url}"
-            );
-        });
-        let prefix = format!("ichnaea-test-{}:", uuid::Uuid::new_v4().simple());
-        let queue = Queue::redis(&url, &prefix).await.expect("connect to Redis");
-        assert_eq!(queue.backend(), "redis");
-        Some(Fixture {
-            queue,
-            storage: Storage::Redis { url, prefix },
-        })
-    }
-
-    /// A second, independent handle on the same storage, as a restarted process
-    /// would open it.
-    async fn reopen(&self) -> Queue {
-        match &self.storage {
-            Storage::Sqlite { path } => open_sqlite(path).await,
-            Storage::Redis { url, prefix } => Queue::redis(url, prefix).await.expect("reconnect"),
-        }
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        match &self.storage {
-            Storage::Sqlite { path } => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut file = path.clone().into_os_string();
-                    file.push(suffix);
-                    let _ = std::fs::remove_file(file);
-                }
-            }
-            Storage::Redis { url, prefix } => {
-                if let Err(err) = delete_keys(url, prefix) {
-                    let _ = writeln!(std::io::stderr(), "cleaning up {prefix}*: {err}");
-                }
-            }
-        }
-    }
-}
-
-async fn open_sqlite(path: &Path) -> Queue {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(30));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await
-        .expect("open SQLite");
-    Queue::embedded(pool).await.expect("open embedded queue")
-}
-
-/// Deletes every key starting with `prefix`.
-fn delete_keys(url: &str, prefix: &str) -> redis::RedisResult<()> {
-    let mut conn = redis::Client::open(url)?.get_connection()?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query(&mut conn)?;
-        if !keys.is_empty() {
-            redis::cmd("DEL").arg(keys).exec(&mut conn)?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
-}
-
-macro_rules! queue_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let fixture = super::Fixture::sqlite().await;
-                super::$name(&fixture).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                if let Some(fixture) = super::Fixture::redis().await {
-                    super::$name(&fixture).await;
-                }
-            }
-        }
-    )*};
-}
-
-queue_tests!(
+ichnaea_testkit::backend_tests!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    sqlite => on_sqlite, redis => on_redis;
     fifo_order_across_pushes,
     push_is_one_entry_in_item_order,
     lease_respects_max_items,
@@ -185,8 +40,8 @@ async fn lease(q: &Queue, queue: &str, max_items: usize) -> Option<Batch> {
     q.lease(queue, max_items, LONG).await.expect("lease")
 }
 
-async fn fifo_order_across_pushes(f: &Fixture) {
-    let q = &f.queue;
+async fn fifo_order_across_pushes(f: &Fixture<Queue>) {
+    let q = f.queue();
     q.ping().await.unwrap();
     q.push("update_incoming", items(&["a1"])).await.unwrap();
     q.push("update_incoming", items(&["b1", "b2"]))
@@ -207,8 +62,8 @@ async fn fifo_order_across_pushes(f: &Fixture) {
     assert_eq!(ids.len(), 3, "every batch has its own id");
 }
 
-async fn push_is_one_entry_in_item_order(f: &Fixture) {
-    let q = &f.queue;
+async fn push_is_one_entry_in_item_order(f: &Fixture<Queue>) {
+    let q = f.queue();
     let binary: Vec<u8> = (0..=255).collect();
     let pushed = vec![b"first".to_vec(), Vec::new(), binary, b"last".to_vec()];
     q.push("q", pushed.clone()).await.unwrap();
@@ -230,8 +85,8 @@ async fn push_is_one_entry_in_item_order(f: &Fixture) {
     assert!(lease(q, "q", 2).await.is_none());
 }
 
-async fn lease_respects_max_items(f: &Fixture) {
-    let q = &f.queue;
+async fn lease_respects_max_items(f: &Fixture<Queue>) {
+    let q = f.queue();
     for entry in [
         &["a1", "a2"][..],
         &["b1", "b2"],
@@ -279,8 +134,8 @@ async fn lease_respects_max_items(f: &Fixture) {
     assert!(lease(q, "many", 1000).await.is_none());
 }
 
-async fn leased_batch_is_invisible_until_visibility_expires(f: &Fixture) {
-    let q = &f.queue;
+async fn leased_batch_is_invisible_until_visibility_expires(f: &Fixture<Queue>) {
+    let q = f.queue();
     q.push("q", items(&["a1", "a2", "a3"])).await.unwrap();
     q.push("q", items(&["b1"])).await.unwrap();
 
@@ -322,8 +177,8 @@ async fn leased_batch_is_invisible_until_visibility_expires(f: &Fixture) {
     assert!(lease(q, "q", 10).await.is_none());
 }
 
-async fn ack_removes_for_good(f: &Fixture) {
-    let q = &f.queue;
+async fn ack_removes_for_good(f: &Fixture<Queue>) {
+    let q = f.queue();
     q.push("q", items(&["a1", "a2"])).await.unwrap();
     q.push("q", items(&["b1"])).await.unwrap();
     let batch = q
@@ -352,8 +207,8 @@ async fn ack_removes_for_good(f: &Fixture) {
     assert_eq!(q.oldest_age("q").await.unwrap(), None);
 }
 
-async fn double_ack_is_harmless(f: &Fixture) {
-    let q = &f.queue;
+async fn double_ack_is_harmless(f: &Fixture<Queue>) {
+    let q = f.queue();
     q.push("q", items(&["a1", "a2"])).await.unwrap();
     q.push("q", items(&["b1", "b2", "b3"])).await.unwrap();
     let a = lease(q, "q", 2).await.unwrap();
@@ -386,8 +241,8 @@ async fn double_ack_is_harmless(f: &Fixture) {
     assert_eq!(q.len("q").await.unwrap(), 1);
 }
 
-async fn len_counts_items(f: &Fixture) {
-    let q = &f.queue;
+async fn len_counts_items(f: &Fixture<Queue>) {
+    let q = f.queue();
     assert_eq!(q.len("never_used").await.unwrap(), 0);
     q.push("q", items(&["a1", "a2", "a3"])).await.unwrap();
     assert_eq!(q.len("q").await.unwrap(), 3);
@@ -401,8 +256,8 @@ async fn len_counts_items(f: &Fixture) {
     assert_eq!(q.len("other").await.unwrap(), 1);
 }
 
-async fn oldest_age_tracks_oldest_unacked_entry(f: &Fixture) {
-    let q = &f.queue;
+async fn oldest_age_tracks_oldest_unacked_entry(f: &Fixture<Queue>) {
+    let q = f.queue();
     assert_eq!(q.oldest_age("q").await.unwrap(), None);
     let pushed = Instant::now();
     q.push("q", items(&["a"])).await.unwrap();
@@ -433,8 +288,8 @@ async fn oldest_age_tracks_oldest_unacked_entry(f: &Fixture) {
     assert_eq!(q.oldest_age("q").await.unwrap(), None);
 }
 
-async fn queue_names_with_prefix(f: &Fixture) {
-    let q = &f.queue;
+async fn queue_names_with_prefix(f: &Fixture<Queue>) {
+    let q = f.queue();
     assert_eq!(q.queue_names("").await.unwrap(), Vec::<String>::new());
     q.push("update_incoming", items(&["x"])).await.unwrap();
     q.push("queue_export_backup:gnss:key", items(&["x"]))
@@ -479,8 +334,8 @@ async fn queue_names_with_prefix(f: &Fixture) {
     );
 }
 
-async fn queues_do_not_interfere(f: &Fixture) {
-    let q = &f.queue;
+async fn queues_do_not_interfere(f: &Fixture<Queue>) {
+    let q = f.queue();
     let names = [
         "update_wifi_a",
         "update_wifi_ab",
@@ -515,10 +370,10 @@ async fn queues_do_not_interfere(f: &Fixture) {
     }
 }
 
-async fn concurrent_consumers_see_every_item_once(f: &Fixture) {
+async fn concurrent_consumers_see_every_item_once(f: &Fixture<Queue>) {
     const PUSHES: usize = 200;
     const PER_PUSH: usize = 5;
-    let q = f.queue.clone();
+    let q = f.queue().clone();
     let pushing = Arc::new(AtomicBool::new(true));
 
     let producers: Vec<_> = (0..2)
@@ -584,8 +439,8 @@ async fn concurrent_consumers_see_every_item_once(f: &Fixture) {
     assert!(lease(&q, "update_incoming", 7).await.is_none());
 }
 
-async fn reopened_queue_keeps_unacked_entries(f: &Fixture) {
-    let q = &f.queue;
+async fn reopened_queue_keeps_unacked_entries(f: &Fixture<Queue>) {
+    let q = f.queue();
     q.push("q", items(&["a1", "a2"])).await.unwrap();
     q.push("q", items(&["b1"])).await.unwrap();
     q.push("q", items(&["c1", "c2", "c3"])).await.unwrap();
@@ -619,8 +474,8 @@ async fn reopened_queue_keeps_unacked_entries(f: &Fixture) {
     assert_eq!(reopened.len("q").await.unwrap(), 0);
 }
 
-async fn transfer_hands_items_on_exactly_once(f: &Fixture) {
-    let q = &f.queue;
+async fn transfer_hands_items_on_exactly_once(f: &Fixture<Queue>) {
+    let q = f.queue();
     q.push("in", items(&["r1", "r2"])).await.unwrap();
     let short = std::time::Duration::from_millis(200);
     // A consumer leases the batch and stalls past its visibility timeout.
@@ -651,10 +506,10 @@ async fn transfer_hands_items_on_exactly_once(f: &Fixture) {
     assert_eq!(names, vec!["out_a".to_string(), "out_b".to_string()]);
 }
 
-async fn leader_lease_is_exclusive_and_expires(f: &Fixture) {
+async fn leader_lease_is_exclusive_and_expires(f: &Fixture<Queue>) {
     let ttl = std::time::Duration::from_millis(300);
-    let a = ichnaea_queue::LeaderLease::for_queue(&f.queue, "scheduler");
-    let b = ichnaea_queue::LeaderLease::for_queue(&f.queue, "scheduler");
+    let a = ichnaea_queue::LeaderLease::for_queue(f.queue(), "scheduler");
+    let b = ichnaea_queue::LeaderLease::for_queue(f.queue(), "scheduler");
     assert!(a.hold(ttl).await.unwrap());
     if matches!(a, ichnaea_queue::LeaderLease::Local) {
         // One process: always the leader.
