@@ -90,6 +90,19 @@ pub enum Command {
     /// unless --allow-remote).
     #[command(subcommand)]
     Sim(ichnaea_sim::SimCommand),
+    /// Print a shell completion script (e.g. `ichnaea completions bash >
+    /// /etc/bash_completion.d/ichnaea`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout, or write one page per command
+    /// to --dir (`ichnaea.1`, `ichnaea-serve.1`, …).
+    Man {
+        /// Directory for all pages.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// What one `serve` process does.

@@ -121,7 +121,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&config, "warn");
             Ok(ichnaea_sim::run(command).await?)
         }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "ichnaea", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => manual(dir.as_deref()),
     }
+}
+
+/// `ichnaea man`: the main page on stdout, or every page into `dir`.
+fn manual(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let command = <Cli as clap::CommandFactory>::command();
+    match dir {
+        None => {
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("writing manual pages to {}", dir.display()))?;
+            println!("manual pages written to {}", dir.display());
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

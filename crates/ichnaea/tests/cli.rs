@@ -499,6 +499,35 @@ fn sigterm_honours_the_shutdown_timeout() {
 }
 
 // ---------------------------------------------------------------------------
+// completions and manual pages
+
+#[test]
+fn completions_and_manual_pages_come_from_the_command_line() {
+    let dir = data_dir("manual");
+    for (shell, marker) in [
+        ("bash", "_ichnaea()"),
+        ("zsh", "#compdef ichnaea"),
+        ("fish", "complete -c ichnaea"),
+    ] {
+        let run = dir.run(&["completions", shell]).expect_code(0);
+        assert!(run.stdout.contains(marker), "{shell}: {}", run.stdout);
+        assert!(run.stdout.contains("export-config"), "{shell}");
+    }
+    dir.run(&["completions", "tcsh"]).expect_code(2);
+
+    let page = dir.run(&["man"]).expect_code(0);
+    assert!(page.stdout.contains(".TH ichnaea 1"), "{}", page.stdout);
+    assert!(page.stdout.contains("crowd"), "{}", page.stdout);
+    let pages = dir.path.join("man");
+    let pages_arg = pages.display().to_string();
+    dir.run(&["man", "--dir", &pages_arg]).expect_code(0);
+    for name in ["ichnaea.1", "ichnaea-serve.1", "ichnaea-apikey-create.1"] {
+        let text = std::fs::read_to_string(pages.join(name)).expect(name);
+        assert!(text.starts_with(".ie"), "{name}");
+    }
+}
+
+// ---------------------------------------------------------------------------
 // migrate
 
 #[test]
