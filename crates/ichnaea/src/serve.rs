@@ -226,6 +226,9 @@ fn record_exit(
     }
 }
 
+/// How often the web role looks for admin changes made by other processes.
+const ADMIN_POLL: Duration = Duration::from_secs(1);
+
 /// The role tasks of this process; each ends with its role's name.
 type Roles = JoinSet<anyhow::Result<&'static str>>;
 
@@ -335,6 +338,13 @@ async fn spawn_web(
         .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, admin_api = state.admin_token.is_some(), "web role listening on http://{address}");
+    let keys = state.api_keys.clone();
+    let store = state.store.clone();
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        keys.follow_admin_changes(store, ADMIN_POLL, stop).await;
+        Ok("admin-change follower")
+    });
     let app = ichnaea_web::router(state);
     let options = ichnaea_web::server::ServerOptions {
         header_read_timeout: config.header_read_timeout(),

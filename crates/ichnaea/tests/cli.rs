@@ -534,10 +534,10 @@ fn completions_and_manual_pages_come_from_the_command_line() {
 fn migrate_is_idempotent() {
     let dir = data_dir("migrate");
     let first = dir.run(&["migrate"]).expect_code(0);
-    assert_eq!(first.stdout, "database schema at version 2\n");
+    assert_eq!(first.stdout, "database schema at version 4\n");
     assert!(dir.path.join("ichnaea.db").is_file());
     let second = dir.run(&["migrate"]).expect_code(0);
-    assert_eq!(second.stdout, "database schema at version 2\n");
+    assert_eq!(second.stdout, "database schema at version 4\n");
 }
 
 // ---------------------------------------------------------------------------
@@ -624,7 +624,65 @@ ichnaea_testkit::backend_tests!(
     sync embedded => on_embedded, cluster => on_cluster;
     pipeline_end_to_end,
     crash_test,
+    admin_changes_reach_a_running_server,
 );
+
+/// A key created, changed or deleted by the CLI (another process) takes effect
+/// in a running server within seconds, although the server had cached its
+/// earlier state.
+fn admin_changes_reach_a_running_server(backend: Backend, dir: DataDir) {
+    let env = backend.env();
+    let server = Server::start(&dir, &env);
+    let path = "/v1/country?key=late";
+    let status = |server: &Server| {
+        server
+            .http(
+                "POST",
+                path,
+                &[("X-Forwarded-For", "203.0.113.9")],
+                Some("{}"),
+            )
+            .status
+    };
+    // Unknown: 400 keyInvalid, now cached by the server.
+    assert_eq!(status(&server), 400);
+    let within = |server: &Server, want: u16, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = status(server);
+            if got == want {
+                return Instant::now();
+            }
+            assert!(Instant::now() < deadline, "{what}: still {got} after 5 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    dir.run_with(&["apikey", "create", "late"], &env)
+        .expect_code(0);
+    let created = Instant::now();
+    // Known, no GeoIP database: 404 notFound instead of 400.
+    let seen = within(&server, 404, "created key");
+    assert!(
+        seen - created < Duration::from_secs(3),
+        "{:?}",
+        seen - created
+    );
+    dir.run_with(
+        &["apikey", "update", "late", "--allow-region", "false"],
+        &env,
+    )
+    .expect_code(0);
+    within(&server, 400, "region no longer allowed");
+    dir.run_with(
+        &["apikey", "update", "late", "--allow-region", "true"],
+        &env,
+    )
+    .expect_code(0);
+    within(&server, 404, "region allowed again");
+    dir.run_with(&["apikey", "delete", "late"], &env)
+        .expect_code(0);
+    within(&server, 400, "deleted key");
+}
 
 /// Runs `body` on SQLite and the embedded queue in a data directory of its own.
 fn on_embedded(body: fn(Backend, DataDir)) {

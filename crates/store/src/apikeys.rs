@@ -115,4 +115,15 @@ impl Store {
         });
         Ok(n > 0)
     }
+
+    /// The admin generation: a number that grows with every change to
+    /// `api_key` or `export_config`, by any process (see the migration).
+    pub async fn admin_generation(&self) -> Result<i64> {
+        with_pool!(self, pool => {
+            let row = sqlx::query("SELECT generation FROM admin_generation WHERE id = 1")
+                .fetch_one(pool)
+                .await?;
+            Ok(sqlx::Row::try_get::<i64, _>(&row, 0)?)
+        })
+    }
 }

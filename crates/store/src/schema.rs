@@ -74,7 +74,54 @@ pub fn migrations(d: Dialect) -> Vec<Migration> {
                 int = d.int()
             ),
         },
+        Migration {
+            version: 4,
+            name: "admin generation",
+            sql: admin_generation(d),
+        },
     ]
+}
+
+/// A counter that every change to `api_key` or `export_config` raises, by
+/// triggers (so direct SQL counts too): running servers poll it and drop their
+/// cached keys when it moves, so admin changes made by another process apply
+/// within a poll.
+fn admin_generation(d: Dialect) -> String {
+    let mut sql = format!(
+        "CREATE TABLE admin_generation (id {int} NOT NULL PRIMARY KEY, generation {int} NOT NULL);
+        INSERT INTO admin_generation (id, generation) VALUES (1, 0);\n",
+        int = d.int()
+    );
+    match d {
+        Dialect::Sqlite => {
+            for table in ["api_key", "export_config"] {
+                for event in ["INSERT", "UPDATE", "DELETE"] {
+                    sql.push_str(&format!(
+                        "CREATE TRIGGER {table}_{e}_generation AFTER {event} ON {table} \
+                         BEGIN UPDATE admin_generation SET generation = generation + 1 \
+                         WHERE id = 1; END;\n",
+                        e = event.to_ascii_lowercase()
+                    ));
+                }
+            }
+        }
+        Dialect::Postgres => {
+            sql.push_str(
+                "CREATE FUNCTION raise_admin_generation() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     UPDATE admin_generation SET generation = generation + 1 WHERE id = 1;
+                     RETURN NULL;
+                 END $$;\n",
+            );
+            for table in ["api_key", "export_config"] {
+                sql.push_str(&format!(
+                    "CREATE TRIGGER {table}_generation AFTER INSERT OR UPDATE OR DELETE ON {table} \
+                     FOR EACH ROW EXECUTE FUNCTION raise_admin_generation();\n"
+                ));
+            }
+        }
+    }
+    sql
 }
 
 /// Names of the 16 Wi-Fi shard tables.
@@ -212,6 +259,7 @@ pub fn all_tables() -> Vec<String> {
         "stat_counter",
         "region_stat",
         "applied_batch",
+        "admin_generation",
     ]
     .into_iter()
     .map(String::from)

@@ -26,6 +26,7 @@ use ichnaea_testkit::store::{on_postgres, on_sqlite};
 ichnaea_testkit::backend_tests!(
     sqlite => on_sqlite, postgres => on_postgres;
     migrations_are_idempotent_and_seed_internal_export,
+    admin_changes_raise_the_generation,
     api_keys_round_trip,
     export_configs_round_trip,
     wifi_and_blue_stations_round_trip_by_shard,
@@ -76,15 +77,40 @@ fn full_fields() -> StationFields {
 }
 
 async fn migrations_are_idempotent_and_seed_internal_export(store: Store) {
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty());
-    assert_eq!(again.version, 2);
+    assert_eq!(again.version, 4);
     let configs = store.export_configs().await.unwrap();
     assert_eq!(configs, vec![ExportConfig::default_internal()]);
     store.ping().await.unwrap();
     assert_eq!(store.row_count("wifi_shard_f").await.unwrap(), Some(0));
     assert_eq!(store.row_count("no_such_table; --").await.unwrap(), None);
+}
+
+/// Every change to `api_key` or `export_config` raises the admin generation
+/// (running servers follow it); reads and failed changes do not.
+async fn admin_changes_raise_the_generation(store: Store) {
+    let start = store.admin_generation().await.unwrap();
+    let mut key = ApiKey::new("gen-key");
+    store.insert_api_key(&key).await.unwrap();
+    assert_eq!(store.admin_generation().await.unwrap(), start + 1);
+    key.maxreq = Some(5);
+    assert!(store.update_api_key(&key).await.unwrap());
+    assert!(
+        !store
+            .update_api_key(&ApiKey::new("no-such-key"))
+            .await
+            .unwrap()
+    );
+    store.api_key("gen-key").await.unwrap();
+    assert_eq!(store.admin_generation().await.unwrap(), start + 2);
+    assert!(store.delete_api_key("gen-key").await.unwrap());
+    let config = ExportConfig::new("gen", ichnaea_core::ExportSchema::Dummy);
+    store.insert_export_config(&config).await.unwrap();
+    assert!(store.update_export_config(&config).await.unwrap());
+    assert!(store.delete_export_config("gen").await.unwrap());
+    assert_eq!(store.admin_generation().await.unwrap(), start + 6);
 }
 
 async fn api_keys_round_trip(store: Store) {

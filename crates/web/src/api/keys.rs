@@ -101,6 +101,41 @@ impl ApiKeyCache {
     pub fn invalidate_all(&self) {
         self.cache.invalidate_all();
     }
+
+    /// Keeps the cache in step with admin changes made by other processes (the
+    /// CLI, other web processes, direct SQL): polls the store's admin
+    /// generation every `interval` and forgets every entry when it moves,
+    /// until `stop` is cancelled. A failed poll is logged and retried; entries
+    /// still expire after the cache's time to live.
+    pub async fn follow_admin_changes(
+        &self,
+        store: Store,
+        interval: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut seen: Option<i64> = None;
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            match store.admin_generation().await {
+                Ok(now) => {
+                    if seen.is_some_and(|before| before != now) {
+                        tracing::debug!(
+                            generation = now,
+                            "admin change seen, api key cache cleared"
+                        );
+                        self.cache.invalidate_all();
+                    }
+                    seen = Some(now);
+                }
+                Err(e) => tracing::warn!(error = %e, "admin generation unavailable"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
