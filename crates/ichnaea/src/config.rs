@@ -93,6 +93,26 @@ pub struct Config {
     pub rate_control_kd: f64,
     /// Dockerflow `version.json` served at `/__version__`; unset = build info.
     pub version_file: Option<PathBuf>,
+    /// Name of this instance in the site's titles, header and texts.
+    pub site_name: String,
+    /// Who runs this instance (contact page, footer); unset = not published.
+    pub operator_name: Option<String>,
+    /// The operator's contact e-mail address.
+    pub operator_email: Option<String>,
+    /// The operator's web site.
+    pub operator_url: Option<String>,
+    /// The operator's postal address for formal notices.
+    pub operator_address: Option<String>,
+    /// Directory whose `home.html`, `privacy.html`, `terms.html`,
+    /// `contact.html`, `optout.html` replace those pages' default texts.
+    pub site_content_dir: Option<PathBuf>,
+    /// URL template of the map's base layer; empty turns the maps off.
+    pub map_base_url: String,
+    /// Attribution (HTML) of the map's base layer.
+    pub map_base_attribution: String,
+    /// Public HTTP base of the asset bucket: the map then loads the coverage
+    /// tiles from `<asset_url>/tiles/`; unset = live tiles from this server.
+    pub asset_url: Option<String>,
 }
 
 impl Default for Config {
@@ -124,6 +144,15 @@ impl Default for Config {
             rate_control_ki: 0.0,
             rate_control_kd: 0.0,
             version_file: None,
+            site_name: "ichnaea".into(),
+            operator_name: None,
+            operator_email: None,
+            operator_url: None,
+            operator_address: None,
+            site_content_dir: None,
+            map_base_url: ichnaea_web::site::OSM_TILES.into(),
+            map_base_attribution: ichnaea_web::site::OSM_ATTRIBUTION.into(),
+            asset_url: None,
         }
     }
 }
@@ -237,6 +266,15 @@ impl Config {
             "rate_control_ki" => self.rate_control_ki = parse(var, value)?,
             "rate_control_kd" => self.rate_control_kd = parse(var, value)?,
             "version_file" => self.version_file = optional(value).map(PathBuf::from),
+            "site_name" => self.site_name = value.to_string(),
+            "operator_name" => self.operator_name = optional(value),
+            "operator_email" => self.operator_email = optional(value),
+            "operator_url" => self.operator_url = optional(value),
+            "operator_address" => self.operator_address = optional(value),
+            "site_content_dir" => self.site_content_dir = optional(value).map(PathBuf::from),
+            "map_base_url" => self.map_base_url = value.to_string(),
+            "map_base_attribution" => self.map_base_attribution = value.to_string(),
+            "asset_url" => self.asset_url = optional(value),
             task if task.starts_with("interval_") => {
                 let name = task.trim_start_matches("interval_").to_string();
                 self.intervals.insert(name, parse(var, value)?);
@@ -320,6 +358,15 @@ impl Config {
             "rate_control_ki": self.rate_control_ki,
             "rate_control_kd": self.rate_control_kd,
             "version_file": self.version_file,
+            "site_name": self.site_name,
+            "operator_name": self.operator_name,
+            "operator_email": self.operator_email,
+            "operator_url": self.operator_url,
+            "operator_address": self.operator_address,
+            "site_content_dir": self.site_content_dir,
+            "map_base_url": self.map_base_url,
+            "map_base_attribution": self.map_base_attribution,
+            "asset_url": self.asset_url,
         })
     }
 }

@@ -272,6 +272,7 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
                 },
                 incoming_queue_max: config.incoming_queue_max,
             },
+            site: Arc::new(crate::site::site(&config)?),
         };
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await

@@ -61,6 +61,7 @@ async fn wifi_answers_are_mostly_within_100_m_after_traffic_and_drain() {
         api_keys: ApiKeyCache::new(Duration::from_secs(300)),
         counters: counters.clone(),
         api: ApiSettings::default(),
+        site: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -18,6 +18,7 @@ use ichnaea_web::{AppState, FallbackClient, GeoIp, router};
 mod locate;
 mod mmdb;
 mod server;
+mod site;
 mod submit;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -60,6 +61,7 @@ fn state(fx: &Fx, admin: bool) -> AppState {
         api_keys: ApiKeyCache::new(std::time::Duration::from_secs(300)),
         counters: fx.counters.clone(),
         api: ApiSettings::default(),
+        site: Default::default(),
     }
 }
 
