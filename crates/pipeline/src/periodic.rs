@@ -27,6 +27,14 @@ pub async fn update_statcounter(ctx: PipelineContext) -> Result<(), PipelineErro
 pub async fn update_statregion(ctx: PipelineContext) -> Result<(), PipelineError> {
     let rows = ctx.store.update_region_stats().await?;
     tracing::info!(regions = rows.len(), "region statistics updated");
+    // The region page shows the new counts at once; if the cache cannot be
+    // reached, its entry expires within the hour.
+    let key = ichnaea_core::stats::REGION_STATS_CACHE_KEY
+        .as_bytes()
+        .to_vec();
+    if let Err(e) = ctx.counters.cache_delete(&[key]).await {
+        tracing::warn!(error = %e, "cannot drop the cached region statistics page");
+    }
     Ok(())
 }
 

@@ -7,10 +7,12 @@
 //! texts of the legal pages can be replaced by files of a content directory.
 
 mod assets;
+mod cache;
 mod content;
 mod csp;
 mod maps;
 mod pages;
+mod stats;
 pub mod tiles;
 
 use std::path::PathBuf;
@@ -173,6 +175,7 @@ pub(crate) fn routes() -> Router<SharedState> {
     Router::new()
         .merge(pages::routes())
         .merge(assets::routes())
+        .merge(stats::routes())
         .merge(maps::routes())
         .merge(tiles::routes())
 }

@@ -19,6 +19,7 @@ mod locate;
 mod mmdb;
 mod server;
 mod site;
+mod site_stats;
 mod submit;
 use serde_json::{Value, json};
 use tower::ServiceExt;
