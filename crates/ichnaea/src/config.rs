@@ -113,6 +113,19 @@ pub struct Config {
     /// Public HTTP base of the asset bucket: the map then loads the coverage
     /// tiles from `<asset_url>/tiles/`; unset = live tiles from this server.
     pub asset_url: Option<String>,
+    /// Coarsest zoom of the live coverage tiles; coarser ones come from the
+    /// scheduled `datamap` task's output in `tiles_url`.
+    pub tiles_live_min_zoom: u8,
+    /// Most data-map rows one live tile may read (bounds its time and
+    /// memory); a denser tile is taken from the `datamap` output.
+    pub tiles_live_max_rows: usize,
+    /// Bytes of coverage tiles cached in memory by the web role.
+    pub tiles_cache_bytes: u64,
+    /// On-disk cache of live tiles; default `<data_dir>/tile-cache`.
+    pub tiles_cache_dir: Option<PathBuf>,
+    /// Seconds between reads of the data-map change log (how soon new
+    /// contributions reach cached tiles).
+    pub tiles_change_poll: u64,
 }
 
 impl Default for Config {
@@ -153,6 +166,11 @@ impl Default for Config {
             map_base_url: ichnaea_web::site::OSM_TILES.into(),
             map_base_attribution: ichnaea_web::site::OSM_ATTRIBUTION.into(),
             asset_url: None,
+            tiles_live_min_zoom: 5,
+            tiles_live_max_rows: 500_000,
+            tiles_cache_bytes: 64 * 1024 * 1024,
+            tiles_cache_dir: None,
+            tiles_change_poll: 10,
         }
     }
 }
@@ -275,6 +293,11 @@ impl Config {
             "map_base_url" => self.map_base_url = value.to_string(),
             "map_base_attribution" => self.map_base_attribution = value.to_string(),
             "asset_url" => self.asset_url = optional(value),
+            "tiles_live_min_zoom" => self.tiles_live_min_zoom = parse(var, value)?,
+            "tiles_live_max_rows" => self.tiles_live_max_rows = parse(var, value)?,
+            "tiles_cache_bytes" => self.tiles_cache_bytes = parse(var, value)?,
+            "tiles_cache_dir" => self.tiles_cache_dir = optional(value).map(PathBuf::from),
+            "tiles_change_poll" => self.tiles_change_poll = parse(var, value)?,
             task if task.starts_with("interval_") => {
                 let name = task.trim_start_matches("interval_").to_string();
                 self.intervals.insert(name, parse(var, value)?);
@@ -329,6 +352,13 @@ impl Config {
         }
     }
 
+    /// The on-disk tile cache in effect.
+    pub fn tiles_cache_dir(&self) -> PathBuf {
+        self.tiles_cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tile-cache"))
+    }
+
     /// The effective configuration as JSON with secrets hidden, for the start-up log.
     pub fn redacted(&self) -> serde_json::Value {
         serde_json::json!({
@@ -367,6 +397,11 @@ impl Config {
             "map_base_url": self.map_base_url,
             "map_base_attribution": self.map_base_attribution,
             "asset_url": self.asset_url,
+            "tiles_live_min_zoom": self.tiles_live_min_zoom,
+            "tiles_live_max_rows": self.tiles_live_max_rows,
+            "tiles_cache_bytes": self.tiles_cache_bytes,
+            "tiles_cache_dir": self.tiles_cache_dir(),
+            "tiles_change_poll": self.tiles_change_poll,
         })
     }
 }

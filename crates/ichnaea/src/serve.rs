@@ -312,6 +312,12 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
         let mut periodic = ichnaea_pipeline::periodic::tasks(&Intervals {
             rate_control,
             cell_export: config.cell_export_url(),
+            datamap: Some(ichnaea_pipeline::periodic::DatamapJob {
+                tiles_url: config.tiles_url(),
+                work_dir: config.data_dir.join("datamap-render"),
+                threads: crate::site::render_threads(),
+                interval: Duration::from_secs(86_400),
+            }),
             ..Intervals::default()
         });
         for task in &mut periodic {

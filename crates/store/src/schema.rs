@@ -74,6 +74,15 @@ pub fn migrations(d: Dialect) -> Vec<Migration> {
                 int = d.int()
             ),
         },
+        Migration {
+            version: 3,
+            name: "data-map tile changes",
+            sql: format!(
+                "CREATE TABLE datamap_tile_change (tile {int} NOT NULL PRIMARY KEY, changed {int} NOT NULL);
+                CREATE INDEX datamap_tile_change_changed_idx ON datamap_tile_change (changed);",
+                int = d.int()
+            ),
+        },
     ]
 }
 
@@ -210,6 +219,7 @@ pub fn all_tables() -> Vec<String> {
         "cell_area",
         "stat",
         "stat_counter",
+        "datamap_tile_change",
         "region_stat",
         "applied_batch",
     ]

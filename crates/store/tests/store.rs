@@ -172,10 +172,10 @@ fn full_fields() -> StationFields {
 }
 
 async fn migrations_are_idempotent_and_seed_internal_export(store: Store) {
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty());
-    assert_eq!(again.version, 2);
+    assert_eq!(again.version, 3);
     let configs = store.export_configs().await.unwrap();
     assert_eq!(configs, vec![ExportConfig::default_internal()]);
     store.ping().await.unwrap();

@@ -20,6 +20,7 @@ mod mmdb;
 mod server;
 mod site;
 mod site_stats;
+mod site_tiles;
 mod submit;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -297,7 +298,7 @@ async fn heartbeat_reports_every_backend(fx: Fx) {
     want.sort();
     assert_eq!(members, want, "member order is irrelevant (spec api §4.3)");
     assert_eq!(body["database"]["up"], json!(true));
-    assert_eq!(body["database"]["alembic_version"], json!("2"));
+    assert_eq!(body["database"]["alembic_version"], json!("3"));
     assert!(body["database"]["time"].as_u64().is_some());
     assert_eq!(body[queue_member]["up"], json!(true));
     assert!(body[queue_member]["time"].as_u64().is_some());
