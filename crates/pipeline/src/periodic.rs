@@ -158,9 +158,15 @@ pub fn tasks(intervals: &Intervals) -> Vec<PeriodicTask> {
                 let url = url.clone();
                 async move {
                     let now = Utc::now().naive_utc();
-                    crate::cell_export::export(&ctx, &url, kind, now)
-                        .await
-                        .map(|_| ())
+                    crate::cell_export::export(&ctx, &url, kind, now).await?;
+                    // The downloads page lists the new file at once.
+                    let key = ichnaea_core::export::DOWNLOADS_CACHE_KEY
+                        .as_bytes()
+                        .to_vec();
+                    if let Err(e) = ctx.counters.cache_delete(&[key]).await {
+                        tracing::warn!(error = %e, "cannot drop the cached downloads page");
+                    }
+                    Ok(())
                 }
             }));
         }

@@ -10,8 +10,10 @@ mod assets;
 mod cache;
 mod content;
 mod csp;
+mod downloads;
 mod maps;
 mod pages;
+mod ranges;
 mod stats;
 pub mod tiles;
 
@@ -178,6 +180,7 @@ pub(crate) fn routes() -> Router<SharedState> {
         .merge(stats::routes())
         .merge(maps::routes())
         .merge(tiles::routes())
+        .merge(downloads::routes())
 }
 
 /// Pages and page data may be cached for an hour.
