@@ -12,6 +12,7 @@ mod content;
 mod csp;
 mod downloads;
 mod maps;
+mod openapi;
 mod pages;
 mod ranges;
 mod stats;
@@ -181,6 +182,7 @@ pub(crate) fn routes() -> Router<SharedState> {
         .merge(maps::routes())
         .merge(tiles::routes())
         .merge(downloads::routes())
+        .merge(openapi::routes())
 }
 
 /// Pages and page data may be cached for an hour.

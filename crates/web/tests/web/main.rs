@@ -19,6 +19,7 @@ mod locate;
 mod mmdb;
 mod server;
 mod site;
+mod site_api;
 mod site_downloads;
 mod site_stats;
 mod site_tiles;
