@@ -1439,3 +1439,5 @@ fn exports_reach_a_geosubmit_server_and_object_files() {
 
 #[path = "cli/datamap.rs"]
 mod datamap;
+#[path = "cli/site.rs"]
+mod site;
