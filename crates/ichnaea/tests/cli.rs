@@ -1437,6 +1437,8 @@ fn exports_reach_a_geosubmit_server_and_object_files() {
     assert_eq!(stored["items"].as_array().unwrap().len(), 3);
 }
 
+#[path = "cli/browser.rs"]
+mod browser;
 #[path = "cli/datamap.rs"]
 mod datamap;
 #[path = "cli/site.rs"]

@@ -9,8 +9,8 @@
   function short(v) {
     if (v == null) { return ''; }
     var a = Math.abs(v);
-    if (a >= 1e6) { return (v / 1e6).toFixed(1) + 'M'; }
-    if (a >= 1e3) { return (v / 1e3).toFixed(1) + 'k'; }
+    if (a >= 1e6) { return (v / 1e6).toFixed(1).replace(/\.0$/, '') + 'M'; }
+    if (a >= 1e3) { return (v / 1e3).toFixed(1).replace(/\.0$/, '') + 'k'; }
     return String(v);
   }
 
@@ -59,6 +59,8 @@
     var opts = {
       width: width(el),
       height: 220,
+      // Room on the right for the last month's label.
+      padding: [12, 28, 0, 0],
       series: series,
       axes: [
         { values: '{MMM} {YYYY}' },

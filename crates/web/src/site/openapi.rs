@@ -75,6 +75,35 @@ fn text(v: &Value, key: &str) -> String {
     v.get(key).and_then(Value::as_str).unwrap_or("").to_string()
 }
 
+/// A description as HTML: escaped, with CommonMark's `code` spans (the only
+/// markup the description uses) as `<code>`.
+pub(crate) fn inline_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut in_code = false;
+    for c in text.chars() {
+        match c {
+            '`' => {
+                out.push_str(if in_code { "</code>" } else { "<code>" });
+                in_code = !in_code;
+            }
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    if in_code {
+        out.push_str("</code>");
+    }
+    out
+}
+
+/// [`inline_html`] of a member.
+fn html(v: &Value, key: &str) -> String {
+    inline_html(&text(v, key))
+}
+
 /// `#/components/schemas/Name` → `Name`.
 fn ref_name(v: &Value) -> Option<String> {
     v.get("$ref")
@@ -140,7 +169,7 @@ pub(crate) fn reference(spec: &Value) -> Reference {
                                 name: text(p, "name"),
                                 place: text(p, "in"),
                                 required: p["required"].as_bool().unwrap_or(false),
-                                description: text(p, "description"),
+                                description: html(p, "description"),
                             })
                             .collect()
                     })
@@ -154,7 +183,7 @@ pub(crate) fn reference(spec: &Value) -> Reference {
                         rs.iter()
                             .map(|(status, r)| Answer {
                                 status: status.clone(),
-                                description: text(r, "description"),
+                                description: html(r, "description"),
                                 schema: schema_of(&r["content"]).map(kind),
                             })
                             .collect()
@@ -166,7 +195,7 @@ pub(crate) fn reference(spec: &Value) -> Reference {
                     path: path.clone(),
                     tag: op["tags"][0].as_str().unwrap_or("").to_string(),
                     summary: text(op, "summary"),
-                    description: text(op, "description"),
+                    description: html(op, "description"),
                     deprecated: op["deprecated"].as_bool().unwrap_or(false),
                     params,
                     body_schema: body.and_then(|b| b.get("schema")).map(kind),
@@ -202,14 +231,14 @@ pub(crate) fn reference(spec: &Value) -> Reference {
                                     name: m.clone(),
                                     kind: kind(p),
                                     required: required.contains(&m.as_str()),
-                                    description: text(p, "description"),
+                                    description: html(p, "description"),
                                 })
                                 .collect()
                         })
                         .unwrap_or_default();
                     Schema {
                         name: name.clone(),
-                        description: text(s, "description"),
+                        description: html(s, "description"),
                         members,
                     }
                 })
@@ -217,7 +246,7 @@ pub(crate) fn reference(spec: &Value) -> Reference {
         })
         .unwrap_or_default();
     Reference {
-        description: text(info, "description"),
+        description: html(info, "description"),
         operations,
         schemas,
     }
@@ -259,6 +288,15 @@ pub(crate) fn routes() -> Router<SharedState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn code_spans_become_code_elements() {
+        assert_eq!(
+            inline_html("Use `a<b>` & `c`."),
+            "Use <code>a&lt;b&gt;</code> &amp; <code>c</code>."
+        );
+        assert_eq!(inline_html("open `x"), "open <code>x</code>");
+    }
 
     #[test]
     fn the_description_is_openapi_3_1_and_every_reference_resolves() {
