@@ -31,21 +31,20 @@ pub(crate) fn spec_config() -> SiteConfig {
     }
 }
 
-/// GET `uri` with extra request headers.
-pub(crate) async fn get_with(
+/// `method uri` with extra request headers and an optional body.
+pub(crate) async fn request(
     app: &axum::Router,
+    method: Method,
     uri: &str,
     headers: &[(header::HeaderName, &str)],
+    body: Option<Vec<u8>>,
 ) -> Reply {
-    let mut req = Request::builder().method(Method::GET).uri(uri);
+    let mut req = Request::builder().method(method).uri(uri);
     for (name, value) in headers {
         req = req.header(name, *value);
     }
-    let response = app
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let body = body.map_or_else(Body::empty, Body::from);
+    let response = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let body = response
@@ -60,6 +59,15 @@ pub(crate) async fn get_with(
         headers,
         body,
     }
+}
+
+/// GET `uri` with extra request headers.
+pub(crate) async fn get_with(
+    app: &axum::Router,
+    uri: &str,
+    headers: &[(header::HeaderName, &str)],
+) -> Reply {
+    request(app, Method::GET, uri, headers, None).await
 }
 
 pub(crate) async fn get(app: &axum::Router, uri: &str) -> Reply {

@@ -4,18 +4,15 @@
 
 use std::collections::BTreeSet;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use chrono::Utc;
-use http_body_util::BodyExt;
 use ichnaea_core::apikey::ApiKey;
 use ichnaea_core::stats::{StatKey, StatRow};
 use ichnaea_web::router;
 use ichnaea_web::site::SiteConfig;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use crate::site::{get, site_state};
+use crate::site::{get, request, site_state};
 use crate::{Fx, Reply, backend_tests};
 
 const SPEC: &str = include_str!("../../assets/openapi.json");
@@ -184,7 +181,7 @@ fn the_checker_rejects_what_the_schemas_forbid() {
     assert!(!errors.is_empty());
 }
 
-/// Sends `body` to `uri` with optional extra headers.
+/// Sends `body` to `uri`, from `forwarded_for` when given.
 async fn send(
     app: &axum::Router,
     method: Method,
@@ -192,32 +189,18 @@ async fn send(
     body: Option<&Value>,
     forwarded_for: Option<&str>,
 ) -> Reply {
-    let mut req = Request::builder().method(method).uri(uri);
+    let mut headers = vec![(header::CONTENT_TYPE, "application/json")];
     if let Some(ip) = forwarded_for {
-        req = req.header("x-forwarded-for", ip);
+        headers.push((header::HeaderName::from_static("x-forwarded-for"), ip));
     }
-    let body = match body {
-        Some(b) => {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-            Body::from(b.to_string())
-        }
-        None => Body::empty(),
-    };
-    let response = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    request(
+        app,
+        method,
+        uri,
+        &headers,
+        body.map(|b| b.to_string().into_bytes()),
+    )
+    .await
 }
 
 /// The description of one call.
