@@ -226,9 +226,33 @@ impl ApiKeyPatch {
     }
 }
 
+/// The `key` label of an API key's metrics: `k` and the first 12 hex digits
+/// of the key's SHA-256. Metrics are read by more people than the keys are
+/// shown to, so they never carry the key itself; the label is stable across
+/// processes, and `ichnaea apikey show` prints it next to the key.
+pub fn metric_label(valid_key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(valid_key.as_bytes());
+    let mut label = String::with_capacity(13);
+    label.push('k');
+    for byte in &digest[..6] {
+        label.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        label.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    }
+    label
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_labels_are_digests_not_keys() {
+        // SHA-256("test") = 9f86d081884c7d65…
+        assert_eq!(metric_label("test"), "k9f86d081884c");
+        assert_ne!(metric_label("test"), metric_label("Test"));
+        assert_eq!(metric_label("x").len(), 13);
+    }
 
     #[test]
     fn key_text_rules() {

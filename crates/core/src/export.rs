@@ -164,6 +164,29 @@ impl ExportConfig {
         !key_skipped && !source_skipped
     }
 
+    /// Refuses a second `internal` target next to the stored `targets` (this
+    /// row's own stored version, found by name, does not count): every internal
+    /// target applies every report to the station tables, so two would count
+    /// each observation twice.
+    pub fn validate_among(&self, targets: &[ExportConfig]) -> Result<(), FieldError> {
+        if self.schema != ExportSchema::Internal {
+            return Ok(());
+        }
+        match targets
+            .iter()
+            .find(|t| t.schema == ExportSchema::Internal && t.name != self.name)
+        {
+            Some(other) => Err(FieldError::new(
+                "schema",
+                format!(
+                    "{:?} is already the internal target: only one may write to the station tables",
+                    other.name
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Refuses values the pipeline could not use, naming the first bad column.
     pub fn validate(&self) -> Result<(), FieldError> {
         let name_ok = (1..=40).contains(&self.name.len())
@@ -281,6 +304,28 @@ mod tests {
             "anonymous is never skipped by key"
         );
         assert!(!c.allowed(None, ReportSource::Query));
+    }
+
+    #[test]
+    fn one_internal_target_at_most() {
+        let internal = ExportConfig::default_internal();
+        let stored = vec![
+            internal.clone(),
+            ExportConfig::new("bk", ExportSchema::Dummy),
+        ];
+        let second = ExportConfig::new("internal2", ExportSchema::Internal);
+        let e = second.validate_among(&stored).unwrap_err();
+        assert_eq!(e.field, "schema");
+        assert!(e.message.contains("\"internal\""), "{}", e.message);
+        // The stored internal target itself may be updated.
+        assert_eq!(internal.validate_among(&stored), Ok(()));
+        // So may others, and a new internal target when none is stored.
+        let mut bk = ExportConfig::new("bk", ExportSchema::Dummy);
+        assert_eq!(bk.validate_among(&stored), Ok(()));
+        assert_eq!(second.validate_among(&stored[1..]), Ok(()));
+        // Turning another target into a second internal one is refused too.
+        bk.schema = ExportSchema::Internal;
+        assert_eq!(bk.validate_among(&stored).unwrap_err().field, "schema");
     }
 
     #[test]

@@ -428,8 +428,7 @@ fn dedupe<T, K: PartialEq>(
 }
 
 /// Turns one queued report (geosubmit-v2 shape) into observations.
-pub fn ingest_report(report: &Value, geocoder: &dyn Geocoder) -> Option<Ingested> {
-    let report = report.as_object()?;
+pub fn ingest_report(report: &Map<String, Value>, geocoder: &dyn Geocoder) -> Option<Ingested> {
     let (blue, wifi, cell) = (
         entries(report, "bluetoothBeacons", BLUE_FIELDS),
         entries(report, "wifiAccessPoints", WIFI_FIELDS),
@@ -538,7 +537,7 @@ mod tests {
     }
 
     fn ingest(report: Value) -> Option<Ingested> {
-        ingest_report(&report, &TestGeocoder)
+        ingest_report(report.as_object()?, &TestGeocoder)
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! functions: normalisation → station selection → clustering → aggregate
 //! position → result combination, with exact expected values.
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use ichnaea_core::cell::{AreaKey, CellKey};
 use ichnaea_core::locate::geoip::{GeoIpRecord, geoip_location};

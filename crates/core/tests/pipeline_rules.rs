@@ -15,6 +15,10 @@
 //! `weigh_*`, those weighing 0 are discarded before grouping, and
 //! [`update_station`] gets the rest of one station key in queue order.
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use serde_json::{Value, json};
 
@@ -172,7 +176,8 @@ fn positioned(lat: f64, lon: f64, days: i64) -> StationFields {
 }
 
 fn ingest(report: Value) -> Ingested {
-    ingest_report(&report, geo()).expect("the report has network entries")
+    let report = report.as_object().expect("a report object");
+    ingest_report(report, geo()).expect("the report has network entries")
 }
 
 fn position() -> Value {

@@ -155,7 +155,14 @@ pub async fn apikey(store: &Store, command: ApikeyCommand) -> anyhow::Result<()>
                 .api_key(&key)
                 .await?
                 .ok_or_else(|| NotFound(format!("api key {key:?} not found")))?;
-            print_row(&row, KEY_FIELDS, &output)
+            print_row(&row, KEY_FIELDS, &output)?;
+            if !output.json {
+                // Not a column: the `key` label of this key's metrics.
+                let width = KEY_FIELDS.iter().map(|f| f.len()).max().unwrap_or(0);
+                let label = ichnaea_core::apikey::metric_label(&row.valid_key);
+                println!("{:<width$}  {label}", "metric_label");
+            }
+            Ok(())
         }
         ApikeyCommand::Update {
             key,
@@ -195,6 +202,7 @@ pub async fn export_config(store: &Store, command: ExportCommand) -> anyhow::Res
             let mut row = ExportConfig::new(name, schema);
             fields.patch(None).apply(&mut row);
             check(row.validate())?;
+            check(row.validate_among(&store.export_configs().await?))?;
             store.insert_export_config(&row).await?;
             print_row(&row, EXPORT_FIELDS, &output)
         }
@@ -220,6 +228,7 @@ pub async fn export_config(store: &Store, command: ExportCommand) -> anyhow::Res
                 .ok_or_else(|| NotFound(format!("export config {name:?} not found")))?;
             fields.patch(schema).apply(&mut row);
             check(row.validate())?;
+            check(row.validate_among(&store.export_configs().await?))?;
             if !store.update_export_config(&row).await? {
                 return Err(NotFound(format!("export config {name:?} not found")).into());
             }

@@ -46,6 +46,22 @@ pub struct Config {
     pub queue_visibility: u64,
     /// Address the web role listens on.
     pub listen: String,
+    /// Most connections the web role keeps open; at the limit the oldest
+    /// connection not serving a request is closed for a new one (0 = no limit).
+    pub max_connections: usize,
+    /// Seconds a request body may pause between parts; also the grace period
+    /// before `body_min_rate` applies.
+    pub body_idle_timeout: u64,
+    /// Slowest average rate in bytes per second a request body may arrive at
+    /// once `body_idle_timeout` has passed (0 = no minimum).
+    pub body_min_rate: u64,
+    /// Address of the Prometheus metrics listener (`GET /metrics`), for every
+    /// role; empty or `off` = no metrics listener.
+    pub metrics_listen: String,
+    /// Addresses and CIDR networks of reverse proxies whose `X-Forwarded-For`
+    /// is believed; a request from any other peer is located at the peer's
+    /// address. Default: loopback only.
+    pub trusted_proxies: Vec<String>,
     /// Seconds a client may take to send a request head (from its first byte,
     /// or from the previous answer on a keep-alive connection) before the web
     /// role closes the connection; 0 = no limit.
@@ -138,6 +154,11 @@ impl Default for Config {
             queue_visibility: 60,
             listen: "127.0.0.1:8000".into(),
             header_read_timeout: 30,
+            max_connections: 1_024,
+            body_idle_timeout: 10,
+            body_min_rate: 1_024,
+            metrics_listen: "127.0.0.1:8001".into(),
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
             geoip_path: None,
             admin_token: None,
             exports_dir: None,
@@ -264,6 +285,18 @@ impl Config {
             "queue_visibility" => self.queue_visibility = parse(var, value)?,
             "listen" => self.listen = value.to_string(),
             "header_read_timeout" => self.header_read_timeout = parse(var, value)?,
+            "metrics_listen" => self.metrics_listen = value.trim().to_string(),
+            "max_connections" => self.max_connections = parse(var, value)?,
+            "body_idle_timeout" => self.body_idle_timeout = parse(var, value)?,
+            "body_min_rate" => self.body_min_rate = parse(var, value)?,
+            "trusted_proxies" => {
+                self.trusted_proxies = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
             "geoip_path" => self.geoip_path = optional(value).map(PathBuf::from),
             "admin_token" => self.admin_token = optional(value),
             "exports_dir" => self.exports_dir = optional(value).map(PathBuf::from),
@@ -340,6 +373,14 @@ impl Config {
         }
     }
 
+    /// The metrics listener's address; `None` when turned off.
+    pub fn metrics_listen(&self) -> Option<&str> {
+        match self.metrics_listen.as_str() {
+            "" | "off" => None,
+            address => Some(address),
+        }
+    }
+
     /// The tile bucket in effect.
     pub fn tiles_url(&self) -> String {
         match self.tiles_url.as_deref() {
@@ -361,7 +402,7 @@ impl Config {
 
     /// The effective configuration as JSON with secrets hidden, for the start-up log.
     pub fn redacted(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut value = serde_json::json!({
             "data_dir": self.data_dir,
             "database_url": redact_url(&self.database_url()),
             "redis_url": self.redis_url.as_deref().map(redact_url),
@@ -369,6 +410,11 @@ impl Config {
             "queue_visibility": self.queue_visibility,
             "listen": self.listen,
             "header_read_timeout": self.header_read_timeout,
+            "max_connections": self.max_connections,
+            "body_idle_timeout": self.body_idle_timeout,
+            "body_min_rate": self.body_min_rate,
+            "metrics_listen": self.metrics_listen,
+            "trusted_proxies": self.trusted_proxies,
             "geoip_path": self.geoip_path,
             "admin_token": self.admin_token.as_ref().map(|_| "<redacted>"),
             "exports_dir": self.exports_dir(),
@@ -388,6 +434,9 @@ impl Config {
             "rate_control_ki": self.rate_control_ki,
             "rate_control_kd": self.rate_control_kd,
             "version_file": self.version_file,
+        });
+        // The site's settings (their own object: one json! would be too deep).
+        let site = serde_json::json!({
             "site_name": self.site_name,
             "operator_name": self.operator_name,
             "operator_email": self.operator_email,
@@ -402,7 +451,11 @@ impl Config {
             "tiles_cache_bytes": self.tiles_cache_bytes,
             "tiles_cache_dir": self.tiles_cache_dir(),
             "tiles_change_poll": self.tiles_change_poll,
-        })
+        });
+        if let (Some(all), serde_json::Value::Object(site)) = (value.as_object_mut(), site) {
+            all.extend(site);
+        }
+        value
     }
 }
 
@@ -454,6 +507,25 @@ mod tests {
         );
         let (c, _) = Config::load(None, env(&[("ICHNAEA_HEADER_READ_TIMEOUT", "0")])).unwrap();
         assert_eq!(c.header_read_timeout(), None);
+    }
+
+    #[test]
+    fn trusted_proxies_from_env_and_file() {
+        let (c, _) = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.trusted_proxies, ["127.0.0.0/8", "::1"]);
+        let (c, _) = Config::load(
+            None,
+            env(&[("ICHNAEA_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7 ,")]),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies, ["10.0.0.0/8", "192.0.2.7"]);
+        let (c, _) = Config::load(None, env(&[("ICHNAEA_TRUSTED_PROXIES", "")])).unwrap();
+        assert!(c.trusted_proxies.is_empty(), "empty: no proxy trusted");
+        let file = std::env::temp_dir().join(format!("ichnaea-config-{}.toml", std::process::id()));
+        std::fs::write(&file, "trusted_proxies = [\"fd00::/8\"]\n").unwrap();
+        let (c, _) = Config::load(Some(&file), env(&[])).unwrap();
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(c.trusted_proxies, ["fd00::/8"]);
     }
 
     #[test]

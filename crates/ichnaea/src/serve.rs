@@ -14,6 +14,7 @@ use ichnaea_queue::{Counters, Queue};
 use ichnaea_store::{Store, StoreOptions};
 use ichnaea_web::api::ApiSettings;
 use ichnaea_web::api::body::BodyLimits;
+use ichnaea_web::api::client_ip::TrustedProxies;
 use ichnaea_web::api::keys::ApiKeyCache;
 use ichnaea_web::{AppState, FallbackClient, GeoIp};
 use tokio::task::JoinSet;
@@ -225,131 +226,212 @@ fn record_exit(
     }
 }
 
+/// The role tasks of this process; each ends with its role's name.
+type Roles = JoinSet<anyhow::Result<&'static str>>;
+
 /// Runs the given roles until a signal arrives or a role fails.
 pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let (queue, counters) = open_queue(&config, &store).await?;
     let (queue, counters) = (Arc::new(queue), Arc::new(counters));
     tracing::info!(database = store.backend_name(), queue = queue.backend(), roles = ?roles, "starting");
-    let geoip = match &config.geoip_path {
-        None => {
-            tracing::info!("ICHNAEA_GEOIP_PATH is unset: the GeoIP source is skipped");
-            None
-        }
-        Some(path) => match GeoIp::open(path) {
-            Ok(db) => {
-                let status = db.status(chrono::Utc::now());
-                tracing::info!(path = %path.display(), version = ?status.version, age_in_days = ?status.age_in_days, "GeoIP database loaded");
-                Some(Arc::new(db))
-            }
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "GeoIP database unusable: the GeoIP source is skipped");
-                None
-            }
-        },
-    };
 
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
-
+    let mut tasks: Roles = JoinSet::new();
+    if let Some(address) = config.metrics_listen() {
+        spawn_metrics(address, &shutdown, &mut tasks).await;
+    }
     if roles.contains(&Role::Web) {
-        let state = AppState {
-            store: store.clone(),
-            queue: queue.clone(),
-            admin_token: config.admin_token.as_deref().map(Arc::from),
-            version: Arc::new(version_body(&config)?),
-            prometheus: ichnaea_web::metrics::prometheus_handle(),
-            geoip,
-            geoip_configured: config.geoip_path.is_some(),
-            fallback: FallbackClient::new().context("creating the fallback HTTP client")?,
-            api_keys: ApiKeyCache::new(Duration::from_secs(config.api_key_cache_ttl)),
-            counters: counters.clone(),
-            api: ApiSettings {
-                body: BodyLimits {
-                    max_body: config.max_body_bytes,
-                    max_decoded: config.max_decoded_bytes,
-                },
-                incoming_queue_max: config.incoming_queue_max,
-            },
-            site: Arc::new(crate::site::site(&config)?),
-        };
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("listening on {}", config.listen))?;
-        let address = listener.local_addr()?;
-        tracing::info!(%address, admin_api = state.admin_token.is_some(), "web role listening on http://{address}");
-        let app = ichnaea_web::router(state);
-        let options = ichnaea_web::server::ServerOptions {
-            header_read_timeout: config.header_read_timeout(),
-        };
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            ichnaea_web::server::serve(listener, app, options, stop.cancelled_owned()).await;
-            Ok("web")
-        });
+        let state = app_state(&config, &store, &queue, &counters)?;
+        spawn_web(&config, state, &shutdown, &mut tasks).await?;
     }
     // Only the worker and the scheduler need the pipeline (and its region data).
-    let ctx = if roles.contains(&Role::Scheduler) || roles.contains(&Role::Worker) {
-        Some(pipeline_context(&config, &store, &queue, &counters)?)
-    } else {
-        None
-    };
-    if let (true, Some(ctx)) = (roles.contains(&Role::Scheduler), &ctx) {
-        let rate_control = match config.rate_control_target {
-            None => None,
-            Some(target) => Some(
-                ichnaea_pipeline::rate_control::RateControl::new(target)
-                    .map(|p| ichnaea_pipeline::rate_control::RateControl {
-                        kp: config.rate_control_kp,
-                        ki: config.rate_control_ki,
-                        kd: config.rate_control_kd,
-                        ..p
-                    })
-                    .context("rate_control_target must be greater than 0")?,
-            ),
-        };
-        let mut periodic = ichnaea_pipeline::periodic::tasks(&Intervals {
-            rate_control,
-            cell_export: config.cell_export_url(),
-            datamap: Some(ichnaea_pipeline::periodic::DatamapJob {
-                tiles_url: config.tiles_url(),
-                work_dir: config.data_dir.join("datamap-render"),
-                threads: crate::site::render_threads(),
-                interval: Duration::from_secs(86_400),
-            }),
-            ..Intervals::default()
-        });
-        for task in &mut periodic {
-            if let Some(secs) = config.intervals.get(task.name) {
-                task.interval = Duration::from_secs((*secs).max(1));
-            }
+    if roles.contains(&Role::Scheduler) || roles.contains(&Role::Worker) {
+        let ctx = pipeline_context(&config, &store, &queue, &counters)?;
+        if roles.contains(&Role::Scheduler) {
+            spawn_scheduler(&config, ctx.clone(), &queue, &shutdown, &mut tasks)?;
         }
-        let scheduler = Scheduler::new(periodic);
-        for (name, interval) in scheduler.describe() {
-            tracing::info!(task = name, interval_s = interval.as_secs(), "scheduled");
+        if roles.contains(&Role::Worker) {
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                worker::run(ctx, stop).await;
+                Ok("worker")
+            });
         }
-        let stop = shutdown.clone();
-        let ctx = ctx.clone();
-        let lease = ichnaea_queue::LeaderLease::for_queue(&queue, "scheduler");
-        tasks.spawn(async move {
-            scheduler
-                .run(ctx, lease, Duration::from_secs(10), stop)
-                .await;
-            Ok("scheduler")
-        });
-    }
-    if let (true, Some(ctx)) = (roles.contains(&Role::Worker), &ctx) {
-        let stop = shutdown.clone();
-        let ctx = ctx.clone();
-        tasks.spawn(async move {
-            worker::run(ctx, stop).await;
-            Ok("worker")
-        });
     }
 
-    // Run until a signal arrives or a role ends (a role only ends on its own
-    // when it fails), then give the others `shutdown_timeout` to finish.
+    let failure = run_until_shutdown(tasks, &shutdown, config.shutdown_timeout).await;
+    if let Err(e) = counters.flush().await {
+        tracing::warn!(error = %e, "could not save usage counters");
+    }
+    store.close().await;
+    tracing::info!("shut down");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The GeoIP database of `geoip_path`; unset or unusable means no GeoIP source.
+fn open_geoip(config: &Config) -> Option<Arc<GeoIp>> {
+    let Some(path) = &config.geoip_path else {
+        tracing::info!("ICHNAEA_GEOIP_PATH is unset: the GeoIP source is skipped");
+        return None;
+    };
+    match GeoIp::open(path) {
+        Ok(db) => {
+            let status = db.status(chrono::Utc::now());
+            tracing::info!(path = %path.display(), version = ?status.version, age_in_days = ?status.age_in_days, "GeoIP database loaded");
+            Some(Arc::new(db))
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "GeoIP database unusable: the GeoIP source is skipped");
+            None
+        }
+    }
+}
+
+/// The web role's shared state.
+fn app_state(
+    config: &Config,
+    store: &Store,
+    queue: &Arc<Queue>,
+    counters: &Arc<Counters>,
+) -> anyhow::Result<AppState> {
+    Ok(AppState {
+        store: store.clone(),
+        queue: queue.clone(),
+        admin_token: config.admin_token.as_deref().map(Arc::from),
+        version: Arc::new(version_body(config)?),
+        geoip: open_geoip(config),
+        geoip_configured: config.geoip_path.is_some(),
+        fallback: FallbackClient::new().context("creating the fallback HTTP client")?,
+        api_keys: ApiKeyCache::new(Duration::from_secs(config.api_key_cache_ttl)),
+        counters: counters.clone(),
+        api: ApiSettings {
+            body: BodyLimits {
+                max_body: config.max_body_bytes,
+                max_decoded: config.max_decoded_bytes,
+                idle_timeout: Duration::from_secs(config.body_idle_timeout.max(1)),
+                min_rate: config.body_min_rate,
+            },
+            incoming_queue_max: config.incoming_queue_max,
+            trusted_proxies: TrustedProxies::parse(&config.trusted_proxies)
+                .context("invalid trusted_proxies")?,
+        },
+        site: Arc::new(crate::site::site(config)?),
+    })
+}
+
+/// Binds the listen address and starts the web role.
+async fn spawn_web(
+    config: &Config,
+    state: AppState,
+    shutdown: &CancellationToken,
+    tasks: &mut Roles,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, admin_api = state.admin_token.is_some(), "web role listening on http://{address}");
+    let app = ichnaea_web::router(state);
+    let options = ichnaea_web::server::ServerOptions {
+        header_read_timeout: config.header_read_timeout(),
+        max_connections: config.max_connections,
+    };
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        ichnaea_web::server::serve(listener, app, options, stop.cancelled_owned()).await;
+        Ok("web")
+    });
+    Ok(())
+}
+
+/// Serves `/metrics` on its own address, for every role of this process. A
+/// metrics listener that cannot bind is logged, and the service runs without it.
+async fn spawn_metrics(address: &str, shutdown: &CancellationToken, tasks: &mut Roles) {
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(%address, error = %e, "metrics listener not started");
+            return;
+        }
+    };
+    let address = listener
+        .local_addr()
+        .map_or(address.to_string(), |a| a.to_string());
+    tracing::info!(%address, "metrics on http://{address}/metrics");
+    let app = ichnaea_web::metrics::router(ichnaea_web::metrics::prometheus_handle());
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let options = ichnaea_web::server::ServerOptions::default();
+        ichnaea_web::server::serve(listener, app, options, stop.cancelled_owned()).await;
+        Ok("metrics")
+    });
+}
+
+/// Starts the scheduler role with the periodic tasks and intervals configured.
+fn spawn_scheduler(
+    config: &Config,
+    ctx: PipelineContext,
+    queue: &Arc<Queue>,
+    shutdown: &CancellationToken,
+    tasks: &mut Roles,
+) -> anyhow::Result<()> {
+    let rate_control = match config.rate_control_target {
+        None => None,
+        Some(target) => Some(
+            ichnaea_pipeline::rate_control::RateControl::new(target)
+                .map(|p| ichnaea_pipeline::rate_control::RateControl {
+                    kp: config.rate_control_kp,
+                    ki: config.rate_control_ki,
+                    kd: config.rate_control_kd,
+                    ..p
+                })
+                .context("rate_control_target must be greater than 0")?,
+        ),
+    };
+    let mut periodic = ichnaea_pipeline::periodic::tasks(&Intervals {
+        rate_control,
+        cell_export: config.cell_export_url(),
+        datamap: Some(ichnaea_pipeline::periodic::DatamapJob {
+            tiles_url: config.tiles_url(),
+            work_dir: config.data_dir.join("datamap-render"),
+            threads: crate::site::render_threads(),
+            interval: Duration::from_secs(86_400),
+        }),
+        ..Intervals::default()
+    });
+    for task in &mut periodic {
+        if let Some(secs) = config.intervals.get(task.name) {
+            task.interval = Duration::from_secs((*secs).max(1));
+        }
+    }
+    let scheduler = Scheduler::new(periodic);
+    for (name, interval) in scheduler.describe() {
+        tracing::info!(task = name, interval_s = interval.as_secs(), "scheduled");
+    }
+    let stop = shutdown.clone();
+    let lease = ichnaea_queue::LeaderLease::for_queue(queue, "scheduler");
+    tasks.spawn(async move {
+        scheduler
+            .run(ctx, lease, Duration::from_secs(10), stop)
+            .await;
+        Ok("scheduler")
+    });
+    Ok(())
+}
+
+/// Waits until a signal arrives or a role ends (a role only ends on its own
+/// when it fails), then gives the others `timeout_s` seconds to finish; returns
+/// the first failure.
+async fn run_until_shutdown(
+    mut tasks: Roles,
+    shutdown: &CancellationToken,
+    timeout_s: u64,
+) -> Option<anyhow::Error> {
     let mut failure = None;
     tokio::select! {
         _ = shutdown.cancelled() => {}
@@ -358,7 +440,7 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     }
-    let limit = Duration::from_secs(config.shutdown_timeout);
+    let limit = Duration::from_secs(timeout_s);
     let drain = async {
         while let Some(joined) = tasks.join_next().await {
             record_exit(joined, &mut failure);
@@ -371,13 +453,5 @@ pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
         );
         tasks.abort_all();
     }
-    if let Err(e) = counters.flush().await {
-        tracing::warn!(error = %e, "could not save usage counters");
-    }
-    store.close().await;
-    tracing::info!("shut down");
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    failure
 }

@@ -2,6 +2,10 @@
 //! in its own temporary data directory, configured only through `ICHNAEA_*`
 //! environment variables, and talks HTTP to `serve` over a plain TCP socket.
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -50,6 +54,8 @@ impl DataDir {
         command
             .env("ICHNAEA_DATA_DIR", &self.path)
             .env("ICHNAEA_LOG_FORMAT", "json")
+            // Parallel servers must not compete for the default metrics port.
+            .env("ICHNAEA_METRICS_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null());
         command
     }
@@ -244,6 +250,7 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     port: u16,
+    metrics_port: u16,
     stderr: Option<JoinHandle<String>>,
 }
 
@@ -254,10 +261,15 @@ impl Server {
 
     fn start_roles(dir: &DataDir, env: &[(&str, &str)], roles: &str) -> Server {
         let port = free_port();
+        let metrics_port = free_port();
         let mut command = dir.command();
         command
             .args(["serve", "--roles", roles])
             .env("ICHNAEA_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "ICHNAEA_METRICS_LISTEN",
+                format!("127.0.0.1:{metrics_port}"),
+            )
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -271,6 +283,7 @@ impl Server {
         let mut server = Server {
             child,
             port,
+            metrics_port,
             stderr: Some(stderr),
         };
         server.wait_until_ready();
@@ -315,6 +328,12 @@ impl Server {
 
     fn get(&self, path: &str) -> HttpResponse {
         self.http("GET", path, &[], None)
+    }
+
+    /// `GET /metrics` from the metrics listener.
+    fn metrics(&self) -> HttpResponse {
+        try_http(self.metrics_port, "GET", "/metrics", &[], None)
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}"))
     }
 
     /// Sends SIGTERM and waits for the exit; returns the status and all of stderr.
@@ -372,6 +391,15 @@ fn apikey_create_show_update_list_delete() {
         .expect_code(0);
     assert!(created.stdout.contains("test"), "{}", created.stdout);
 
+    let table = dir.run(&["apikey", "show", "test"]).expect_code(0);
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.split_whitespace().eq(["metric_label", "k9f86d081884c"])),
+        "{}",
+        table.stdout
+    );
     let shown = dir.json(&["apikey", "show", "test", "--json"]);
     assert_eq!(
         shown,
@@ -580,6 +608,17 @@ fn export_config_lifecycle_and_validation() {
         &["export-config", "create", "x", "--schema", "geosubmit"],
         "url",
     );
+    // A second internal target would apply every report twice.
+    dir.assert_refused(
+        &list,
+        &["export-config", "create", "x", "--schema", "internal"],
+        "schema",
+    );
+    dir.assert_refused(
+        &list,
+        &["export-config", "update", "bk", "--schema", "internal"],
+        "schema",
+    );
     dir.assert_refused(
         &list,
         &[
@@ -684,7 +723,7 @@ fn serve_operations_admin_api_and_sigterm() {
     );
     assert!(robots.body.contains("Disallow: /v1/"), "{}", robots.body);
 
-    let metrics = server.get("/metrics");
+    let metrics = server.metrics();
     assert_eq!(metrics.status, 200);
     assert!(
         metrics
@@ -703,6 +742,7 @@ fn serve_operations_admin_api_and_sigterm() {
         "{}",
         metrics.body
     );
+    assert_eq!(server.get("/metrics").status, 404, "not on the public port");
 
     // Admin API: token required.
     let anonymous = server.get("/admin/api-keys");

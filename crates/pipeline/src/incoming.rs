@@ -5,41 +5,15 @@
 
 use std::collections::BTreeMap;
 
+use ichnaea_core::IncomingItem;
 use ichnaea_core::export::{ExportConfig, ExportSchema};
 use ichnaea_core::queues::{UPDATE_INCOMING, export_queue};
 use ichnaea_core::source::ReportSource;
-use serde_json::{Value, json};
 
 use crate::{PipelineContext, PipelineError};
 
 /// Export queue entries are at most this many reports when the target's batch is 0.
 const UNBATCHED_CHUNK: usize = 1_000;
-
-/// One incoming item, decoded.
-struct Incoming {
-    api_key: Option<String>,
-    source: ReportSource,
-    report: Value,
-}
-
-fn decode(item: &[u8]) -> Option<Incoming> {
-    let mut value: Value = serde_json::from_slice(item).ok()?;
-    let api_key = value
-        .get("api_key")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let source = value
-        .get("source")
-        .and_then(Value::as_str)
-        .and_then(ReportSource::from_name)
-        .unwrap_or(ReportSource::Gnss);
-    let report = value.get_mut("report")?.take();
-    Some(Incoming {
-        api_key,
-        source,
-        report,
-    })
-}
 
 /// The queue a report goes to for `config`.
 pub fn queue_for(config: &ExportConfig, api_key: Option<&str>, source: ReportSource) -> String {
@@ -66,13 +40,20 @@ pub async fn run_once(ctx: &PipelineContext) -> Result<usize, PipelineError> {
     let mut outputs: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     let mut undecodable = 0u64;
     for item in &batch.items {
-        let Some(incoming) = decode(item) else {
-            undecodable += 1;
-            continue;
+        let decoded = IncomingItem::decode(item).and_then(|incoming| {
+            let element = incoming.encode_export()?;
+            Ok((incoming, element))
+        });
+        let (incoming, element) = match decoded {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Counted and logged, never re-labelled: without a known source the
+                // report cannot be routed or weighed.
+                tracing::error!(error = %e, "undecodable item in update_incoming dropped");
+                undecodable += 1;
+                continue;
+            }
         };
-        let element =
-            serde_json::to_vec(&json!({"api_key": incoming.api_key, "report": incoming.report}))
-                .unwrap_or_default();
         for config in configs
             .iter()
             .filter(|c| c.allowed(incoming.api_key.as_deref(), incoming.source))
@@ -88,10 +69,6 @@ pub async fn run_once(ctx: &PipelineContext) -> Result<usize, PipelineError> {
         }
     }
     if undecodable > 0 {
-        tracing::error!(
-            count = undecodable,
-            "undecodable items in update_incoming dropped"
-        );
         metrics::counter!("data.incoming.undecodable").increment(undecodable);
     }
     // Export queue entries no larger than the target's batch, so one export run

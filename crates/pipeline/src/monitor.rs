@@ -1,6 +1,7 @@
 //! Monitoring tasks: queue backlog gauges and housekeeping of the exactly-once
 //! bookkeeping.
 
+use ichnaea_core::apikey::metric_label;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -50,7 +51,7 @@ pub async fn prune_applied_batches(ctx: PipelineContext) -> Result<(), PipelineE
 /// request count of every key with traffic (spec pipeline §4.6).
 pub async fn monitor_api_key_limits(ctx: PipelineContext) -> Result<(), PipelineError> {
     for (key, path, count) in ctx.counters.daily_requests(Utc::now()).await? {
-        metrics::gauge!("api.limit", "key" => key, "path" => path).set(count as f64);
+        metrics::gauge!("api.limit", "key" => metric_label(&key), "path" => path).set(count as f64);
     }
     Ok(())
 }
@@ -61,10 +62,10 @@ pub async fn monitor_api_key_limits(ctx: PipelineContext) -> Result<(), Pipeline
 pub async fn monitor_api_users(ctx: PipelineContext) -> Result<(), PipelineError> {
     for usage in ctx.counters.key_usage(Utc::now()).await? {
         let name = format!("{}.user", usage.api_type);
-        metrics::gauge!(name.clone(), "key" => usage.api_key.clone(), "interval" => "1d")
+        let key = metric_label(&usage.api_key);
+        metrics::gauge!(name.clone(), "key" => key.clone(), "interval" => "1d")
             .set(usage.users_today as f64);
-        metrics::gauge!(name, "key" => usage.api_key, "interval" => "7d")
-            .set(usage.users_week as f64);
+        metrics::gauge!(name, "key" => key, "interval" => "7d").set(usage.users_week as f64);
     }
     Ok(())
 }

@@ -3,6 +3,10 @@
 //! temporary directory (`file://`). Real S3 is not reachable here; its URL and
 //! key handling is tested directly and its wire format against the fake.
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 #[allow(dead_code)]
 #[path = "../src/export/geosubmit.rs"]
 mod geosubmit;

@@ -2,6 +2,10 @@
 //! real queue and store, on SQLite + the embedded queue, and on PostgreSQL +
 //! Redis when `ICHNAEA_TEST_POSTGRES_URL` and `ICHNAEA_TEST_REDIS_URL` are set.
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -11,6 +15,7 @@ use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Utc};
 use futures_util::FutureExt;
+use ichnaea_core::apikey::metric_label;
 use ichnaea_core::cell::{AreaKey, CellKey};
 use ichnaea_core::datamap::{DatamapGrid, Quadrant};
 use ichnaea_core::export::{ExportConfig, ExportSchema};
@@ -207,6 +212,7 @@ backend_tests!(
     case_10_ocean_report_is_counted_and_dropped,
     case_10_metrics_tag_only_known_api_keys,
     case_11_invalid_report_does_not_stop_its_batch,
+    undecodable_incoming_items_are_counted_and_logged,
     case_15_multiplexer_fills_export_queues_by_skip_rules,
     case_16_geosubmit_export_posts_one_batch,
     case_17_s3_export_writes_one_object_per_partition,
@@ -232,6 +238,9 @@ backend_tests!(
     case_57_rate_controller_backlog_and_rates,
     case_58_rate_controller_needs_a_target,
 );
+
+/// The metric label of the API key `test` (SHA-256 "9f86d081884c…").
+const KEY_LABEL: &str = "k9f86d081884c";
 
 async fn submit(ctx: &PipelineContext, api_key: Option<&str>, source: &str, reports: Vec<Value>) {
     let items: Vec<Vec<u8>> = reports
@@ -827,6 +836,75 @@ async fn case_01_zero_weight_observation_is_dropped_uncounted(ctx: PipelineConte
     }
 }
 
+/// A `LogCapture` collects what the code under test logs, for assertions.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Items on `update_incoming` without a known source (or not items at all) are
+/// counted in `data.incoming.undecodable` and logged, and never routed as GNSS
+/// reports; the valid item of the same batch goes on.
+async fn undecodable_incoming_items_are_counted_and_logged(ctx: PipelineContext) {
+    let metrics = TestMetrics::default();
+    let _guard = metrics::set_default_local_recorder(&metrics);
+    let logs = LogCapture::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _log_guard = tracing::subscriber::set_default(subscriber);
+
+    let report = wifi_report(51.0, 10.0, &["0123f456789a", "0123f456789b"]);
+    let items: Vec<Vec<u8>> = [
+        json!({"api_key": null, "source": "gps", "report": report}),
+        json!({"api_key": null, "report": report}),
+        json!({"api_key": null, "source": "gnss", "report": report}),
+    ]
+    .iter()
+    .map(|v| serde_json::to_vec(v).unwrap())
+    .chain([b"not json".to_vec()])
+    .collect();
+    ctx.queue.push(UPDATE_INCOMING, items).await.unwrap();
+    multiplex_and_export(&ctx, false).await;
+
+    assert_eq!(ctx.queue.len(UPDATE_INCOMING).await.unwrap(), 0);
+    assert_eq!(metrics.total("data.incoming.undecodable"), 3);
+    assert_eq!(metrics.total("data.incoming.multiplexed"), 4);
+    assert_eq!(
+        ctx.queue
+            .len(&ichnaea_core::queues::export_queue("internal", None))
+            .await
+            .unwrap(),
+        1,
+        "only the item with a known source reaches the export queue"
+    );
+    let text = logs.text();
+    assert_eq!(
+        text.matches("undecodable item in update_incoming dropped")
+            .count(),
+        3,
+        "{text}"
+    );
+    assert!(text.contains("unknown variant `gps`"), "{text}");
+    assert!(text.contains("missing field `source`"), "{text}");
+}
+
 /// §9 case 5 (§2.9.2): a GSM cell with cid 70 000 is routed to
 /// `update_cell_wcdma` and stored in `cell_wcdma` with radio 2.
 async fn case_05_large_gsm_cid_is_stored_as_wcdma(ctx: PipelineContext) {
@@ -938,16 +1016,24 @@ async fn case_10_metrics_tag_only_known_api_keys(ctx: PipelineContext) {
     submit(&ctx, Some("test"), "gnss", vec![report()]).await;
     submit(&ctx, Some("not-a-key"), "gnss", vec![report(), report()]).await;
     multiplex_and_export(&ctx, true).await;
-    assert_eq!(metrics.counter("data.report.upload", &[("key", "test")]), 1);
+    assert_eq!(
+        metrics.counter("data.report.upload", &[("key", KEY_LABEL)]),
+        1
+    );
+    assert_eq!(
+        metrics.counter("data.report.upload", &[("key", "test")]),
+        0,
+        "never the key itself"
+    );
     assert_eq!(
         metrics.counter(
             "data.observation.upload",
-            &[("key", "test"), ("type", "wifi")]
+            &[("key", KEY_LABEL), ("type", "wifi")]
         ),
         1
     );
     assert_eq!(
-        metrics.counter("data.report.upload", &[("key", "not-a-key")]),
+        metrics.counter("data.report.upload", &[("key", &metric_label("not-a-key"))]),
         0,
         "an unknown key is not a tag"
     );
@@ -2334,23 +2420,23 @@ async fn monitor_tasks_report_api_usage(ctx: PipelineContext) {
         .await
         .unwrap();
     assert_eq!(
-        metrics.gauge("api.limit", &[("key", "test"), ("path", "v1.geolocate")]),
+        metrics.gauge("api.limit", &[("key", KEY_LABEL), ("path", "v1.geolocate")]),
         Some(3.0)
     );
     assert_eq!(
-        metrics.gauge("api.limit", &[("key", "test"), ("path", "v2.geosubmit")]),
+        metrics.gauge("api.limit", &[("key", KEY_LABEL), ("path", "v2.geosubmit")]),
         Some(1.0)
     );
     assert_eq!(
-        metrics.gauge("locate.user", &[("key", "test"), ("interval", "1d")]),
+        metrics.gauge("locate.user", &[("key", KEY_LABEL), ("interval", "1d")]),
         Some(2.0)
     );
     assert_eq!(
-        metrics.gauge("locate.user", &[("key", "test"), ("interval", "7d")]),
+        metrics.gauge("locate.user", &[("key", KEY_LABEL), ("interval", "7d")]),
         Some(2.0)
     );
     assert_eq!(
-        metrics.gauge("submit.user", &[("key", "test"), ("interval", "7d")]),
+        metrics.gauge("submit.user", &[("key", KEY_LABEL), ("interval", "7d")]),
         Some(1.0)
     );
 }
@@ -2585,11 +2671,11 @@ async fn case_60_monitor_api_users_gauges(ctx: PipelineContext) {
         .await
         .unwrap();
     assert_eq!(
-        metrics.gauge("submit.user", &[("key", "test"), ("interval", "1d")]),
+        metrics.gauge("submit.user", &[("key", KEY_LABEL), ("interval", "1d")]),
         Some(2.0)
     );
     assert_eq!(
-        metrics.gauge("submit.user", &[("key", "test"), ("interval", "7d")]),
+        metrics.gauge("submit.user", &[("key", KEY_LABEL), ("interval", "7d")]),
         Some(3.0)
     );
 }

@@ -5,6 +5,10 @@
 //! `redis` test (a random key prefix on the server named by `ICHNAEA_TEST_REDIS_URL`;
 //! skipped when unset).
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};

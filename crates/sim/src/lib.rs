@@ -107,8 +107,8 @@ pub enum SimCommand {
     /// status codes and latency percentiles.
     ///
     /// Only loopback targets (127.0.0.0/8, ::1, localhost) are accepted unless
-    /// --allow-remote is given: load against any other address is forbidden in this
-    /// workplace, and must never be aimed at a server you do not run yourself.
+    /// --allow-remote is given, and load must never be aimed at a server you do
+    /// not run yourself.
     /// Redirects are not followed and proxies are ignored, so requests go to the
     /// address given and nowhere else. A run always ends: at --duration (default 30 s)
     /// or after --requests requests, whichever comes first.
@@ -363,7 +363,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub progress: bool,
     /// Allow a target that is not a loopback address. Only for servers you run
-    /// yourself and may load; forbidden in this workplace.
+    /// yourself and may load.
     #[arg(long)]
     pub allow_remote: bool,
 }

@@ -411,9 +411,12 @@ impl PreciseTimer {
             ClockId::CLOCK_MONOTONIC,
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
         )?;
+        // The project's one `unsafe` block: tokio made registering a raw
+        // descriptor unsafe.
         // SAFETY: `RawTimerFd` owns the timerfd, which stays open until the
         // `AsyncFd` (its only owner) is dropped, and `as_raw_fd` always returns
         // that same descriptor.
+        #[allow(unsafe_code)]
         let fd = unsafe { AsyncFd::register_with_interest(RawTimerFd(fd), Interest::READABLE) }
             .map_err(std::io::Error::from)?;
         Ok(PreciseTimer { fd })

@@ -1,6 +1,6 @@
 //! Where the load goes: the endpoint URL, and the rule that only loopback targets
-//! are loaded unless the operator explicitly allows a remote one. Load against
-//! machines one does not run is forbidden, so the check happens before any request.
+//! are loaded unless the operator explicitly allows a remote one, so that load is
+//! never sent to a machine by mistake; the check happens before any request.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -80,6 +80,16 @@ pub struct StationWrites {
 const STAT_INCREMENT: &str = "INSERT INTO stat_counter (\"key\", day, value) VALUES ($1, $2, $3) \
     ON CONFLICT (\"key\", day) DO UPDATE SET value = stat_counter.value + excluded.value";
 
+/// Takes every pending counter for the fold (SQLite: the write lock is held).
+const FOLD_TAKE_SQLITE: &str = "DELETE FROM stat_counter RETURNING \"key\", day, value";
+
+/// The same on PostgreSQL, locking the rows in (day, key) order first: station
+/// batches add to them in key order, so neither side can wait on the other in a
+/// cycle (a deadlock would abort one of them).
+const FOLD_TAKE_POSTGRES: &str = "DELETE FROM stat_counter WHERE (\"key\", day) IN \
+    (SELECT \"key\", day FROM stat_counter ORDER BY day, \"key\" FOR UPDATE) \
+    RETURNING \"key\", day, value";
+
 /// PostgreSQL advisory lock key of a table (stable across processes).
 fn lock_key(table: &str) -> i64 {
     // FNV-1a, folded into the positive i64 range.
@@ -181,7 +191,12 @@ impl Store {
                 bind_station_fields!(q, row.fields).execute(&mut *tx).await?;
             }
             if let Some(day) = writes.day {
-                for (key, n) in writes.stats.iter().filter(|(_, n)| *n != 0) {
+                // In key order, the order in which the fold locks them, so the
+                // two never wait on each other in a cycle.
+                let mut stats: Vec<&(StatKey, i64)> =
+                    writes.stats.iter().filter(|(_, n)| *n != 0).collect();
+                stats.sort_by_key(|(key, _)| key.code());
+                for (key, n) in stats {
                     sqlx::query(STAT_INCREMENT)
                         .bind(i64::from(key.code()))
                         .bind(day)
@@ -237,9 +252,14 @@ impl Store {
         })
     }
 
-    /// Folds pending `stat_counter` values into the cumulative `stat` rows (spec
-    /// pipeline §4.3.1), oldest day first, in one transaction, so every counted
-    /// observation lands in `stat` exactly once. Returns the days folded.
+    /// Folds pending `stat_counter` values into the cumulative `stat` rows, oldest
+    /// day first, in one transaction, so every counted observation lands in `stat`
+    /// exactly once. Returns the days folded.
+    ///
+    /// Station batches keep adding to `stat_counter` meanwhile (on PostgreSQL
+    /// under other locks), so the fold takes its input with `DELETE … RETURNING`:
+    /// it folds exactly the values it removes, and an increment committed after
+    /// that statement stays for the next fold.
     pub async fn fold_stat_counters(&self) -> Result<Vec<NaiveDate>> {
         let postgres = matches!(self.backend, Backend::Postgres(_));
         with_pool!(self, pool => {
@@ -247,14 +267,19 @@ impl Store {
             if postgres {
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key("stat")).execute(&mut *tx).await?;
             }
-            let pending = sqlx::query("SELECT \"key\", day, value FROM stat_counter ORDER BY day, \"key\"")
+            let rows = sqlx::query(if postgres { FOLD_TAKE_POSTGRES } else { FOLD_TAKE_SQLITE })
                 .fetch_all(&mut *tx)
                 .await?;
-            let mut days = Vec::new();
-            for row in &pending {
+            let mut pending = Vec::with_capacity(rows.len());
+            for row in &rows {
                 let key: i64 = sqlx::Row::try_get(row, 0)?;
                 let day: NaiveDate = sqlx::Row::try_get(row, 1)?;
                 let value: i64 = sqlx::Row::try_get(row, 2)?;
+                pending.push((day, key, value));
+            }
+            pending.sort_unstable();
+            let mut days = Vec::new();
+            for (day, key, value) in pending {
                 let exists = sqlx::query("SELECT 1 FROM stat WHERE \"key\" = $1 AND \"time\" = $2")
                     .bind(key)
                     .bind(day)
@@ -290,7 +315,6 @@ impl Store {
                     days.push(day);
                 }
             }
-            sqlx::query("DELETE FROM stat_counter").execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(days)
         })

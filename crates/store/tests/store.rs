@@ -1,9 +1,13 @@
 //! Store tests: every table round-trips through SQLite always, and through
 //! PostgreSQL when `ICHNAEA_TEST_POSTGRES_URL` is set (each test in its own schema).
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use chrono::{NaiveDate, NaiveDateTime};
 use futures_util::FutureExt;
@@ -136,6 +140,7 @@ backend_tests!(
     station_batches_apply_once_with_their_counters,
     cells_in_area_scan_the_prefix,
     stat_counters_fold_into_running_totals,
+    stat_counters_fold_concurrently_loses_nothing,
     region_stats_count_areas_and_stations,
     station_pages_follow_key_order_and_area,
 );
@@ -964,6 +969,58 @@ async fn stat_counters_fold_into_running_totals(store: Store) {
     store.fold_stat_counters().await.unwrap();
     assert_eq!(store.stats(StatKey::Wifi, d3).await.unwrap()[0].value, 115);
     assert_eq!(store.prune_stats(d2).await.unwrap(), 1);
+}
+
+/// Station batches add to `stat_counter` while the scheduler folds it: every
+/// increment lands in `stat` exactly once, however the two interleave.
+async fn stat_counters_fold_concurrently_loses_nothing(store: Store) {
+    const WRITERS: u8 = 3;
+    const BATCHES: i64 = 150;
+    let d = day(2024, 2, 1);
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (store, done) = (store.clone(), done.clone());
+        writers.push(tokio::spawn(async move {
+            for b in 0..BATCHES {
+                let batch = format!("w{w}-{b}");
+                store
+                    .apply_station_batch(
+                        StationTable::Wifi(w),
+                        "q",
+                        &batch,
+                        d.and_hms_opt(1, 0, 0).unwrap(),
+                        &[],
+                        |_| StationWrites {
+                            rows: vec![],
+                            // Not in key order: the store orders its increments.
+                            stats: vec![(StatKey::UniqueWifi, 2), (StatKey::Wifi, 1)],
+                            day: Some(d),
+                        },
+                    )
+                    .await
+                    .unwrap();
+            }
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+    }
+    let mut folds = 0;
+    while done.load(std::sync::atomic::Ordering::SeqCst) < usize::from(WRITERS) {
+        store.fold_stat_counters().await.unwrap();
+        folds += 1;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    store.fold_stat_counters().await.unwrap();
+    let total = |key| {
+        let store = store.clone();
+        async move { store.stats(key, d).await.unwrap()[0].value }
+    };
+    let expected = i64::from(WRITERS) * BATCHES;
+    assert_eq!(total(StatKey::Wifi).await, expected, "after {folds} folds");
+    assert_eq!(total(StatKey::UniqueWifi).await, 2 * expected);
+    assert!(store.stat_counters(d).await.unwrap().is_empty());
 }
 
 async fn region_stats_count_areas_and_stations(store: Store) {

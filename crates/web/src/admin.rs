@@ -251,6 +251,7 @@ async fn create_export(State(state): State<SharedState>, body: Bytes) -> Respons
         let mut row = ExportConfig::new(name, schema);
         patch.apply(&mut row);
         row.validate().map_err(|e| invalid(&e))?;
+        check_among_targets(&state, &row).await?;
         state
             .store
             .insert_export_config(&row)
@@ -278,6 +279,7 @@ async fn update_export(
         };
         patch.apply(&mut row);
         row.validate().map_err(|e| invalid(&e))?;
+        check_among_targets(&state, &row).await?;
         if !state
             .store
             .update_export_config(&row)
@@ -289,6 +291,13 @@ async fn update_export(
         Ok(Json(row).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// 409 naming `schema` when `row` would be a second internal target.
+async fn check_among_targets(state: &SharedState, row: &ExportConfig) -> Result<(), AdminError> {
+    let targets = state.store.export_configs().await.map_err(store_error)?;
+    row.validate_among(&targets)
+        .map_err(|e| error(StatusCode::CONFLICT, e.to_string(), Some(e.field)))
 }
 
 async fn delete_export(State(state): State<SharedState>, Path(name): Path<String>) -> Response {

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use axum::Router;
 use ichnaea_queue::{Counters, Queue};
 use ichnaea_store::Store;
-use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use api::fallback::FallbackClient;
 pub use api::geoip::GeoIp;
@@ -34,8 +33,6 @@ pub struct AppState {
     pub admin_token: Option<Arc<str>>,
     /// Body of `/__version__`.
     pub version: Arc<serde_json::Value>,
-    /// Renders `/metrics`.
-    pub prometheus: PrometheusHandle,
     /// The GeoIP database, when one is configured and could be opened.
     pub geoip: Option<Arc<GeoIp>>,
     /// Whether a GeoIP database was configured: the heartbeat is 503 when one was

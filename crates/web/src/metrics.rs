@@ -1,12 +1,21 @@
-//! Prometheus metrics: the process-wide recorder and per-request counters.
+//! Prometheus metrics: the process-wide recorder, per-request counters, and the
+//! router of the separate metrics listener.
+//!
+//! Metrics are served on their own address (`metrics_listen`, loopback by
+//! default), never on the public port: they name export targets and count
+//! traffic per key. Every label has a bounded set of values: unknown paths and
+//! methods fold into one value, and API keys appear only as
+//! [`ichnaea_core::apikey::metric_label`] digests.
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use metrics::{Label, SharedString};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -75,15 +84,39 @@ fn metric_path(route: &str) -> SharedString {
     }
 }
 
-/// The request method in lower case.
+/// The request method in lower case; methods outside HTTP's standard set are
+/// `other` (a client can invent any number of them).
 fn method_label(method: &Method) -> SharedString {
-    match *method {
-        Method::GET => SharedString::const_str("get"),
-        Method::POST => SharedString::const_str("post"),
-        Method::HEAD => SharedString::const_str("head"),
-        Method::OPTIONS => SharedString::const_str("options"),
-        _ => SharedString::from_owned(method.as_str().to_ascii_lowercase()),
-    }
+    SharedString::const_str(match *method {
+        Method::GET => "get",
+        Method::POST => "post",
+        Method::HEAD => "head",
+        Method::OPTIONS => "options",
+        Method::PUT => "put",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        Method::CONNECT => "connect",
+        Method::TRACE => "trace",
+        _ => "other",
+    })
+}
+
+/// The router of the metrics listener: `GET /metrics` renders every metric of
+/// this process in the Prometheus text format.
+pub fn router(handle: PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    handle.render(),
+                )
+                    .into_response()
+            }
+        }),
+    )
 }
 
 /// The status code as text (`200`).

@@ -1,6 +1,6 @@
-//! Service (operations) endpoints, spec api §9: load-balancer and deep
-//! heartbeats, version, contribute.json, robots.txt, Prometheus metrics, and the
-//! plain 404 for unknown paths.
+//! Service (operations) endpoints: load-balancer and deep heartbeats, version,
+//! contribute.json, robots.txt, and the plain 404 for unknown paths. (Metrics
+//! have their own listener: see [`crate::metrics`].)
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -60,7 +60,6 @@ pub(crate) fn routes() -> Router<SharedState> {
         .route("/__version__", any_read(version))
         .route("/contribute.json", any_read(contribute))
         .route("/robots.txt", get(robots))
-        .route("/metrics", get(metrics))
 }
 
 async fn lbheartbeat() -> Json<Value> {
@@ -160,14 +159,6 @@ async fn robots() -> Response {
             (header::CACHE_CONTROL, "max-age=86400, public"),
         ],
         ROBOTS,
-    )
-        .into_response()
-}
-
-async fn metrics(State(state): State<SharedState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.prometheus.render(),
     )
         .into_response()
 }

@@ -25,6 +25,16 @@ pub mod region_search;
 pub mod result;
 pub mod score;
 
+/// Raw entries read from each network array of a locate body; the rest are
+/// ignored. Bounds the work a body can ask for (phones report tens of
+/// networks, rarely more than two hundred).
+pub const MAX_RAW_ENTRIES: usize = 1_000;
+/// Distinct Wi-Fi networks a query keeps (the strongest); the rest are ignored.
+pub const MAX_WIFIS_IN_QUERY: usize = 100;
+/// Distinct Bluetooth beacons a query keeps (the strongest).
+pub const MAX_BLUES_IN_QUERY: usize = 100;
+/// Distinct cells (and cell areas) a query keeps (the strongest).
+pub const MAX_CELLS_IN_QUERY: usize = 50;
 /// Privacy minimum of distinct valid WiFi entries in a query.
 pub const MIN_WIFIS_IN_QUERY: usize = 2;
 /// Privacy minimum of distinct valid Bluetooth entries in a query.

@@ -6,12 +6,18 @@
 //! integers, truncated floats, numeric strings or booleans; `null` is `None`).
 //! Nothing here fails: bad values become `None`, bad entries are dropped.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+
 use crate::cell::{AreaKey, CellKey};
 use crate::mac::Mac;
 use crate::radio::Radio;
 use crate::region;
 
-use super::{EARTH_CIRCUMFERENCE, MIN_BLUES_IN_QUERY, MIN_WIFIS_IN_QUERY};
+use super::{
+    EARTH_CIRCUMFERENCE, MAX_BLUES_IN_QUERY, MAX_CELLS_IN_QUERY, MAX_WIFIS_IN_QUERY,
+    MIN_BLUES_IN_QUERY, MIN_WIFIS_IN_QUERY,
+};
 
 /// Which API asks: the expected accuracy differs (§1.10).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -543,26 +549,62 @@ fn kept_wins(fields: &[(Option<i64>, Option<i64>, Better)]) -> bool {
     })
 }
 
+/// Entries de-duplicated by a linear scan; past this many, by a hash index.
+const LINEAR_DEDUP_MAX: usize = 16;
+
 /// Insertion-ordered de-duplication: a newcomer replaces the kept entry in
-/// its slot unless the kept entry wins.
-fn dedup<T, K: PartialEq>(
+/// its slot unless the kept entry wins. Linear in the number of items (small
+/// queries scan, large ones use a hash index).
+fn dedup<T, K: Eq + Hash>(
     items: impl IntoIterator<Item = T>,
     key: impl Fn(&T) -> K,
     kept_is_better: impl Fn(&T, &T) -> bool,
 ) -> Vec<T> {
     let mut out: Vec<T> = Vec::new();
+    let mut index: Option<HashMap<K, usize>> = None;
     for item in items {
         let k = key(&item);
-        match out.iter().position(|kept| key(kept) == k) {
+        let slot = match &index {
+            Some(index) => index.get(&k).copied(),
+            None => out.iter().position(|kept| key(kept) == k),
+        };
+        match slot {
             Some(i) => {
                 if !kept_is_better(&out[i], &item) {
                     out[i] = item;
                 }
             }
-            None => out.push(item),
+            None => {
+                out.push(item);
+                match &mut index {
+                    Some(index) => {
+                        index.insert(k, out.len() - 1);
+                    }
+                    None if out.len() > LINEAR_DEDUP_MAX => {
+                        index = Some(out.iter().enumerate().map(|(i, t)| (key(t), i)).collect());
+                    }
+                    None => {}
+                }
+            }
         }
     }
     out
+}
+
+/// Keeps at most `max` entries: the strongest (`None` is weakest), ties and
+/// the kept entries' order as in the query.
+fn strongest<T>(items: &mut Vec<T>, max: usize, signal: impl Fn(&T) -> Option<i64>) {
+    if items.len() <= max {
+        return;
+    }
+    let mut ranked: Vec<usize> = (0..items.len()).collect();
+    ranked.sort_by_key(|&i| std::cmp::Reverse(signal(&items[i]).unwrap_or(i64::MIN)));
+    let mut keep = vec![false; items.len()];
+    for &i in &ranked[..max] {
+        keep[i] = true;
+    }
+    let mut flags = keep.into_iter();
+    items.retain(|_| flags.next().unwrap_or(false));
 }
 
 /// Normalises a whole query (§1.2–§1.8).
@@ -582,6 +624,7 @@ pub fn normalize(input: &QueryInput) -> Query {
             ])
         },
     );
+    strongest(&mut wifi, MAX_WIFIS_IN_QUERY, |w| w.signal_strength);
     if wifi.len() < MIN_WIFIS_IN_QUERY {
         wifi.clear();
     }
@@ -595,10 +638,11 @@ pub fn normalize(input: &QueryInput) -> Query {
             ])
         },
     );
+    strongest(&mut blue, MAX_BLUES_IN_QUERY, |b| b.signal_strength);
     if blue.len() < MIN_BLUES_IN_QUERY {
         blue.clear();
     }
-    let cell = dedup(
+    let mut cell = dedup(
         input.cell.iter().filter_map(normalize_cell),
         |c| c.key,
         |k, n| {
@@ -609,7 +653,8 @@ pub fn normalize(input: &QueryInput) -> Query {
             ])
         },
     );
-    let area = dedup(
+    strongest(&mut cell, MAX_CELLS_IN_QUERY, |c| c.signal_strength);
+    let mut area = dedup(
         input.cell.iter().filter_map(normalize_area),
         |a| a.key,
         |k, n| {
@@ -620,6 +665,7 @@ pub fn normalize(input: &QueryInput) -> Query {
             ])
         },
     );
+    strongest(&mut area, MAX_CELLS_IN_QUERY, |a| a.signal_strength);
     Query {
         wifi,
         blue,
@@ -658,6 +704,73 @@ mod tests {
             cell,
             ..Default::default()
         })
+    }
+
+    fn wifi_at(n: usize, signal: Option<i64>) -> WifiQuery {
+        WifiQuery {
+            signal_strength: signal,
+            ..wifi(&format!("02{n:010x}"))
+        }
+    }
+
+    #[test]
+    fn large_queries_keep_the_strongest_distinct_networks() {
+        // 40 networks, each sent twice, the second time stronger: the index
+        // path (past 16 kept entries) merges them like the scan does.
+        let twice: Vec<WifiQuery> = (0..40)
+            .map(|n| wifi_at(n, Some(-90)))
+            .chain((0..40).map(|n| wifi_at(n, Some(-50))))
+            .collect();
+        let q = query(twice, vec![]);
+        assert_eq!(q.wifi.len(), 40);
+        assert!(q.wifi.iter().all(|w| w.signal_strength == Some(-50)));
+        assert_eq!(
+            q.wifi[39].mac,
+            Mac::from_hex(&format!("02{:010x}", 39)).unwrap()
+        );
+
+        // 150 distinct networks: the 100 strongest stay, in query order;
+        // entries without a signal count as weakest.
+        let many: Vec<WifiQuery> = (0..150)
+            .map(|n| wifi_at(n, (n % 3 != 0).then(|| -100 + (n as i64 % 60))))
+            .collect();
+        let q = query(many.clone(), vec![]);
+        assert_eq!(q.wifi.len(), MAX_WIFIS_IN_QUERY);
+        let weakest_kept = q
+            .wifi
+            .iter()
+            .filter_map(|w| w.signal_strength)
+            .min()
+            .unwrap();
+        let dropped: Vec<&WifiQuery> = many
+            .iter()
+            .filter(|w| !q.wifi.iter().any(|k| Some(k.mac) == normalize_mac(&w.mac)))
+            .collect();
+        assert_eq!(dropped.len(), 50);
+        assert!(
+            dropped
+                .iter()
+                .all(|w| w.signal_strength.is_none_or(|s| s <= weakest_kept))
+        );
+        let positions: Vec<usize> = q
+            .wifi
+            .iter()
+            .map(|k| {
+                many.iter()
+                    .position(|w| normalize_mac(&w.mac) == Some(k.mac))
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            positions.windows(2).all(|p| p[0] < p[1]),
+            "query order kept"
+        );
+
+        // 70 distinct cells: 50 stay, and as many areas as they span.
+        let cells: Vec<CellQuery> = (0..70).map(|n| gsm(262, 1 + n % 60, 1 + n)).collect();
+        let q = query(vec![], cells);
+        assert_eq!(q.cell.len(), MAX_CELLS_IN_QUERY);
+        assert_eq!(q.area.len(), MAX_CELLS_IN_QUERY);
     }
 
     #[test]

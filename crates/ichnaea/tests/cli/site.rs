@@ -156,7 +156,7 @@ fn live_tiles_show_new_contributions(backend: Backend, dir: DataDir) {
     }
     let (again, _, _) = tile(PARIS.0, PARIS.1);
     assert_eq!(again, paris);
-    let metrics = server.get("/metrics").body;
+    let metrics = server.metrics().body;
     assert_eq!(
         counter(&metrics, "tiles_render "),
         3,

@@ -4,12 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ichnaea_core::ExportItem;
+use ichnaea_core::apikey::metric_label;
 use ichnaea_core::datamap::DatamapGrid;
 use ichnaea_core::ingest::ingest_report;
 use ichnaea_core::mac::Mac;
 use ichnaea_core::queues::{update_blue, update_cell, update_datamap, update_wifi};
 use ichnaea_core::radio::Radio;
-use serde_json::Value;
 
 use crate::PipelineContext;
 
@@ -40,21 +41,18 @@ pub fn observations_for(
     let mut grids: BTreeSet<DatamapGrid> = BTreeSet::new();
     let mut counts: BTreeMap<Option<String>, Counts> = BTreeMap::new();
     for element in elements {
-        let Ok(value) = serde_json::from_slice::<Value>(element) else {
-            tracing::error!("undecodable export element dropped");
+        let ExportItem { api_key, report } = match ExportItem::decode(element) {
+            Ok(item) => item,
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable export item dropped");
+                metrics::counter!("data.export.undecodable").increment(1);
+                continue;
+            }
+        };
+        let Some(ingested) = ingest_report(&report, ctx.geocoder.as_ref()) else {
             continue;
         };
-        let key = value
-            .get("api_key")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let Some(report) = value.get("report") else {
-            continue;
-        };
-        let Some(ingested) = ingest_report(report, ctx.geocoder.as_ref()) else {
-            continue;
-        };
-        let c = counts.entry(key).or_default();
+        let c = counts.entry(api_key).or_default();
         c.report_upload += 1;
         c.report_drop += u64::from(ingested.counts.report_drop);
         c.drop[0] += ingested.counts.blue_drop;
@@ -111,7 +109,9 @@ pub async fn emit(ctx: &PipelineContext, counts: BatchCounts) {
     }
     for (key, c) in counts.0 {
         let key = key.filter(|k| known.contains(k));
-        let tags: Vec<(&'static str, String)> = key.map(|k| vec![("key", k)]).unwrap_or_default();
+        let tags: Vec<(&'static str, String)> = key
+            .map(|k| vec![("key", metric_label(&k))])
+            .unwrap_or_default();
         let counter = |name: &'static str, n: u64, extra: Option<&'static str>| {
             if n == 0 {
                 return;

@@ -8,6 +8,7 @@ pub mod internal;
 pub mod s3;
 
 use chrono::Utc;
+use ichnaea_core::ExportItem;
 use ichnaea_core::export::{ExportConfig, ExportSchema};
 use ichnaea_core::queues::export_queue;
 use ichnaea_queue::Batch;
@@ -112,12 +113,19 @@ pub async fn run_once(ctx: &PipelineContext, drain: bool) -> Result<usize, Pipel
     Ok(done)
 }
 
+/// The reports of an export batch; undecodable items are counted and logged.
 fn reports(batch: &Batch) -> Vec<Value> {
     batch
         .items
         .iter()
-        .filter_map(|item| serde_json::from_slice::<Value>(item).ok())
-        .filter_map(|mut v| v.get_mut("report").map(Value::take))
+        .filter_map(|item| match ExportItem::decode(item) {
+            Ok(item) => Some(Value::Object(item.report)),
+            Err(e) => {
+                tracing::error!(error = %e, queue = %batch.queue, "undecodable export item dropped");
+                metrics::counter!("data.export.undecodable").increment(1);
+                None
+            }
+        })
         .collect()
 }
 

@@ -54,7 +54,6 @@ async fn wifi_answers_are_mostly_within_100_m_after_traffic_and_drain() {
         queue: queue.clone(),
         admin_token: None,
         version: Arc::new(serde_json::json!({})),
-        prometheus: ichnaea_web::metrics::prometheus_handle(),
         geoip: None,
         geoip_configured: false,
         fallback: FallbackClient::new().unwrap(),

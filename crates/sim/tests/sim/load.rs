@@ -48,7 +48,7 @@ fn server_accepts_every_generated_report() {
             let converted = convert(&value, SubmitVersion::V2, NOW).unwrap();
             assert_eq!(converted.len(), reports, "no report dropped by the server");
             for (report, item) in converted.iter().zip(value["items"].as_array().unwrap()) {
-                assert_eq!(report.source, "gnss");
+                assert_eq!(report.source.name(), "gnss");
                 // Every Wi-Fi and cell entry survives conversion.
                 for member in ["wifiAccessPoints", "cellTowers"] {
                     assert_eq!(

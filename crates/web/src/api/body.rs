@@ -17,6 +17,12 @@ pub struct BodyLimits {
     /// Largest body after gunzip; decompression stops one byte past it, so a gzip
     /// bomb costs at most this much memory and time.
     pub max_decoded: usize,
+    /// Longest wait for the next part of a body; also the grace period before
+    /// [`BodyLimits::min_rate`] applies.
+    pub idle_timeout: std::time::Duration,
+    /// Slowest average rate (bytes per second since the body began) a body
+    /// may arrive at once `idle_timeout` has passed; 0: no minimum.
+    pub min_rate: u64,
 }
 
 impl Default for BodyLimits {
@@ -24,6 +30,8 @@ impl Default for BodyLimits {
         BodyLimits {
             max_body: 10 * 1024 * 1024,
             max_decoded: 10 * 1024 * 1024,
+            idle_timeout: std::time::Duration::from_secs(10),
+            min_rate: 1_024,
         }
     }
 }
@@ -428,6 +436,7 @@ mod tests {
         let limits = BodyLimits {
             max_body: 1 << 20,
             max_decoded: 1000,
+            ..BodyLimits::default()
         };
         let h = headers(&[(header::CONTENT_ENCODING, "gzip")]);
         let bomb = gz(&vec![b' '; 100_000]);

@@ -3,6 +3,7 @@
 //! filtering of entries without a MAC and of reports without any network.
 
 use chrono::NaiveDateTime;
+use ichnaea_core::ReportSource;
 use serde_json::{Map, Value};
 
 use super::coerce::{Errors, array, int, join, object, string, try_float, try_int, try_string};
@@ -25,7 +26,7 @@ pub enum SubmitVersion {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     /// `position.source` if sent, else `gnss`.
-    pub source: &'static str,
+    pub source: ReportSource,
     /// The internal report object.
     pub report: Map<String, Value>,
 }
@@ -243,6 +244,26 @@ pub fn convert(body: &Value, version: SubmitVersion, now_ms: i64) -> Converted {
     }
 }
 
+/// Report-level members of the v1 and v2 formats, kept as they are.
+const REPORT_MEMBERS: Fields = &[
+    ("carrier", "carrier", Kind::Str),
+    ("homeMobileCountryCode", "homeMobileCountryCode", Kind::Int),
+    ("homeMobileNetworkCode", "homeMobileNetworkCode", Kind::Int),
+];
+
+/// Position members of `/v1/submit` and their current names.
+const POSITION_V0: [(&str, &str); 8] = [
+    ("lat", "latitude"),
+    ("lon", "longitude"),
+    ("accuracy", "accuracy"),
+    ("altitude", "altitude"),
+    ("altitude_accuracy", "altitudeAccuracy"),
+    ("heading", "heading"),
+    ("pressure", "pressure"),
+    ("speed", "speed"),
+];
+
+/// Converts one report; `None` when it has no network entry left.
 fn convert_report(
     item: &Map<String, Value>,
     path: &str,
@@ -250,93 +271,92 @@ fn convert_report(
     now_ms: i64,
     errors: &mut Errors,
 ) -> Option<Report> {
-    let n = names(version);
     let mut out = Map::new();
+    let timestamp = report_timestamp(item, path, version, errors).unwrap_or(now_ms);
+    out.insert("timestamp".into(), Value::from(timestamp));
+    if version != SubmitVersion::V0 {
+        let report_path = || path.to_string();
+        for (from, to, kind) in REPORT_MEMBERS {
+            copy(item, &mut out, &report_path, from, to, *kind, errors);
+        }
+    }
+    let position = report_position(item, path, version, errors);
+    let source = position
+        .as_ref()
+        .and_then(|p| p.get("source"))
+        .and_then(Value::as_str)
+        .and_then(ReportSource::from_name)
+        .unwrap_or(ReportSource::Gnss);
+    if let Some(position) = position {
+        out.insert("position".into(), position);
+    }
+    if !network_entries(item, path, version, &mut out, errors) {
+        return None;
+    }
+    Some(Report {
+        source,
+        report: out,
+    })
+}
 
+/// The report's time in milliseconds, if sent and plausible (v0 `time` is ISO 8601).
+fn report_timestamp(
+    item: &Map<String, Value>,
+    path: &str,
+    version: SubmitVersion,
+    errors: &mut Errors,
+) -> Option<i64> {
     let timestamp = match version {
         SubmitVersion::V0 => {
             string(item.get("time"), &join(path, "time"), errors).and_then(|t| parse_time(&t))
         }
         _ => int(item.get("timestamp"), &join(path, "timestamp"), errors),
     };
-    let timestamp = timestamp
-        .filter(|t| *t > MS_LOW && *t < MS_HIGH)
-        .unwrap_or(now_ms);
-    out.insert("timestamp".into(), Value::from(timestamp));
+    timestamp.filter(|t| *t > MS_LOW && *t < MS_HIGH)
+}
 
-    let report_path = || path.to_string();
-    if version != SubmitVersion::V0 {
-        copy(
-            item,
-            &mut out,
-            &report_path,
-            "carrier",
-            "carrier",
-            Kind::Str,
-            errors,
-        );
-        copy(
-            item,
-            &mut out,
-            &report_path,
-            "homeMobileCountryCode",
-            "homeMobileCountryCode",
-            Kind::Int,
-            errors,
-        );
-        copy(
-            item,
-            &mut out,
-            &report_path,
-            "homeMobileNetworkCode",
-            "homeMobileNetworkCode",
-            Kind::Int,
-            errors,
-        );
-    }
-    let report_radio = radio(string(item.get(n.radio), &join(path, n.radio), errors));
-
-    let position = match version {
+/// The `position` member: v2 nests it (`null` when absent), v1 and v0 have the
+/// members on the report itself (absent when none is sent).
+fn report_position(
+    item: &Map<String, Value>,
+    path: &str,
+    version: SubmitVersion,
+    errors: &mut Errors,
+) -> Option<Value> {
+    let same_names = POSITION_FLOATS.map(|f| (f, f));
+    match version {
         SubmitVersion::V2 => match item.get("position") {
             None => Some(Value::Null),
-            Some(p) => object(p, &join(path, "position"), errors).map(|p| {
-                Value::Object(convert_position(
-                    p,
-                    &join(path, "position"),
-                    &POSITION_FLOATS.map(|f| (f, f)),
-                    errors,
-                ))
-            }),
+            Some(p) => {
+                let position_path = join(path, "position");
+                object(p, &position_path, errors).map(|p| {
+                    Value::Object(convert_position(p, &position_path, &same_names, errors))
+                })
+            }
         },
-        SubmitVersion::V1 => {
-            let p = convert_position(item, path, &POSITION_FLOATS.map(|f| (f, f)), errors);
+        SubmitVersion::V1 | SubmitVersion::V0 => {
+            let names: &[(&str, &str)] = if version == SubmitVersion::V1 {
+                &same_names
+            } else {
+                &POSITION_V0
+            };
+            let p = convert_position(item, path, names, errors);
             (!p.is_empty()).then_some(Value::Object(p))
         }
-        SubmitVersion::V0 => {
-            let v0 = [
-                ("lat", "latitude"),
-                ("lon", "longitude"),
-                ("accuracy", "accuracy"),
-                ("altitude", "altitude"),
-                ("altitude_accuracy", "altitudeAccuracy"),
-                ("heading", "heading"),
-                ("pressure", "pressure"),
-                ("speed", "speed"),
-            ];
-            let p = convert_position(item, path, &v0, errors);
-            (!p.is_empty()).then_some(Value::Object(p))
-        }
-    };
-    let source = position
-        .as_ref()
-        .and_then(|p| p.get("source"))
-        .and_then(Value::as_str)
-        .and_then(|s| self::source(Some(s.to_string())))
-        .unwrap_or("gnss");
-    if let Some(position) = position {
-        out.insert("position".into(), position);
     }
+}
 
+/// Converts the three network arrays into `out`; false when all are empty.
+/// A cell's radio is its own, else the report's.
+fn network_entries(
+    item: &Map<String, Value>,
+    path: &str,
+    version: SubmitVersion,
+    out: &mut Map<String, Value>,
+    errors: &mut Errors,
+) -> bool {
+    let n = names(version);
+    let report_radio = radio(string(item.get(n.radio), &join(path, n.radio), errors));
     let blue = entries(item, path, n.blue, n.blue_fields, errors, |_| {}, true);
     let cells = entries(
         item,
@@ -355,17 +375,11 @@ fn convert_report(
         false,
     );
     let wifi = entries(item, path, n.wifi, n.wifi_fields, errors, |_| {}, true);
-    let empty = blue.is_empty() && cells.is_empty() && wifi.is_empty();
+    let any = !(blue.is_empty() && cells.is_empty() && wifi.is_empty());
     out.insert("bluetoothBeacons".into(), Value::Array(blue));
     out.insert("cellTowers".into(), Value::Array(cells));
     out.insert("wifiAccessPoints".into(), Value::Array(wifi));
-    if empty {
-        return None;
-    }
-    Some(Report {
-        source,
-        report: out,
-    })
+    any
 }
 
 /// The position members (floats, `age`, `source`) of `input`, renamed by `floats`.
@@ -488,7 +502,7 @@ mod tests {
             SubmitVersion::V2,
         );
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].source, "gnss");
+        assert_eq!(r[0].source.name(), "gnss");
         assert_eq!(
             Value::Object(r[0].report.clone()),
             json!({"timestamp": NOW, "position": {"latitude": 51.5, "longitude": -0.1},
@@ -550,7 +564,7 @@ mod tests {
                 json!({"items": [{"timestamp": 146000000000i64, "position": {"source": sent}, "cellTowers": [{}]}]}),
                 SubmitVersion::V2,
             );
-            assert_eq!(r[0].source, item_source);
+            assert_eq!(r[0].source.name(), item_source);
             assert_eq!(
                 r[0].report["position"]
                     .get("source")

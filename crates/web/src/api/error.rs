@@ -22,6 +22,8 @@ pub enum ApiError {
     NotFound,
     /// 413: the body is larger than the configured limit (not in the original).
     PayloadTooLarge,
+    /// 408: the body did not arrive in time (not in the original).
+    RequestTimeout,
     /// 503 `serviceUnavailable`, with `Retry-After`.
     ServiceUnavailable,
 }
@@ -80,6 +82,12 @@ impl ApiError {
                 "payloadTooLarge",
                 "Payload Too Large",
             ),
+            ApiError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "global",
+                "requestTimeout",
+                "Request Timeout",
+            ),
             ApiError::ServiceUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "global",
@@ -109,6 +117,17 @@ impl ApiError {
             _ => {}
         }
         body
+    }
+}
+
+/// A successful API answer: 200 with a JSON body and the CORS headers.
+pub struct ApiJson(pub Value);
+
+impl IntoResponse for ApiJson {
+    fn into_response(self) -> Response {
+        let mut response = (StatusCode::OK, axum::Json(self.0)).into_response();
+        add_cors(response.headers_mut());
+        response
     }
 }
 

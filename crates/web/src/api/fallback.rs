@@ -23,13 +23,14 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ichnaea_core::geo::distance;
-use ichnaea_core::locate::query::{BlueLookup, CellLookup, Query, WifiLookup};
+use ichnaea_core::locate::query::Query;
 use ichnaea_core::locate::result::{FallbackTag, PositionResult, ResultSource, round3};
 use ichnaea_core::{ApiKey, FallbackSchema};
 use ichnaea_queue::Counters;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::bounded;
+use super::wire::FallbackRequest;
 
 /// Timeout of one provider call (spec api Appendix B).
 pub const FALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -174,140 +175,12 @@ pub enum CallError {
     /// A non-2xx status other than 404.
     #[error("provider answered HTTP {0}")]
     Status(u16),
+    /// The request body could not be written.
+    #[error("cannot write the request: {0}")]
+    Request(serde_json::Error),
     /// The body is not JSON or does not have the schema's shape.
     #[error("unusable answer: {0}")]
     Body(String),
-}
-
-fn put(out: &mut Map<String, Value>, name: &str, value: Option<impl Into<Value>>) {
-    if let Some(v) = value {
-        out.insert(name.to_owned(), v.into());
-    }
-}
-
-fn blue_entry(b: &BlueLookup) -> Value {
-    let mut e = Map::new();
-    e.insert("macAddress".into(), b.mac.to_string().into());
-    put(&mut e, "age", b.age);
-    put(&mut e, "name", b.name.clone());
-    put(&mut e, "signalStrength", b.signal_strength);
-    Value::Object(e)
-}
-
-fn cell_entry(c: &CellLookup, with_psc: bool) -> Value {
-    let k = c.key;
-    let mut e = Map::new();
-    e.insert("radioType".into(), k.radio.name().into());
-    e.insert("mobileCountryCode".into(), k.mcc.into());
-    e.insert("mobileNetworkCode".into(), k.mnc.into());
-    e.insert("locationAreaCode".into(), k.lac.into());
-    e.insert("cellId".into(), k.cid.into());
-    if with_psc {
-        put(&mut e, "primaryScramblingCode", c.psc);
-    }
-    put(&mut e, "age", c.age);
-    put(&mut e, "signalStrength", c.signal_strength);
-    put(&mut e, "timingAdvance", c.timing_advance);
-    Value::Object(e)
-}
-
-fn wifi_entry(w: &WifiLookup, with_ssid: bool) -> Value {
-    let mut e = Map::new();
-    e.insert("macAddress".into(), w.mac.to_string().into());
-    put(&mut e, "age", w.age);
-    put(&mut e, "channel", w.channel);
-    put(&mut e, "signalStrength", w.signal_strength);
-    put(&mut e, "signalToNoiseRatio", w.signal_to_noise_ratio);
-    if with_ssid {
-        put(&mut e, "ssid", w.ssid.clone());
-    }
-    Value::Object(e)
-}
-
-fn unwired_cell(c: &CellLookup) -> Value {
-    let k = c.key;
-    let mut e = Map::new();
-    e.insert("radio".into(), k.radio.name().into());
-    e.insert("mcc".into(), k.mcc.into());
-    e.insert("mnc".into(), k.mnc.into());
-    e.insert("lac".into(), k.lac.into());
-    e.insert("cid".into(), k.cid.into());
-    put(&mut e, "psc", c.psc);
-    put(&mut e, "signal", c.signal_strength);
-    put(&mut e, "tA", c.timing_advance);
-    Value::Object(e)
-}
-
-fn unwired_wifi(w: &WifiLookup) -> Value {
-    let mut e = Map::new();
-    e.insert("bssid".into(), w.mac.to_string().into());
-    put(&mut e, "channel", w.channel);
-    put(&mut e, "frequency", w.frequency);
-    put(&mut e, "signal", w.signal_strength);
-    put(&mut e, "signalToNoiseRatio", w.signal_to_noise_ratio);
-    Value::Object(e)
-}
-
-/// The request body of `schema` for `query` (spec locate §5.3): normalised
-/// entries in query order, absent values omitted, lists only when non-empty, cell
-/// areas never sent.
-pub fn request_body(schema: FallbackSchema, query: &Query, token: Option<&str>) -> Value {
-    let mut body = Map::new();
-    let fallbacks = json!({"lacf": query.fallbacks.lacf, "ipf": false});
-    match schema {
-        FallbackSchema::Ichnaea | FallbackSchema::Combain => {
-            if !query.blue.is_empty() {
-                body.insert(
-                    "bluetoothBeacons".into(),
-                    query.blue.iter().map(blue_entry).collect(),
-                );
-            }
-            if !query.cell.is_empty() {
-                body.insert(
-                    "cellTowers".into(),
-                    query.cell.iter().map(|c| cell_entry(c, true)).collect(),
-                );
-            }
-            if !query.wifi.is_empty() {
-                body.insert(
-                    "wifiAccessPoints".into(),
-                    query.wifi.iter().map(|w| wifi_entry(w, true)).collect(),
-                );
-            }
-            body.insert("fallbacks".into(), fallbacks);
-        }
-        FallbackSchema::GoogleMaps => {
-            body.insert("considerIp".into(), false.into());
-            if !query.cell.is_empty() {
-                body.insert(
-                    "cellTowers".into(),
-                    query.cell.iter().map(|c| cell_entry(c, false)).collect(),
-                );
-            }
-            if !query.wifi.is_empty() {
-                body.insert(
-                    "wifiAccessPoints".into(),
-                    query.wifi.iter().map(|w| wifi_entry(w, false)).collect(),
-                );
-            }
-        }
-        FallbackSchema::UnwiredLabs => {
-            if let Some(token) = token {
-                body.insert("token".into(), token.into());
-            }
-            body.insert("fallbacks".into(), fallbacks);
-            if !query.cell.is_empty() {
-                body.insert(
-                    "cells".into(),
-                    query.cell.iter().map(unwired_cell).collect(),
-                );
-            }
-            if !query.wifi.is_empty() {
-                body.insert("wifi".into(), query.wifi.iter().map(unwired_wifi).collect());
-            }
-        }
-    }
-    Value::Object(body)
 }
 
 /// A finite number.
@@ -499,13 +372,14 @@ impl FallbackClient {
     /// One provider call.
     async fn call(&self, provider: &Provider, query: &Query) -> Result<Outcome, CallError> {
         let (url, token) = provider.endpoint();
-        let body = request_body(provider.schema, query, token);
+        let body = serde_json::to_vec(&FallbackRequest::new(provider.schema, query, token))
+            .map_err(CallError::Request)?;
         let start = Instant::now();
         let response = self
             .http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string())
+            .body(body)
             .send()
             .await;
         metrics::histogram!("locate.fallback.lookup.timing", "fallback_name" => provider.name.clone())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ichnaea_core::ApiKey;
-use ichnaea_core::apikey::is_valid_key_text;
+use ichnaea_core::apikey::{is_valid_key_text, metric_label};
 use ichnaea_store::Store;
 
 /// The `key` query parameter: its last occurrence, percent-decoded; `None` when
@@ -24,11 +24,29 @@ pub fn key_text(query: Option<&str>) -> (Option<String>, Option<String>) {
     }
 }
 
+/// A stored key as the request path uses it: the row, and the label its
+/// metrics carry instead of the key (computed once per cache entry).
+#[derive(Debug)]
+pub struct KnownKey {
+    /// The `api_key` row.
+    pub row: ApiKey,
+    /// [`ichnaea_core::apikey::metric_label`] of the key.
+    pub metric_label: String,
+}
+
+impl std::ops::Deref for KnownKey {
+    type Target = ApiKey;
+
+    fn deref(&self) -> &ApiKey {
+        &self.row
+    }
+}
+
 /// Result of looking a key up.
 #[derive(Clone, Debug)]
 pub enum KeyLookup {
     /// A stored key.
-    Known(Arc<ApiKey>),
+    Known(Arc<KnownKey>),
     /// Well-formed, but not in `api_key`.
     Unknown,
     /// The database could not be asked; requests go on with the anonymous defaults.
@@ -39,7 +57,7 @@ pub enum KeyLookup {
 /// not cached), so a busy key costs no database round trip.
 #[derive(Clone)]
 pub struct ApiKeyCache {
-    cache: moka::future::Cache<String, Option<Arc<ApiKey>>>,
+    cache: moka::future::Cache<String, Option<Arc<KnownKey>>>,
 }
 
 /// Most keys held by the cache.
@@ -63,7 +81,12 @@ impl ApiKeyCache {
         }
         match store.api_key(key).await {
             Ok(row) => {
-                let row = row.map(Arc::new);
+                let row = row.map(|row| {
+                    Arc::new(KnownKey {
+                        metric_label: metric_label(&row.valid_key),
+                        row,
+                    })
+                });
                 self.cache.insert(key.to_string(), row.clone()).await;
                 row.map_or(KeyLookup::Unknown, KeyLookup::Known)
             }

@@ -19,10 +19,11 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
+use ichnaea_core::locate::ApiType;
 use ichnaea_core::locate::position::{search_areas, search_blue, search_cells, search_wifi};
 use ichnaea_core::locate::query::{Query, normalize};
 use ichnaea_core::locate::region_search::{
@@ -31,28 +32,28 @@ use ichnaea_core::locate::region_search::{
 use ichnaea_core::locate::result::{
     PositionResult, RegionResult, UsedNetwork, best_position, best_region, satisfied,
 };
-use ichnaea_core::locate::{ApiType, round7};
 use ichnaea_core::queues::UPDATE_INCOMING;
-use ichnaea_core::{ApiKey, AreaKey, CellKey, Mac};
-use serde_json::{Map, Value, json};
+use ichnaea_core::{ApiKey, AreaKey, CellKey, IncomingItem, Mac, ReportSource};
+use serde_json::{Map, Value};
 
 use super::body::{Decoded, decode};
-use super::error::{ApiError, ParseDetails, add_cors};
+use super::error::{ApiError, ApiJson, ParseDetails};
 use super::fallback::Provider;
-use super::keys::KeyLookup;
+use super::keys::{KeyLookup, KnownKey};
+use super::wire::QueryReport;
 use super::{Caller, bounded, check_daily_limit, locate_schema, read_body};
 use crate::{AppState, SharedState};
 
 /// Whose request this is after the key checks.
 enum KeyUse {
     /// A stored, allowed key.
-    Known(Arc<ApiKey>),
+    Known(Arc<KnownKey>),
     /// The key lookup failed: anonymous defaults (spec api §7.2), no checks.
     Anonymous,
 }
 
 impl KeyUse {
-    fn key(&self) -> Option<&ApiKey> {
+    fn key(&self) -> Option<&KnownKey> {
         match self {
             KeyUse::Known(k) => Some(k),
             KeyUse::Anonymous => None,
@@ -74,32 +75,25 @@ struct Prepared {
 }
 
 /// `/v1/geolocate`.
-pub(super) async fn geolocate(State(state): State<SharedState>, request: Request) -> Response {
-    let result = match prepare(&state, ApiType::Locate, request).await {
-        Ok(req) => search_position(&state, req).await,
-        Err(e) => Err(e),
-    };
-    respond(result)
+pub(super) async fn geolocate(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<ApiJson, ApiError> {
+    let request = prepare(&state, ApiType::Locate, caller, &headers, body).await?;
+    search_position(&state, request).await.map(ApiJson)
 }
 
 /// `/v1/country`.
-pub(super) async fn country(State(state): State<SharedState>, request: Request) -> Response {
-    let result = match prepare(&state, ApiType::Region, request).await {
-        Ok(req) => search_region(&state, req).await,
-        Err(e) => Err(e),
-    };
-    respond(result)
-}
-
-fn respond(result: Result<Value, ApiError>) -> Response {
-    match result {
-        Ok(body) => {
-            let mut response = (StatusCode::OK, axum::Json(body)).into_response();
-            add_cors(response.headers_mut());
-            response
-        }
-        Err(e) => e.into_response(),
-    }
+pub(super) async fn country(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<ApiJson, ApiError> {
+    let request = prepare(&state, ApiType::Region, caller, &headers, body).await?;
+    search_region(&state, request).await.map(ApiJson)
 }
 
 fn metric_path(api: ApiType) -> &'static str {
@@ -117,9 +111,13 @@ fn allowed(key: &ApiKey, api: ApiType) -> bool {
 }
 
 /// Key rules (spec api §7.4), then body decoding and parsing (§2.3, §5.1).
-async fn prepare(state: &AppState, api: ApiType, request: Request) -> Result<Prepared, ApiError> {
-    let (parts, body) = request.into_parts();
-    let caller = Caller::from_parts(&parts);
+async fn prepare(
+    state: &AppState,
+    api: ApiType,
+    caller: Caller,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Prepared, ApiError> {
     let path = metric_path(api);
     let request_metric = match api {
         ApiType::Locate => "locate.request",
@@ -144,11 +142,11 @@ async fn prepare(state: &AppState, api: ApiType, request: Request) -> Result<Pre
     };
     let key_tag = key
         .key()
-        .map_or_else(|| "none".to_string(), |k| k.valid_key.clone());
+        .map_or_else(|| "none".to_string(), |k| k.metric_label.clone());
     metrics::counter!(request_metric, "path" => path, "key" => key_tag).increment(1);
 
     let raw = read_body(state, body).await?;
-    let value = match decode(&parts.headers, &raw, state.api.body)? {
+    let value = match decode(headers, &raw, state.api.body)? {
         // An empty body is `{}` (an IP-only lookup).
         Decoded::Empty => Value::Object(Map::new()),
         Decoded::Json(value) => value,
@@ -250,7 +248,7 @@ async fn search_position(state: &AppState, req: Prepared) -> Result<Value, ApiEr
     if let Some(location) = geoip_location(state, &query, caller.ip) {
         results.push(location.position_result(query.geoip_only(true)));
     }
-    let provider = key.key().and_then(Provider::of_key);
+    let provider = key.key().and_then(|k| Provider::of_key(k));
     if let Some(provider) = &provider
         && query.fallback_eligible()
         && !satisfied(&results, expected)
@@ -286,7 +284,7 @@ fn record_result(api: ApiType, key: &KeyUse, source: Option<&'static str>) {
     let status = if source.is_some() { "hit" } else { "miss" };
     metrics::counter!(
         name,
-        "key" => k.valid_key.clone(),
+        "key" => k.metric_label.clone(),
         "status" => status,
         "source" => source.unwrap_or("none")
     )
@@ -379,88 +377,6 @@ fn all_seen_today(query: &Query, best: &PositionResult) -> bool {
     seen == all
 }
 
-fn put(out: &mut Map<String, Value>, name: &str, value: Option<impl Into<Value>>) {
-    if let Some(v) = value {
-        out.insert(name.to_owned(), v.into());
-    }
-}
-
-/// The `query` report of a located query (spec api §5.6): validated,
-/// de-duplicated entries with absent fields omitted, the resolved fallback flags,
-/// and the best internal position with source `query`.
-pub(crate) fn query_report(query: &Query, best: &PositionResult) -> Value {
-    let mut report = Map::new();
-    if !query.blue.is_empty() {
-        let entries: Vec<Value> = query
-            .blue
-            .iter()
-            .map(|b| {
-                let mut e = Map::new();
-                e.insert("macAddress".into(), b.mac.to_string().into());
-                put(&mut e, "age", b.age);
-                put(&mut e, "signalStrength", b.signal_strength);
-                put(&mut e, "name", b.name.clone());
-                Value::Object(e)
-            })
-            .collect();
-        report.insert("bluetoothBeacons".into(), entries.into());
-    }
-    if !query.cell.is_empty() {
-        let entries: Vec<Value> = query
-            .cell
-            .iter()
-            .map(|c| {
-                let mut e = Map::new();
-                e.insert("radioType".into(), c.key.radio.name().into());
-                e.insert("mobileCountryCode".into(), c.key.mcc.into());
-                e.insert("mobileNetworkCode".into(), c.key.mnc.into());
-                e.insert("locationAreaCode".into(), c.key.lac.into());
-                e.insert("cellId".into(), c.key.cid.into());
-                put(&mut e, "primaryScramblingCode", c.psc);
-                put(&mut e, "age", c.age);
-                put(&mut e, "signalStrength", c.signal_strength);
-                put(&mut e, "timingAdvance", c.timing_advance);
-                Value::Object(e)
-            })
-            .collect();
-        report.insert("cellTowers".into(), entries.into());
-    }
-    if !query.wifi.is_empty() {
-        let entries: Vec<Value> = query
-            .wifi
-            .iter()
-            .map(|w| {
-                let mut e = Map::new();
-                e.insert("macAddress".into(), w.mac.to_string().into());
-                put(&mut e, "age", w.age);
-                put(&mut e, "channel", w.channel);
-                put(&mut e, "frequency", w.frequency);
-                put(&mut e, "signalStrength", w.signal_strength);
-                put(&mut e, "signalToNoiseRatio", w.signal_to_noise_ratio);
-                put(&mut e, "ssid", w.ssid.clone());
-                Value::Object(e)
-            })
-            .collect();
-        report.insert("wifiAccessPoints".into(), entries.into());
-    }
-    report.insert(
-        "fallbacks".into(),
-        json!({"ipf": query.fallbacks.ipf, "lacf": query.fallbacks.lacf}),
-    );
-    let position = if best.lat.is_finite() && best.lon.is_finite() {
-        json!({
-            "latitude": round7(best.lat),
-            "longitude": round7(best.lon),
-            "accuracy": round7(best.accuracy),
-            "source": "query",
-        })
-    } else {
-        json!({"source": "query"})
-    };
-    report.insert("position".into(), position);
-    Value::Object(report)
-}
-
 /// The effective query sample rate in [0, ∞): key percent × global percent.
 async fn sample_rate(state: &AppState, key: &KeyUse) -> f64 {
     let global = match bounded(state.counters.locate_sample_rate()).await {
@@ -494,11 +410,19 @@ async fn store_query_report(state: &AppState, key: &KeyUse, query: &Query, best:
             return;
         }
     }
-    let api_key = key
-        .key()
-        .map_or(Value::Null, |k| Value::from(k.valid_key.as_str()));
-    let item = json!({"api_key": api_key, "report": query_report(query, best), "source": "query"});
-    let bytes = match serde_json::to_vec(&item) {
+    let report = match serde_json::to_value(QueryReport::new(query, best)) {
+        Ok(Value::Object(report)) => report,
+        other => {
+            tracing::warn!(error = ?other.err(), "cannot serialise a query report");
+            return;
+        }
+    };
+    let item = IncomingItem {
+        api_key: key.key().map(|k| k.valid_key.clone()),
+        source: ReportSource::Query,
+        report,
+    };
+    let bytes = match item.encode() {
         Ok(bytes) => bytes,
         Err(e) => {
             tracing::warn!(error = %e, "cannot serialise a query report");

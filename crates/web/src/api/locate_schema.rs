@@ -6,6 +6,7 @@
 //! [`ichnaea_core::locate::query::normalize`] and never fail a request.
 
 use ichnaea_core::Radio;
+use ichnaea_core::locate::MAX_RAW_ENTRIES;
 use ichnaea_core::locate::query::{
     BlueQuery, CellQuery, FallbackMembers, Fallbacks, QueryInput, WifiQuery,
 };
@@ -97,7 +98,8 @@ pub fn parse(value: &Value) -> Result<LocateBody, Errors> {
     })
 }
 
-/// The elements of array member `name`, each of which must be an object.
+/// The elements of array member `name`, each of which must be an object; only
+/// the first [`MAX_RAW_ENTRIES`] are read, the rest ignored.
 fn entries<T>(
     top: &Map<String, Value>,
     name: &str,
@@ -105,6 +107,7 @@ fn entries<T>(
     parse: impl Fn(&Map<String, Value>, &str, &mut Errors) -> T,
 ) -> Vec<T> {
     let items = array(top.get(name), name, errors);
+    let items = &items[..items.len().min(MAX_RAW_ENTRIES)];
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let path = join(name, i);
@@ -310,5 +313,20 @@ mod tests {
         let b = &body.input.blue[0];
         assert_eq!(b.mac, "");
         assert_eq!(b.age, Some(1));
+    }
+
+    #[test]
+    fn entries_past_the_limit_are_ignored() {
+        let mut wifi: Vec<Value> = (0..MAX_RAW_ENTRIES)
+            .map(|n| json!({"macAddress": format!("02{n:010x}")}))
+            .collect();
+        // Past the limit: not read, so not even a type error.
+        wifi.push(json!({"macAddress": "02ffffffffff", "signalStrength": "loud"}));
+        wifi.push(json!("not an object"));
+        let body = parse(&json!({ "wifiAccessPoints": wifi })).unwrap();
+        assert_eq!(body.input.wifi.len(), MAX_RAW_ENTRIES);
+        // Within the limit, errors still count.
+        let bad = parse(&json!({"wifiAccessPoints": [{"signalStrength": "loud"}]}));
+        assert!(bad.is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! limits, body), the error envelope, and the endpoints themselves.
 
 pub mod body;
+pub mod client_ip;
 pub mod coerce;
 pub mod convert;
 pub mod error;
@@ -11,18 +12,20 @@ pub mod keys;
 mod locate;
 pub mod locate_schema;
 mod submit;
+pub mod wire;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use chrono::Utc;
+use http_body_util::BodyExt;
 use ichnaea_core::ApiKey;
 
 use crate::{AppState, SharedState};
@@ -56,12 +59,14 @@ pub(crate) async fn bounded<T>(
 }
 
 /// Settings of the public API.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiSettings {
     /// Body size limits.
     pub body: body::BodyLimits,
     /// Items `update_incoming` may hold before submissions are refused with 503.
     pub incoming_queue_max: u64,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: client_ip::TrustedProxies,
 }
 
 impl Default for ApiSettings {
@@ -69,6 +74,7 @@ impl Default for ApiSettings {
         ApiSettings {
             body: body::BodyLimits::default(),
             incoming_queue_max: 1_000_000,
+            trusted_proxies: client_ip::TrustedProxies::default(),
         }
     }
 }
@@ -98,19 +104,68 @@ pub(crate) fn routes() -> Router<SharedState> {
         .route("/v1/country", api_methods(locate::country))
 }
 
-/// Reads the whole request body within the configured wire limit (413 above it).
-pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(body, state.api.body.max_body)
-        .await
-        .map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::Parse(Some(ParseDetails::Decode(format!("reading the body: {e}"))))
+/// Reads the whole request body within the configured limits: 413 above the
+/// wire size limit; 408 when no part arrives within the idle timeout, or the
+/// body arrives slower than the minimum rate once that time has passed.
+///
+/// Parts are copied into one buffer as they arrive, so a body sent a byte at a
+/// time costs its size, not a network buffer per part; a body that arrives in
+/// one part is kept as it is.
+pub(crate) async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+    let limits = state.api.body;
+    let start = tokio::time::Instant::now();
+    let mut body = body;
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    let mut len = 0usize;
+    loop {
+        let frame = match tokio::time::timeout(limits.idle_timeout, body.frame()).await {
+            Err(_) => return Err(ApiError::RequestTimeout),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::Parse(Some(ParseDetails::Decode(format!(
+                    "reading the body: {e}"
+                )))));
             }
-        })
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len += data.len();
+        if len > limits.max_body {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        match first.take() {
+            None if rest.is_empty() => first = Some(data),
+            kept => {
+                if let Some(kept) = kept {
+                    rest.reserve(kept.len() + data.len() + body_size_hint(&body, limits.max_body));
+                    rest.extend_from_slice(&kept);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
+        let elapsed = start.elapsed();
+        if limits.min_rate > 0
+            && elapsed > limits.idle_timeout
+            && (len as f64) < limits.min_rate as f64 * elapsed.as_secs_f64()
+        {
+            return Err(ApiError::RequestTimeout);
+        }
+    }
+    Ok(match first {
+        Some(only) => only,
+        None => Bytes::from(rest),
+    })
+}
+
+/// The body's remaining size if it announced one (capped at `max`), else 0.
+fn body_size_hint(body: &Body, max: usize) -> usize {
+    use axum::body::HttpBody as _;
+    body.size_hint()
+        .upper()
+        .map_or(0, |n| usize::try_from(n).unwrap_or(max).min(max))
 }
 
 /// Counts a known key's request on `path` (e.g. `v1.geolocate`) as a user of
@@ -143,10 +198,10 @@ pub(crate) async fn check_daily_limit(
     }
 }
 
-/// Who is asking: the client IP (spec api §2.1) and the API key text (§2.2).
+/// Who is asking: the client IP and the API key text.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    /// First `X-Forwarded-For` element, else the peer; `None` if unparsable.
+    /// The client address (see [`client_ip`]); `None` if unknown.
     pub ip: Option<IpAddr>,
     /// A syntactically valid key, if one was sent.
     pub key: Option<String>,
@@ -154,16 +209,27 @@ pub struct Caller {
     pub invalid_key: Option<String>,
 }
 
+impl axum::extract::FromRequestParts<SharedState> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Caller, Self::Rejection> {
+        Ok(Caller::from_parts(parts, &state.api.trusted_proxies))
+    }
+}
+
 impl Caller {
     /// Reads the caller from the request head.
-    pub fn from_parts(parts: &Parts) -> Caller {
+    pub fn from_parts(parts: &Parts, proxies: &client_ip::TrustedProxies) -> Caller {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
         let (key, invalid_key) = keys::key_text(parts.uri.query());
         Caller {
-            ip: client_ip(&parts.headers, peer),
+            ip: proxies.client_ip(&parts.headers, peer),
             key,
             invalid_key,
         }
@@ -173,16 +239,5 @@ impl Caller {
     pub fn ip_text(&self) -> String {
         self.ip
             .map_or_else(|| "127.0.0.1".to_string(), |ip| ip.to_string())
-    }
-}
-
-fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
-    match headers.get("x-forwarded-for") {
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split(',').next())
-            .and_then(|first| first.trim().parse().ok()),
-        None => peer,
     }
 }

@@ -3,31 +3,47 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use ichnaea_core::ApiKey;
 use ichnaea_core::queues::UPDATE_INCOMING;
-use serde_json::{Value, json};
+use ichnaea_core::{ApiKey, IncomingItem};
+use serde_json::json;
 
 use super::body::{Decoded, decode};
 use super::convert::{Report, SubmitVersion, convert};
-use super::error::{ApiError, ParseDetails, add_cors};
-use super::keys::KeyLookup;
+use super::error::{ApiError, ApiJson, ParseDetails, add_cors};
+use super::keys::{KeyLookup, KnownKey};
 use super::{Caller, check_daily_limit, read_body};
 use crate::{AppState, SharedState};
 
-pub(super) async fn v2(State(state): State<SharedState>, request: Request) -> Response {
-    submit(state, SubmitVersion::V2, request).await
+pub(super) async fn v2(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    submit(&state, SubmitVersion::V2, caller, &headers, body).await
 }
 
-pub(super) async fn v1(State(state): State<SharedState>, request: Request) -> Response {
-    submit(state, SubmitVersion::V1, request).await
+pub(super) async fn v1(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    submit(&state, SubmitVersion::V1, caller, &headers, body).await
 }
 
-pub(super) async fn v0(State(state): State<SharedState>, request: Request) -> Response {
-    submit(state, SubmitVersion::V0, request).await
+pub(super) async fn v0(
+    State(state): State<SharedState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    submit(&state, SubmitVersion::V0, caller, &headers, body).await
 }
 
 fn metric_path(version: SubmitVersion) -> &'static str {
@@ -38,33 +54,36 @@ fn metric_path(version: SubmitVersion) -> &'static str {
     }
 }
 
-async fn submit(state: SharedState, version: SubmitVersion, request: Request) -> Response {
-    match accept(&state, version, request).await {
-        Ok(()) => success(version),
-        Err(e) => e.into_response(),
-    }
-}
-
-fn success(version: SubmitVersion) -> Response {
-    let mut response = match version {
-        SubmitVersion::V0 => StatusCode::NO_CONTENT.into_response(),
-        _ => (StatusCode::OK, axum::Json(json!({}))).into_response(),
-    };
-    add_cors(response.headers_mut());
-    response
+/// Accepts a submission and answers `{}` (204 without a body for `/v1/submit`).
+async fn submit(
+    state: &AppState,
+    version: SubmitVersion,
+    caller: Caller,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    accept(state, version, caller, headers, body).await?;
+    Ok(match version {
+        SubmitVersion::V0 => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            add_cors(response.headers_mut());
+            response
+        }
+        _ => ApiJson(json!({})).into_response(),
+    })
 }
 
 async fn accept(
     state: &AppState,
     version: SubmitVersion,
-    request: Request,
+    caller: Caller,
+    headers: &HeaderMap,
+    body: Body,
 ) -> Result<(), ApiError> {
-    let (parts, body) = request.into_parts();
-    let caller = Caller::from_parts(&parts);
     let path = metric_path(version);
 
     // Key, permission and limit come before the body (spec api §2).
-    let key: Option<Arc<ApiKey>> = match &caller.key {
+    let key: Option<Arc<KnownKey>> = match &caller.key {
         None => None,
         Some(text) => match state.api_keys.lookup(&state.store, text).await {
             KeyLookup::Known(key) => {
@@ -75,7 +94,7 @@ async fn accept(
         },
     };
     let key_tag = match (&key, &caller.key, &caller.invalid_key) {
-        (Some(k), _, _) => k.valid_key.clone(),
+        (Some(k), _, _) => k.metric_label.clone(),
         (None, Some(_), _) => "invalid".to_string(),
         (None, None, _) => "none".to_string(),
     };
@@ -83,14 +102,14 @@ async fn accept(
 
     let limits = state.api.body;
     let raw = read_body(state, body).await?;
-    let value = match decode(&parts.headers, &raw, limits)? {
+    let value = match decode(headers, &raw, limits)? {
         Decoded::Empty => return Err(ApiError::Parse(None)),
         Decoded::Json(value) => value,
     };
     let reports = convert(&value, version, Utc::now().timestamp_millis())
         .map_err(|errors| ApiError::Parse(Some(ParseDetails::Validation(errors.0))))?;
 
-    if reports.is_empty() || !sampled_in(key.as_deref()) {
+    if reports.is_empty() || !sampled_in(key.as_deref().map(|k| &k.row)) {
         return Ok(());
     }
     enqueue(state, key.as_deref(), reports).await
@@ -109,7 +128,7 @@ fn sampled_in(key: Option<&ApiKey>) -> bool {
 
 async fn enqueue(
     state: &AppState,
-    key: Option<&ApiKey>,
+    key: Option<&KnownKey>,
     reports: Vec<Report>,
 ) -> Result<(), ApiError> {
     let backlog = state.queue.len(UPDATE_INCOMING).await.map_err(|e| {
@@ -125,15 +144,16 @@ async fn enqueue(
         );
         return Err(ApiError::ServiceUnavailable);
     }
-    let api_key = key
-        .map(|k| Value::from(k.valid_key.as_str()))
-        .unwrap_or(Value::Null);
+    let api_key = key.map(|k| k.valid_key.clone());
     let count = reports.len();
     let mut items = Vec::with_capacity(count);
     for r in reports {
-        let item =
-            json!({"api_key": api_key, "report": Value::Object(r.report), "source": r.source});
-        let bytes = serde_json::to_vec(&item).map_err(|e| {
+        let item = IncomingItem {
+            api_key: api_key.clone(),
+            source: r.source,
+            report: r.report,
+        };
+        let bytes = item.encode().map_err(|e| {
             tracing::error!(error = %e, "cannot serialise a report");
             ApiError::ServiceUnavailable
         })?;
@@ -149,7 +169,7 @@ async fn enqueue(
         })?;
     match key {
         Some(k) => {
-            metrics::counter!("data.batch.upload", "key" => k.valid_key.clone()).increment(1)
+            metrics::counter!("data.batch.upload", "key" => k.metric_label.clone()).increment(1)
         }
         None => metrics::counter!("data.batch.upload").increment(1),
     }

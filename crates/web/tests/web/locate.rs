@@ -23,6 +23,7 @@ crate::backend_tests!(
     case_06_07_permissions_per_api,
     case_08_last_key_wins,
     case_09_10_19_ip_only_lookups,
+    client_ip_is_told_only_by_trusted_proxies,
     case_11_15_consider_ip_and_fallbacks,
     case_16_22_type_errors,
     case_17_27_28_29_30_decoding,
@@ -479,13 +480,80 @@ async fn case_09_10_19_ip_only_lookups(fx: Fx) {
         &locate(&app, uri, Some(LONDON), json!({"invalid": 0})).await,
         &london_body(),
     );
-    // First element of a multi-valued X-Forwarded-For; an unparsable one means no IP.
+    // Behind a trusted (here: loopback) proxy, the right-most untrusted hop of
+    // X-Forwarded-For is the client; an unparsable one means no IP.
     assert_json_200(
-        &locate(&app, uri, Some("81.2.69.192, 10.0.0.1"), json!({})).await,
+        &locate(&app, uri, Some("81.2.69.192, 127.0.0.1"), json!({})).await,
+        &london_body(),
+    );
+    // A forged left-most element does not choose the position.
+    assert_json_200(
+        &locate(&app, uri, Some("67.43.156.1, 81.2.69.192"), json!({})).await,
         &london_body(),
     );
     assert_not_found(&locate(&app, uri, Some("not-an-ip"), json!({})).await);
     assert_not_found(&locate(&app, uri, None, json!({})).await);
+}
+
+/// A GeoIP lookup from `peer` with `X-Forwarded-For: forwarded`.
+async fn ip_lookup_from(app: &axum::Router, peer: &str, forwarded: &str) -> Reply {
+    let peer = std::net::SocketAddr::new(peer.parse().unwrap(), 40000);
+    let request = axum::http::Request::builder()
+        .method(Method::GET)
+        .uri("/v1/geolocate?key=test")
+        .header("x-forwarded-for", forwarded)
+        .extension(axum::extract::ConnectInfo(peer))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app.clone(), request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A client talking to the server directly cannot choose the address it is
+/// located at; behind trusted proxies the right-most untrusted hop counts.
+async fn client_ip_is_told_only_by_trusted_proxies(fx: Fx) {
+    fixture_keys(&fx).await;
+    // Default: only loopback proxies are trusted.
+    let app = app(&fx);
+    assert_not_found(&ip_lookup_from(&app, "203.0.113.5", LONDON).await);
+    assert_json_200(
+        &ip_lookup_from(&app, "127.0.0.1", LONDON).await,
+        &london_body(),
+    );
+    assert_json_200(&ip_lookup_from(&app, "::1", LONDON).await, &london_body());
+    // The peer's own address when it is not a proxy.
+    assert_json_200(
+        &ip_lookup_from(&app, LONDON, "67.43.156.1").await,
+        &london_body(),
+    );
+    // A configured proxy network: hops inside it are skipped.
+    let mut st = state(&fx, false);
+    st.api.trusted_proxies =
+        ichnaea_web::api::client_ip::TrustedProxies::parse(["10.0.0.0/8"]).unwrap();
+    let app = router(st);
+    assert_json_200(
+        &ip_lookup_from(
+            &app,
+            "10.0.0.1",
+            &format!("67.43.156.1, {LONDON}, 10.1.2.3"),
+        )
+        .await,
+        &london_body(),
+    );
+    assert_not_found(&ip_lookup_from(&app, "127.0.0.1", LONDON).await);
 }
 
 async fn case_11_15_consider_ip_and_fallbacks(fx: Fx) {
@@ -2499,7 +2567,13 @@ async fn client_country_requests(fx: Fx) {
     assert_country(&r, "GB", "United Kingdom", None);
     let r = locate(&app, c, Some(LONDON), json!({"considerIp": true})).await;
     assert_country(&r, "GB", "United Kingdom", None);
-    let r = locate(&app, c, Some("81.2.69.192,10.0.0.1, 10.0.0.2"), json!({})).await;
+    let r = locate(
+        &app,
+        c,
+        Some("67.43.156.1,81.2.69.192, 127.0.0.2"),
+        json!({}),
+    )
+    .await;
     assert_country(&r, "GB", "United Kingdom", None);
     let r = locate(&app, c, Some("67.43.156.1"), json!({})).await;
     assert_country(&r, "BT", "Bhutan", None);

@@ -2,6 +2,10 @@
 //! embedded queue always, and against PostgreSQL + Redis when
 //! `ICHNAEA_TEST_POSTGRES_URL` and `ICHNAEA_TEST_REDIS_URL` are set.
 
+// Test code: a failed unwrap is a failed test with its message, and test
+// helpers are not public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::io::Write;
 use std::sync::{Arc, Once};
 
@@ -58,7 +62,6 @@ fn state(fx: &Fx, admin: bool) -> AppState {
         queue: Arc::new(fx.queue.clone()),
         admin_token: admin.then(|| Arc::from(TOKEN)),
         version: Arc::new(json!({"version": "9.9.9", "commit": "abc"})),
-        prometheus: ichnaea_web::metrics::prometheus_handle(),
         geoip: Some(test_geoip()),
         geoip_configured: true,
         fallback: FallbackClient::new().expect("fallback client"),
@@ -392,15 +395,55 @@ async fn unknown_paths_are_plain_404(fx: Fx) {
 }
 
 async fn metrics_count_requests(fx: Fx) {
+    // Installs the process's recorder, as `serve` does before the roles start.
+    let handle = ichnaea_web::metrics::prometheus_handle();
     let app = router(state(&fx, false));
     call(&app, Method::POST, "/__version__", None, None).await;
-    let r = call(&app, Method::GET, "/metrics", None, None).await;
+    // Invented methods share one label value, whatever their number.
+    for i in 0..20 {
+        let method = Method::from_bytes(format!("BREW{i}").as_bytes()).unwrap();
+        let r = call(&app, method, "/v1/geolocate", None, None).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+    // A known key is counted under its digest, never its text.
+    fx.store
+        .insert_api_key(&ichnaea_core::ApiKey::new("metrics-key"))
+        .await
+        .unwrap();
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/geolocate?key=metrics-key",
+        None,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // The public port has no /metrics; the metrics listener's router has.
+    let public = call(&app, Method::GET, "/metrics", None, None).await;
+    assert_eq!(public.status, StatusCode::NOT_FOUND);
+    let metrics = ichnaea_web::metrics::router(handle);
+    let r = call(&metrics, Method::GET, "/metrics", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     let text = String::from_utf8(r.body).unwrap();
     assert!(
         text.contains(r#"request{path="__version__",method="post",status="200"}"#),
         "{text}"
     );
+    assert!(
+        text.contains(r#"request{path="v1.geolocate",method="other",status="405"}"#),
+        "{text}"
+    );
+    assert!(!text.contains("brew"), "{text}");
+    let label = ichnaea_core::apikey::metric_label("metrics-key");
+    assert!(
+        text.contains(&format!(
+            r#"locate_request{{path="v1.geolocate",key="{label}"}}"#
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("metrics-key"), "{text}");
 }
 
 async fn admin_api_is_absent_without_a_token(fx: Fx) {
@@ -629,6 +672,28 @@ async fn admin_api_manages_export_configs(fx: Fx) {
         }
     }
     assert_eq!(fx.store.export_config("g").await.unwrap(), None);
+
+    // A second internal target would apply every report twice: 409 naming schema.
+    let second = call(
+        &app,
+        Method::POST,
+        "/admin/export-configs",
+        t,
+        Some(json!({"name": "internal2", "schema": "internal"})),
+    )
+    .await;
+    assert_eq!(second.status, StatusCode::CONFLICT);
+    assert_eq!(second.json()["error"]["field"], json!("schema"));
+    let turned = call(
+        &app,
+        Method::PATCH,
+        "/admin/export-configs/bk",
+        t,
+        Some(json!({"schema": "internal"})),
+    )
+    .await;
+    assert_eq!(turned.status, StatusCode::CONFLICT);
+    assert_eq!(fx.store.export_config("internal2").await.unwrap(), None);
 
     let patched = call(
         &app,

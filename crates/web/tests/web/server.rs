@@ -19,20 +19,33 @@ use tokio::sync::oneshot;
 
 use crate::{Fx, state};
 
-crate::backend_tests!(many_keep_alive_requests_with_bodies_are_all_answered);
+crate::backend_tests!(
+    many_keep_alive_requests_with_bodies_are_all_answered,
+    answers_before_the_body_is_read_announce_the_close,
+    slow_and_stalled_bodies_are_refused,
+    slow_and_idle_clients_do_not_lock_others_out,
+);
+
+type Server = (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>);
 
 /// Serves `app` on a loopback port; the sender stops the server, and the
 /// handle ends when it has stopped.
-async fn start(
-    app: Router,
-    header_read_timeout: Option<Duration>,
-) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+async fn start(app: Router, header_read_timeout: Option<Duration>) -> Server {
+    start_with(
+        app,
+        ServerOptions {
+            header_read_timeout,
+            ..ServerOptions::default()
+        },
+    )
+    .await
+}
+
+/// [`start`] with every server option.
+async fn start_with(app: Router, options: ServerOptions) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let options = ServerOptions {
-        header_read_timeout,
-    };
     let server = tokio::spawn(serve(listener, app, options, async move {
         let _ = stop_rx.await;
     }));
@@ -42,6 +55,13 @@ async fn start(
 /// Reads one HTTP/1.1 response with a Content-Length: (status, body), or
 /// `None` when the server closed the connection before a status line.
 async fn read_response(stream: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
+    read_answer(stream)
+        .await
+        .map(|(status, _, body)| (status, body))
+}
+
+/// [`read_response`] with the head's header lines (lower-cased).
+async fn read_answer(stream: &mut TcpStream) -> Option<(u16, String, Vec<u8>)> {
     let mut buf = Vec::new();
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -73,7 +93,7 @@ async fn read_response(stream: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
         body.extend_from_slice(&chunk[..n]);
     }
     assert_eq!(body.len(), length, "more bytes than announced");
-    Some((status, body))
+    Some((status, head.to_ascii_lowercase(), body))
 }
 
 /// Sends `GET /` on `stream` and reads the answer.
@@ -257,4 +277,147 @@ async fn many_keep_alive_requests_with_bodies_are_all_answered(fx: Fx) {
     })
     .await
     .expect("clients still waiting after 60 s");
+}
+
+/// A POST head for `path` announcing `length` bytes of body.
+fn post_head(path: &str, length: usize) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\n\r\n"
+    )
+}
+
+/// A request refused before its body is read (here: geolocate without a key)
+/// leaves the body's bytes on the connection: the answer says
+/// `Connection: close` and the server closes, so the client's next request
+/// goes on a new connection instead of failing. A body that is read keeps
+/// the connection.
+async fn answers_before_the_body_is_read_announce_the_close(fx: Fx) {
+    let (addr, _stop, _server) = start(router(state(&fx, false)), None).await;
+    let body = vec![b' '; 2_000];
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(post_head("/v1/geolocate", body.len()).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(&body).await.unwrap();
+    let (status, head, _) = read_answer(&mut stream).await.unwrap();
+    assert_eq!(status, 400);
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(closed_after(&mut stream).await < Duration::from_secs(5));
+
+    // A submission reads its body: the connection stays open for the next one.
+    let report = json!({"items": [{"position": {"latitude": 51.5, "longitude": -0.1},
+        "wifiAccessPoints": [{"macAddress": "02:00:00:00:00:01"}]}]})
+    .to_string();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    for _ in 0..2 {
+        let mut request = post_head("/v2/geosubmit", report.len()).into_bytes();
+        request.extend_from_slice(report.as_bytes());
+        stream.write_all(&request).await.unwrap();
+        let (status, head, _) = read_answer(&mut stream).await.unwrap();
+        assert_eq!(status, 200);
+        assert!(!head.contains("connection: close"), "{head}");
+    }
+}
+
+/// The state of `fx` with short body timeouts.
+fn impatient(fx: &Fx) -> ichnaea_web::AppState {
+    let mut st = state(fx, false);
+    st.api.body.idle_timeout = Duration::from_millis(300);
+    st.api.body.min_rate = 100;
+    st
+}
+
+/// A body that pauses longer than the idle timeout, or trickles in slower
+/// than the minimum rate, is answered 408 with `Connection: close`.
+async fn slow_and_stalled_bodies_are_refused(fx: Fx) {
+    let (addr, _stop, _server) = start(router(impatient(&fx)), None).await;
+
+    // 10 of 100 bytes, then silence.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(post_head("/v2/geosubmit", 100).as_bytes())
+        .await
+        .unwrap();
+    stalled.write_all(b"{\"items\": ").await.unwrap();
+    let start = Instant::now();
+    let (status, head, body) = read_answer(&mut stalled).await.unwrap();
+    assert_eq!(status, 408, "{}", String::from_utf8_lossy(&body));
+    assert!(head.contains("connection: close"), "{head}");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body["error"]["errors"][0]["reason"],
+        json!("requestTimeout")
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    // One byte every 100 ms: never idle for 300 ms, but 10 bytes/s < 100.
+    let mut trickle = TcpStream::connect(addr).await.unwrap();
+    trickle
+        .write_all(post_head("/v2/geosubmit", 1_000).as_bytes())
+        .await
+        .unwrap();
+    let mut sent = 0;
+    let status = loop {
+        if trickle.write_all(b" ").await.is_err() {
+            break read_response(&mut trickle).await.map(|(s, _)| s);
+        }
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut peek = [0u8; 1];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(1), trickle.peek(&mut peek)).await
+            && n > 0
+        {
+            break read_response(&mut trickle).await.map(|(s, _)| s);
+        }
+        assert!(sent < 50, "still reading a 10 B/s body after {sent} bytes");
+    };
+    assert_eq!(status, Some(408));
+}
+
+/// With the connection limit reached by idle and slow-header clients, new
+/// clients are still served: the oldest connections not serving a request
+/// make room. Slow bodies are answered 408 by the body timeouts.
+async fn slow_and_idle_clients_do_not_lock_others_out(fx: Fx) {
+    let options = ServerOptions {
+        header_read_timeout: Some(Duration::from_secs(30)),
+        max_connections: 100,
+    };
+    let (addr, _stop, _server) = start_with(router(impatient(&fx)), options).await;
+    let mut held = Vec::new();
+    for i in 0..300 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        match i % 3 {
+            // Idle: connected, nothing sent.
+            0 => {}
+            // Slow header: half a head.
+            1 => stream.write_all(b"GET / HTTP/1.1\r\nHost").await.unwrap(),
+            // Slow body: a head, then part of the body.
+            _ => {
+                stream
+                    .write_all(post_head("/v2/geosubmit", 1_000).as_bytes())
+                    .await
+                    .unwrap();
+                stream.write_all(b"{").await.unwrap();
+            }
+        }
+        held.push(stream);
+    }
+    // Ordinary clients, one after another, each on a new connection.
+    for _ in 0..20 {
+        let started = Instant::now();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET /__lbheartbeat__ HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), read_response(&mut client))
+            .await
+            .expect("a client was locked out");
+        assert_eq!(answer.map(|(s, _)| s), Some(200));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    drop(held);
 }

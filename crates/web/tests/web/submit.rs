@@ -187,7 +187,7 @@ async fn case_42_known_key_is_counted_and_named(fx: Fx) {
         &fx,
         Method::POST,
         "/v2/geosubmit?key=test",
-        &[("x-forwarded-for", "81.2.69.192, 10.0.0.1")],
+        &[("x-forwarded-for", "10.0.0.1, 81.2.69.192, ::1")],
         case41_body().to_string().into_bytes(),
     )
     .await;
