@@ -9,6 +9,11 @@ use crate::apikey::{double_option, is_http_url};
 use crate::source::ReportSource;
 use crate::validation::{FieldError, check_len};
 
+/// Page-data cache entry of the downloads page (the listing of the public
+/// cell export): the export task drops it after writing a file, so the page
+/// lists the new file at once.
+pub const DOWNLOADS_CACHE_KEY: &str = "cache:downloads:4";
+
 /// Which exporter consumes a target's queue.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ExportSchema {

@@ -23,6 +23,7 @@ pub mod region;
 pub mod source;
 pub mod station;
 pub mod stats;
+pub mod tiles;
 pub mod updater;
 pub mod validation;
 

@@ -19,17 +19,23 @@ pub enum StatKey {
     Blue,
     /// Bluetooth stations created.
     UniqueBlue,
+    /// 5G NR cell observations processed (also counted in `Cell`).
+    Nr,
+    /// 5G NR cells created (also counted in `UniqueCell`).
+    UniqueNr,
 }
 
 impl StatKey {
     /// Every key in ascending code order (the order `update_statcounter` folds them).
-    pub const ALL: [StatKey; 6] = [
+    pub const ALL: [StatKey; 8] = [
         StatKey::Cell,
         StatKey::UniqueCell,
         StatKey::Wifi,
         StatKey::UniqueWifi,
         StatKey::Blue,
         StatKey::UniqueBlue,
+        StatKey::Nr,
+        StatKey::UniqueNr,
     ];
 
     /// Stored integer code.
@@ -41,6 +47,8 @@ impl StatKey {
             StatKey::UniqueWifi => 4,
             StatKey::Blue => 8,
             StatKey::UniqueBlue => 9,
+            StatKey::Nr => 10,
+            StatKey::UniqueNr => 11,
         }
     }
 
@@ -60,9 +68,15 @@ impl StatKey {
             StatKey::UniqueWifi => "unique_wifi",
             StatKey::Blue => "blue",
             StatKey::UniqueBlue => "unique_blue",
+            StatKey::Nr => "nr",
+            StatKey::UniqueNr => "unique_nr",
         }
     }
 }
+
+/// Page-data cache entry of the region statistics page: `update_statregion`
+/// deletes it after rebuilding `region_stat`, so the page shows the new counts.
+pub const REGION_STATS_CACHE_KEY: &str = "cache:stats_regions:5";
 
 /// One row of `stat`: the cumulative total of `key` up to and including `time`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -109,6 +109,39 @@ pub struct Config {
     pub rate_control_kd: f64,
     /// Dockerflow `version.json` served at `/__version__`; unset = build info.
     pub version_file: Option<PathBuf>,
+    /// Name of this instance in the site's titles, header and texts.
+    pub site_name: String,
+    /// Who runs this instance (contact page, footer); unset = not published.
+    pub operator_name: Option<String>,
+    /// The operator's contact e-mail address.
+    pub operator_email: Option<String>,
+    /// The operator's web site.
+    pub operator_url: Option<String>,
+    /// The operator's postal address for formal notices.
+    pub operator_address: Option<String>,
+    /// Directory whose `home.html`, `privacy.html`, `terms.html`,
+    /// `contact.html`, `optout.html` replace those pages' default texts.
+    pub site_content_dir: Option<PathBuf>,
+    /// URL template of the map's base layer; empty turns the maps off.
+    pub map_base_url: String,
+    /// Attribution (HTML) of the map's base layer.
+    pub map_base_attribution: String,
+    /// Public HTTP base of the asset bucket: the map then loads the coverage
+    /// tiles from `<asset_url>/tiles/`; unset = live tiles from this server.
+    pub asset_url: Option<String>,
+    /// Coarsest zoom of the live coverage tiles; coarser ones come from the
+    /// scheduled `datamap` task's output in `tiles_url`.
+    pub tiles_live_min_zoom: u8,
+    /// Most data-map rows one live tile may read (bounds its time and
+    /// memory); a denser tile is taken from the `datamap` output.
+    pub tiles_live_max_rows: usize,
+    /// Bytes of coverage tiles cached in memory by the web role.
+    pub tiles_cache_bytes: u64,
+    /// On-disk cache of live tiles; default `<data_dir>/tile-cache`.
+    pub tiles_cache_dir: Option<PathBuf>,
+    /// Seconds between reads of the data-map change log (how soon new
+    /// contributions reach cached tiles).
+    pub tiles_change_poll: u64,
 }
 
 impl Default for Config {
@@ -145,6 +178,20 @@ impl Default for Config {
             rate_control_ki: 0.0,
             rate_control_kd: 0.0,
             version_file: None,
+            site_name: "ichnaea".into(),
+            operator_name: None,
+            operator_email: None,
+            operator_url: None,
+            operator_address: None,
+            site_content_dir: None,
+            map_base_url: ichnaea_web::site::OSM_TILES.into(),
+            map_base_attribution: ichnaea_web::site::OSM_ATTRIBUTION.into(),
+            asset_url: None,
+            tiles_live_min_zoom: 5,
+            tiles_live_max_rows: 500_000,
+            tiles_cache_bytes: 64 * 1024 * 1024,
+            tiles_cache_dir: None,
+            tiles_change_poll: 10,
         }
     }
 }
@@ -270,6 +317,20 @@ impl Config {
             "rate_control_ki" => self.rate_control_ki = parse(var, value)?,
             "rate_control_kd" => self.rate_control_kd = parse(var, value)?,
             "version_file" => self.version_file = optional(value).map(PathBuf::from),
+            "site_name" => self.site_name = value.to_string(),
+            "operator_name" => self.operator_name = optional(value),
+            "operator_email" => self.operator_email = optional(value),
+            "operator_url" => self.operator_url = optional(value),
+            "operator_address" => self.operator_address = optional(value),
+            "site_content_dir" => self.site_content_dir = optional(value).map(PathBuf::from),
+            "map_base_url" => self.map_base_url = value.to_string(),
+            "map_base_attribution" => self.map_base_attribution = value.to_string(),
+            "asset_url" => self.asset_url = optional(value),
+            "tiles_live_min_zoom" => self.tiles_live_min_zoom = parse(var, value)?,
+            "tiles_live_max_rows" => self.tiles_live_max_rows = parse(var, value)?,
+            "tiles_cache_bytes" => self.tiles_cache_bytes = parse(var, value)?,
+            "tiles_cache_dir" => self.tiles_cache_dir = optional(value).map(PathBuf::from),
+            "tiles_change_poll" => self.tiles_change_poll = parse(var, value)?,
             task if task.starts_with("interval_") => {
                 let name = task.trim_start_matches("interval_").to_string();
                 self.intervals.insert(name, parse(var, value)?);
@@ -332,9 +393,16 @@ impl Config {
         }
     }
 
+    /// The on-disk tile cache in effect.
+    pub fn tiles_cache_dir(&self) -> PathBuf {
+        self.tiles_cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tile-cache"))
+    }
+
     /// The effective configuration as JSON with secrets hidden, for the start-up log.
     pub fn redacted(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut value = serde_json::json!({
             "data_dir": self.data_dir,
             "database_url": redact_url(&self.database_url()),
             "redis_url": self.redis_url.as_deref().map(redact_url),
@@ -366,7 +434,28 @@ impl Config {
             "rate_control_ki": self.rate_control_ki,
             "rate_control_kd": self.rate_control_kd,
             "version_file": self.version_file,
-        })
+        });
+        // The site's settings (their own object: one json! would be too deep).
+        let site = serde_json::json!({
+            "site_name": self.site_name,
+            "operator_name": self.operator_name,
+            "operator_email": self.operator_email,
+            "operator_url": self.operator_url,
+            "operator_address": self.operator_address,
+            "site_content_dir": self.site_content_dir,
+            "map_base_url": self.map_base_url,
+            "map_base_attribution": self.map_base_attribution,
+            "asset_url": self.asset_url,
+            "tiles_live_min_zoom": self.tiles_live_min_zoom,
+            "tiles_live_max_rows": self.tiles_live_max_rows,
+            "tiles_cache_bytes": self.tiles_cache_bytes,
+            "tiles_cache_dir": self.tiles_cache_dir(),
+            "tiles_change_poll": self.tiles_change_poll,
+        });
+        if let (Some(all), serde_json::Value::Object(site)) = (value.as_object_mut(), site) {
+            all.extend(site);
+        }
+        value
     }
 }
 

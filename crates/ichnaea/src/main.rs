@@ -8,6 +8,7 @@ mod datamap;
 mod dump;
 mod seed;
 mod serve;
+mod site;
 
 use std::process::ExitCode;
 

@@ -323,6 +323,7 @@ fn app_state(
             trusted_proxies: TrustedProxies::parse(&config.trusted_proxies)
                 .context("invalid trusted_proxies")?,
         },
+        site: Arc::new(crate::site::site(config)?),
     })
 }
 
@@ -405,6 +406,12 @@ fn spawn_scheduler(
     let mut periodic = ichnaea_pipeline::periodic::tasks(&Intervals {
         rate_control,
         cell_export: config.cell_export_url(),
+        datamap: Some(ichnaea_pipeline::periodic::DatamapJob {
+            tiles_url: config.tiles_url(),
+            work_dir: config.data_dir.join("datamap-render"),
+            threads: crate::site::render_threads(),
+            interval: Duration::from_secs(86_400),
+        }),
         ..Intervals::default()
     });
     for task in &mut periodic {

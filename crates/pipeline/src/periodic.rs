@@ -27,6 +27,14 @@ pub async fn update_statcounter(ctx: PipelineContext) -> Result<(), PipelineErro
 pub async fn update_statregion(ctx: PipelineContext) -> Result<(), PipelineError> {
     let rows = ctx.store.update_region_stats().await?;
     tracing::info!(regions = rows.len(), "region statistics updated");
+    // The region page shows the new counts at once; if the cache cannot be
+    // reached, its entry expires within the hour.
+    let key = ichnaea_core::stats::REGION_STATS_CACHE_KEY
+        .as_bytes()
+        .to_vec();
+    if let Err(e) = ctx.counters.cache_delete(&[key]).await {
+        tracing::warn!(error = %e, "cannot drop the cached region statistics page");
+    }
     Ok(())
 }
 
@@ -41,6 +49,12 @@ pub async fn cleanup(ctx: PipelineContext) -> Result<(), PipelineError> {
             .prune_datamap(q, today - chrono::Duration::days(DATAMAP_RETENTION_DAYS))
             .await?;
     }
+    // Web processes poll the change log every few seconds and drop cached
+    // tiles at midnight anyway: two days of it are plenty.
+    let before = Utc::now() - chrono::Duration::days(2);
+    ctx.store
+        .prune_datamap_tile_changes(before.timestamp_millis())
+        .await?;
     Ok(())
 }
 
@@ -62,6 +76,21 @@ pub struct Intervals {
     pub cell_export: Option<String>,
     /// The rate controller, when enabled (off by default).
     pub rate_control: Option<crate::rate_control::RateControl>,
+    /// The coverage tiles' batch render and upload (`datamap`), when set.
+    pub datamap: Option<DatamapJob>,
+}
+
+/// Where the scheduled `datamap` task renders and uploads the tiles.
+#[derive(Clone, Debug)]
+pub struct DatamapJob {
+    /// The tile bucket (`tiles_url`).
+    pub tiles_url: String,
+    /// Working directory of the render (replaced on every run).
+    pub work_dir: std::path::PathBuf,
+    /// Render threads.
+    pub threads: usize,
+    /// Time between runs (default daily).
+    pub interval: Duration,
 }
 
 impl Default for Intervals {
@@ -74,6 +103,7 @@ impl Default for Intervals {
             usage: Duration::from_secs(600),
             cell_export: None,
             rate_control: None,
+            datamap: None,
         }
     }
 }
@@ -128,12 +158,44 @@ pub fn tasks(intervals: &Intervals) -> Vec<PeriodicTask> {
                 let url = url.clone();
                 async move {
                     let now = Utc::now().naive_utc();
-                    crate::cell_export::export(&ctx, &url, kind, now)
-                        .await
-                        .map(|_| ())
+                    crate::cell_export::export(&ctx, &url, kind, now).await?;
+                    // The downloads page lists the new file at once.
+                    let key = ichnaea_core::export::DOWNLOADS_CACHE_KEY
+                        .as_bytes()
+                        .to_vec();
+                    if let Err(e) = ctx.counters.cache_delete(&[key]).await {
+                        tracing::warn!(error = %e, "cannot drop the cached downloads page");
+                    }
+                    Ok(())
                 }
             }));
         }
+    }
+    if let Some(job) = &intervals.datamap {
+        // First run at start, so a new instance has its coarse tiles at once.
+        let job = job.clone();
+        tasks.push(PeriodicTask::new("datamap", job.interval, move |ctx| {
+            let job = job.clone();
+            async move {
+                let (created, synced) =
+                    crate::tiles::scheduled(&ctx.store, &job.tiles_url, &job.work_dir, job.threads)
+                        .await
+                        .map_err(|e| PipelineError::Export {
+                            name: "datamap".into(),
+                            message: e.to_string(),
+                        })?;
+                tracing::info!(
+                    grid_rows = created.grid_rows,
+                    tile_count = created.tile_count,
+                    tile_new = synced.tile_new,
+                    tile_changed = synced.tile_changed,
+                    tile_deleted = synced.tile_deleted,
+                    render_secs = created.render_secs,
+                    "coverage tiles rendered and uploaded"
+                );
+                Ok(())
+            }
+        }));
     }
     if let Some(params) = intervals.rate_control {
         let state = std::sync::Arc::new(std::sync::Mutex::new(

@@ -145,6 +145,12 @@ pub async fn run_once(
                     StationType::Cell(_) => (StatKey::Cell, StatKey::UniqueCell),
                 };
                 writes.stats = vec![(obs_key, tally.obs), (unique_key, tally.new)];
+                if kind == StationType::Cell(Radio::Nr) {
+                    // NR cells are cells too, and also have their own counters.
+                    writes
+                        .stats
+                        .extend([(StatKey::Nr, tally.obs), (StatKey::UniqueNr, tally.new)]);
+                }
                 writes
             },
         )

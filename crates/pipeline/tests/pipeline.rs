@@ -271,7 +271,9 @@ async fn reports_become_stations_areas_grids_and_stats(ctx: PipelineContext) {
             (StatKey::Wifi, 8),
             (StatKey::UniqueWifi, 2),
             (StatKey::Blue, 4),
-            (StatKey::UniqueBlue, 1)
+            (StatKey::UniqueBlue, 1),
+            (StatKey::Nr, 4),
+            (StatKey::UniqueNr, 1)
         ]
     );
     assert_eq!(ctx.queue.len(UPDATE_INCOMING).await.unwrap(), 0);
@@ -2022,9 +2024,8 @@ async fn case_53_cleanup_stat_keeps_730_days(ctx: PipelineContext) {
     );
 }
 
-/// §9 case 54 (§4.3.2): the `update_statregion` example. The project has no
-/// web cache key `cache:stats_regions:4` to delete (the stats pages are not
-/// part of it), so that part of the case does not apply.
+/// §9 case 54 (§4.3.2): the `update_statregion` example; it also drops the
+/// region page's cache entry (`REGION_STATS_CACHE_KEY`).
 async fn case_54_update_statregion(ctx: PipelineContext) {
     let xx = RegionStat {
         region: "XX".into(),
@@ -2101,9 +2102,21 @@ async fn case_54_update_statregion(ctx: PipelineContext) {
         ])
         .await
         .unwrap();
+    let page = ichnaea_core::stats::REGION_STATS_CACHE_KEY
+        .as_bytes()
+        .to_vec();
+    ctx.counters
+        .cache_set(&[(page.clone(), b"[]".to_vec())], 3600)
+        .await
+        .unwrap();
     ichnaea_pipeline::periodic::update_statregion(ctx.clone())
         .await
         .unwrap();
+    assert_eq!(
+        ctx.counters.cache_get(&[page]).await.unwrap(),
+        vec![None],
+        "the region page's cached rows are dropped"
+    );
     let r = |region: &str, gsm, wcdma, lte, blue, wifi| RegionStat {
         region: region.into(),
         gsm,

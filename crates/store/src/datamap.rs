@@ -5,6 +5,9 @@ use chrono::NaiveDate;
 use ichnaea_core::datamap::{DatamapGrid, Quadrant};
 use sqlx::AssertSqlSafe;
 
+use ichnaea_core::tiles::keys::grid_change_tiles;
+
+use crate::datamap_tiles::RECORD_TILE_CHANGE;
 use crate::rows::{SqlRow, corrupt};
 use crate::{Result, Store, with_pool};
 
@@ -20,7 +23,7 @@ pub struct DatamapRow {
 }
 
 /// Decodes one `datamap_*` row (`grid`, `created`, `modified`).
-fn decode_row(row: &impl SqlRow, table: &str) -> Result<DatamapRow> {
+pub(crate) fn decode_row(row: &impl SqlRow, table: &str) -> Result<DatamapRow> {
     let bytes = row.bytes("grid")?;
     let grid = DatamapGrid::from_bytes(&bytes)
         .ok_or_else(|| corrupt(table, format!("grid of {} bytes", bytes.len())))?;
@@ -62,7 +65,10 @@ impl Store {
 
     /// Marks grids as seen on `day`: unknown grids are inserted with
     /// created = modified = `day`, known ones get modified = `day` (never moved
-    /// backwards). Returns the number of rows inserted or changed.
+    /// backwards). Returns the number of rows inserted or changed. In the same
+    /// transaction, the coverage tiles holding a changed row are recorded in
+    /// `datamap_tile_change` (see [`Store::datamap_tile_changes`]), so the live
+    /// tiles of every web process are redrawn.
     pub async fn touch_datamap(
         &self,
         quadrant: Quadrant,
@@ -78,15 +84,31 @@ impl Store {
             quadrant.table()
         );
         let mut n = 0;
+        let now = chrono::Utc::now().timestamp_millis();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            let mut tiles = Vec::new();
             for g in grids {
-                n += sqlx::query(AssertSqlSafe(&*sql))
+                let changed = sqlx::query(AssertSqlSafe(&*sql))
                     .bind(g.to_bytes().to_vec())
                     .bind(day)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                if changed > 0 {
+                    tiles.extend(grid_change_tiles(g.lat, g.lon));
+                }
+                n += changed;
+            }
+            // Sorted, so concurrent writers lock tile rows in one order.
+            tiles.sort_unstable();
+            tiles.dedup();
+            for tile in tiles {
+                sqlx::query(RECORD_TILE_CHANGE)
+                    .bind(i64::try_from(tile).unwrap_or(i64::MAX))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
         });

@@ -75,6 +75,15 @@ pub fn migrations(d: Dialect) -> Vec<Migration> {
             ),
         },
         Migration {
+            version: 3,
+            name: "data-map tile changes",
+            sql: format!(
+                "CREATE TABLE datamap_tile_change (tile {int} NOT NULL PRIMARY KEY, changed {int} NOT NULL);
+                CREATE INDEX datamap_tile_change_changed_idx ON datamap_tile_change (changed);",
+                int = d.int()
+            ),
+        },
+        Migration {
             version: 4,
             name: "admin generation",
             sql: admin_generation(d),
@@ -257,6 +266,7 @@ pub fn all_tables() -> Vec<String> {
         "cell_area",
         "stat",
         "stat_counter",
+        "datamap_tile_change",
         "region_stat",
         "applied_batch",
         "admin_generation",

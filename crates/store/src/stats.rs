@@ -46,6 +46,28 @@ impl Store {
         })
     }
 
+    /// The latest row of every counter, in one query: the running totals as
+    /// of the last fold (the statistics page's figures).
+    pub async fn latest_stats(&self) -> Result<Vec<StatRow>> {
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT s.\"key\", s.\"time\", s.value FROM stat s \
+                 JOIN (SELECT \"key\", MAX(\"time\") AS latest FROM stat GROUP BY \"key\") m \
+                 ON s.\"key\" = m.\"key\" AND s.\"time\" = m.latest ORDER BY s.\"key\"",
+            )
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                // Codes this build does not know (retired or newer) are skipped.
+                if let Ok(stat) = decode_stat(row) {
+                    out.push(stat);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Inserts or replaces one `stat` row.
     #[cfg(feature = "testing")]
     pub async fn upsert_stat(&self, row: &StatRow) -> Result<()> {

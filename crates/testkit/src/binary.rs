@@ -262,7 +262,8 @@ fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
     })
 }
 
-fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
+/// The body of a `Transfer-Encoding: chunked` message, or `None` if malformed.
+pub fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let line_end = data.windows(2).position(|w| w == b"\r\n")?;
@@ -280,7 +281,8 @@ fn decode_chunked(mut data: &[u8]) -> Option<Vec<u8>> {
 // ---------------------------------------------------------------------------
 // A running `ichnaea serve`
 
-fn free_port() -> u16 {
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
 }

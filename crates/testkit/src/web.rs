@@ -24,5 +24,6 @@ pub fn app_state(backends: &Backends) -> AppState {
         api_keys: ApiKeyCache::new(Duration::from_secs(300)),
         counters: backends.counters.clone(),
         api: ApiSettings::default(),
+        site: Default::default(),
     }
 }

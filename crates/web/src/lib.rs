@@ -1,5 +1,5 @@
 //! The HTTP face of ichnaea: an axum router with the service (operations)
-//! endpoints, the admin API and the submit and locate APIs.
+//! endpoints, the admin API, the submit and locate APIs and the public site.
 //!
 //! Everything a handler needs lives in [`AppState`]; the router is built by
 //! [`router`] and tested through `tower::ServiceExt::oneshot` without a socket.
@@ -10,6 +10,7 @@ mod headers;
 pub mod metrics;
 pub mod server;
 mod service;
+pub mod site;
 
 use std::sync::Arc;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub counters: Arc<Counters>,
     /// Limits of the public API.
     pub api: api::ApiSettings,
+    /// The public web site: its configuration, texts and tile caches.
+    pub site: Arc<site::Site>,
 }
 
 /// The state as handlers receive it: one shared allocation, so extracting it
@@ -55,13 +58,16 @@ pub(crate) type SharedState = Arc<AppState>;
 /// Builds the complete router for `state`.
 pub fn router(state: AppState) -> Router {
     let state: SharedState = Arc::new(state);
-    let mut app = service::routes().merge(api::routes());
+    let mut app = service::routes().merge(api::routes()).merge(site::routes());
     if state.admin_token.is_some() {
         app = app.nest("/admin", admin::routes(state.clone()));
     }
     app.fallback(service::not_found)
         .layer(axum::middleware::from_fn(metrics::track_requests))
-        .layer(axum::middleware::map_response(headers::security_headers))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            headers::security_headers,
+        ))
         .with_state(state)
 }
 

@@ -38,15 +38,17 @@ pub fn prometheus_handle() -> PrometheusHandle {
 
 /// Counts every request as `request` and times it as `request_timing` (ms), with
 /// the original's tags: `path` (the route with `/` → `.`), `method`, `status`.
-/// Unknown paths share the label `unknown`, so scanners cannot blow up the
-/// number of series.
+/// Unknown paths (404s), static files and the small files browsers and robots
+/// fetch (icons, `robots.txt`) are not counted, as in the original; so
+/// scanners cannot blow up the number of series either.
 pub(crate) async fn track_requests(request: Request, next: Next) -> Response {
-    let path: SharedString = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(SharedString::const_str("unknown"), |p| {
-            metric_path(p.as_str())
-        });
+    let Some(route) = request.extensions().get::<MatchedPath>() else {
+        return next.run(request).await;
+    };
+    if untracked(route.as_str()) {
+        return next.run(request).await;
+    }
+    let path: SharedString = metric_path(route.as_str());
     let method = method_label(request.method());
     let start = Instant::now();
     let response = next.run(request).await;
@@ -59,6 +61,14 @@ pub(crate) async fn track_requests(request: Request, next: Next) -> Response {
     metrics::counter!("request", labels.clone()).increment(1);
     metrics::histogram!("request_timing", labels).record(start.elapsed().as_secs_f64() * 1000.0);
     response
+}
+
+/// Routes without request metrics.
+fn untracked(route: &str) -> bool {
+    matches!(
+        route,
+        "/favicon.ico" | "/robots.txt" | "/apple-touch-icon-precomposed.png" | "/static/{*path}"
+    )
 }
 
 /// `/v1/geolocate` → `v1.geolocate`, as the original tagged paths; the API

@@ -165,5 +165,10 @@ async fn robots() -> Response {
 
 /// Unknown paths: a small HTML 404, never the JSON `notFound` error (spec api §1.1).
 pub(crate) async fn not_found() -> Response {
+    not_found_page()
+}
+
+/// The body of [`not_found`], for handlers that find nothing under a known route.
+pub(crate) fn not_found_page() -> Response {
     (StatusCode::NOT_FOUND, Html("<h1>404 Not Found</h1>")).into_response()
 }

@@ -4,9 +4,10 @@
 //! `create` reads the four tables page by page into sorted quadtree keys
 //! (`points`), then renders zooms 0–11 and the 512-px zoom-0 tile in parallel
 //! (`render`) into `<dir>/tiles/<z>/<x>/<y>.png`. `upload` syncs that folder to
-//! the tile bucket and writes `tiles/data.json` (`sync`). Not a periodic task:
-//! `ichnaea datamap --create --upload` is run by an external scheduler (cron),
-//! as the original's `map` container was.
+//! the tile bucket and writes `tiles/data.json` (`sync`). Run by `ichnaea
+//! datamap --create --upload` and by the scheduler's `datamap` task
+//! ([`scheduled`]); the web role serves the coarse zooms from its output and
+//! draws the others live.
 
 pub mod points;
 pub mod render;
@@ -152,4 +153,28 @@ pub async fn upload(
         .write_data_json(&serde_json::Value::Object(data))
         .await?;
     Ok(stats)
+}
+
+/// The scheduler's `datamap` task: renders every tile into `work_dir` on
+/// `threads` threads and syncs them to `tiles_url` (nothing is uploaded when
+/// there are no points, so an empty table never empties the bucket).
+pub async fn scheduled(
+    store: &Store,
+    tiles_url: &str,
+    work_dir: &Path,
+    threads: usize,
+) -> Result<(CreateStats, SyncStats), TilesError> {
+    let today = chrono::Utc::now().date_naive();
+    std::fs::create_dir_all(work_dir).map_err(|e| TilesError::io(work_dir, e))?;
+    let created = create(store, work_dir, today, threads, PAGE_SIZE).await?;
+    if created.point_count == 0 {
+        return Ok((created, SyncStats::default()));
+    }
+    let target = TileTarget::open(tiles_url)?;
+    let details = serde_json::Map::from_iter([
+        ("row_count".to_string(), created.row_count.into()),
+        ("tile_count".to_string(), created.tile_count.into()),
+    ]);
+    let synced = upload(&target, work_dir, 2 * threads.max(1), details).await?;
+    Ok((created, synced))
 }

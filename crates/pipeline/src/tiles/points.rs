@@ -1,11 +1,7 @@
-//! Points of the data map as 64-bit Web-Mercator quadtree keys, read from the
-//! four `datamap_*` tables page by page (spec pipeline §4.2.5 steps 1–3).
-//!
-//! A point is stored as the bit interleave (Morton / quadkey order, y bit
-//! first) of its 32-bit world coordinates, like the datamaps quadtree at full
-//! precision. Once the keys are sorted, the points of any tile of any zoom are
-//! one contiguous run: its key prefix of 2·zoom bits. 8 bytes per point, so
-//! 10 M grid rows × 6 points take 480 MB at most, and nothing else is kept.
+//! Points of the data map as 64-bit Web-Mercator quadtree keys
+//! (`ichnaea_core::tiles::keys`), read from the four `datamap_*` tables page
+//! by page (spec pipeline §4.2.5 steps 1–3). 8 bytes per point, so 10 M grid
+//! rows × 6 points take 480 MB at most, and nothing else is kept.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -16,61 +12,7 @@ use ichnaea_store::Store;
 
 use super::TilesError;
 
-/// Web Mercator's latitude limit: the world is a square there.
-const MAX_LAT: f64 = 85.051_128_779_806_59;
-
-/// 32-bit world coordinates (x east, y south) of a position, clamped to the
-/// Mercator square.
-pub fn world_xy(lat: f64, lon: f64) -> (u32, u32) {
-    let scale = 4_294_967_296.0; // 2^32
-    let x = (lon + 180.0) / 360.0 * scale;
-    let lat = lat.clamp(-MAX_LAT, MAX_LAT).to_radians();
-    let y = (1.0 - (lat.tan() + 1.0 / lat.cos()).ln() / std::f64::consts::PI) / 2.0 * scale;
-    (clamp_u32(x), clamp_u32(y))
-}
-
-fn clamp_u32(v: f64) -> u32 {
-    // `as` saturates; NaN (impossible for finite input) maps to 0.
-    v.floor().clamp(0.0, f64::from(u32::MAX)) as u32
-}
-
-/// Spreads the 32 bits of `v` over the even bits of a u64.
-fn spread(v: u32) -> u64 {
-    let mut x = u64::from(v);
-    x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
-    x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
-    x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
-    x = (x | (x << 2)) & 0x3333_3333_3333_3333;
-    x = (x | (x << 1)) & 0x5555_5555_5555_5555;
-    x
-}
-
-/// Inverse of [`spread`].
-fn compact(v: u64) -> u32 {
-    let mut x = v & 0x5555_5555_5555_5555;
-    x = (x | (x >> 1)) & 0x3333_3333_3333_3333;
-    x = (x | (x >> 2)) & 0x0F0F_0F0F_0F0F_0F0F;
-    x = (x | (x >> 4)) & 0x00FF_00FF_00FF_00FF;
-    x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF;
-    x = (x | (x >> 16)) & 0x0000_0000_FFFF_FFFF;
-    x as u32
-}
-
-/// The quadtree key of world coordinates (y bit above x bit at every level).
-pub fn key(x: u32, y: u32) -> u64 {
-    spread(x) | (spread(y) << 1)
-}
-
-/// World coordinates of a quadtree key.
-pub fn unkey(key: u64) -> (u32, u32) {
-    (compact(key), compact(key >> 1))
-}
-
-/// The quadtree key of a position.
-pub fn point_key(lat: f64, lon: f64) -> u64 {
-    let (x, y) = world_xy(lat, lon);
-    key(x, y)
-}
+pub use ichnaea_core::tiles::keys::{key, point_key, unkey, world_xy};
 
 /// The sorted points of every data-map table, and what reading them cost.
 #[derive(Debug, Default)]
@@ -168,33 +110,4 @@ async fn read_table(
         }
     }
     Ok((rows, points))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_round_trip_and_nest_by_zoom() {
-        for (x, y) in [
-            (0u32, 0u32),
-            (u32::MAX, 0),
-            (0x1234_5678, 0x9abc_def0),
-            (u32::MAX, u32::MAX),
-        ] {
-            assert_eq!(unkey(key(x, y)), (x, y));
-        }
-        // Zoom-1 quadrant of a key is its top two bits: y then x.
-        let (x, y) = world_xy(52.52, 13.40); // Berlin: north-east quadrant
-        assert_eq!(key(x, y) >> 62, 0b01);
-        let (x, y) = world_xy(-33.9, -70.6); // Santiago: south-west
-        assert_eq!(key(x, y) >> 62, 0b10);
-    }
-
-    #[test]
-    fn mercator_corners() {
-        assert_eq!(world_xy(0.0, 0.0), (1 << 31, 1 << 31));
-        assert_eq!(world_xy(90.0, -180.0), (0, 0));
-        assert_eq!(world_xy(-90.0, 180.0), (u32::MAX, u32::MAX));
-    }
 }

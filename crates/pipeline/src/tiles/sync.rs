@@ -63,26 +63,8 @@ impl TileTarget {
     /// Opens `s3://bucket/prefix` (credentials, region and endpoint from the
     /// standard `AWS_*` environment) or `file:///dir`.
     pub fn open(url: &str) -> Result<TileTarget, TilesError> {
-        let target = parse_target(url).map_err(|e| TilesError::Target(e.to_string()))?;
-        Ok(match target {
-            Target::S3 { bucket, template } => {
-                install_crypto_provider();
-                let store = AmazonS3Builder::from_env()
-                    .with_bucket_name(&bucket)
-                    .build()?;
-                TileTarget {
-                    store: Arc::new(store),
-                    prefix: template.trim_matches('/').to_string(),
-                    s3: true,
-                }
-            }
-            Target::File { template } => TileTarget {
-                // Rooted at `/`, like the s3 exporter's file targets.
-                store: Arc::new(LocalFileSystem::new()),
-                prefix: template.trim_matches('/').to_string(),
-                s3: false,
-            },
-        })
+        let (store, prefix, s3) = open_directory(url)?;
+        Ok(TileTarget { store, prefix, s3 })
     }
 
     /// A target on any store (tests: an in-memory or fake S3 store).
@@ -188,6 +170,33 @@ impl TileTarget {
             .await?;
         Ok(())
     }
+}
+
+/// The object store and key prefix (no leading or trailing `/`) of a
+/// directory URL, `s3://bucket/prefix` or `file:///dir`, and whether it is S3.
+/// Also how the binary hands the tile output and the cell export directory to
+/// the web role's site.
+pub fn open_directory(url: &str) -> Result<(Arc<dyn ObjectStore>, String, bool), TilesError> {
+    let target = parse_target(url).map_err(|e| TilesError::Target(e.to_string()))?;
+    Ok(match target {
+        Target::S3 { bucket, template } => {
+            install_crypto_provider();
+            let store = AmazonS3Builder::from_env()
+                .with_bucket_name(&bucket)
+                .build()?;
+            (
+                Arc::new(store),
+                template.trim_matches('/').to_string(),
+                true,
+            )
+        }
+        // Rooted at `/`, like the s3 exporter's file targets.
+        Target::File { template } => (
+            Arc::new(LocalFileSystem::new()),
+            template.trim_matches('/').to_string(),
+            false,
+        ),
+    })
 }
 
 fn md5_hex(data: &[u8]) -> String {

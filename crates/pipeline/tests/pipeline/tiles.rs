@@ -304,7 +304,34 @@ async fn create_and_upload_sync_a_file_bucket(ctx: PipelineContext) {
     assert!(!work.join("tiles").exists());
 }
 
-backend_tests!(create_and_upload_sync_a_file_bucket);
+/// The scheduler's `datamap` task: render and upload in one run; without
+/// rows it leaves the bucket alone.
+async fn the_scheduled_task_renders_and_uploads(ctx: PipelineContext) {
+    let work = TempDir::new("scheduled-work");
+    let bucket = TempDir::new("scheduled-bucket");
+    let url = format!("file://{}", bucket.display());
+    let (created, synced) = tiles::scheduled(&ctx.store, &url, &work, 1).await.unwrap();
+    assert_eq!((created.grid_rows, synced.tile_new), (0, 0));
+    assert!(!bucket.join("tiles").exists(), "nothing uploaded");
+
+    let today = chrono::Utc::now().date_naive();
+    ctx.store
+        .touch_datamap(Quadrant::Ne, &grids_around(BERLIN.0, BERLIN.1, 3), today)
+        .await
+        .unwrap();
+    let (created, synced) = tiles::scheduled(&ctx.store, &url, &work, 1).await.unwrap();
+    assert_eq!(created.grid_rows, 9);
+    assert_eq!(synced.tile_new, created.tile_count);
+    let remote = files(&bucket);
+    assert!(remote.contains_key("tiles/0/0/0.png"));
+    assert!(remote.contains_key("tiles/0/0/0@2x.png"));
+    assert!(remote.contains_key("tiles/data.json"));
+}
+
+backend_tests!(
+    create_and_upload_sync_a_file_bucket,
+    the_scheduled_task_renders_and_uploads
+);
 
 /// A minimal S3 on loopback: PUT, DELETE, ListObjectsV2 and multi-object
 /// delete over one bucket, with MD5 ETags as real S3 gives single-part uploads.

@@ -375,6 +375,10 @@ impl EmbeddedCounters {
         self.inner.volatile.set(entries, ttl);
     }
 
+    pub(crate) fn cache_delete(&self, keys: &[Vec<u8>]) {
+        self.inner.volatile.remove(keys);
+    }
+
     pub(crate) fn locate_sample_rate(&self) -> Option<f64> {
         self.inner.volatile.sample_rate()
     }

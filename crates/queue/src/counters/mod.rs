@@ -209,6 +209,18 @@ impl Counters {
         }
     }
 
+    /// Deletes entries of the web tier's cache (a page-data entry whose source
+    /// table was rebuilt). Redis: one `DEL`.
+    pub async fn cache_delete(&self, keys: &[Vec<u8>]) -> Result<(), QueueError> {
+        match self {
+            Counters::Embedded(c) => {
+                c.cache_delete(keys);
+                Ok(())
+            }
+            Counters::Redis(c) => c.cache_delete(keys).await,
+        }
+    }
+
     /// The global locate sample rate ([`SAMPLE_RATE_KEY`]); `None` when unset or not a
     /// number (callers then use 100).
     pub async fn locate_sample_rate(&self) -> Result<Option<f64>, QueueError> {

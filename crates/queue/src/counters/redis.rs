@@ -286,6 +286,18 @@ impl RedisCounters {
         Ok(())
     }
 
+    pub(crate) async fn cache_delete(&self, keys: &[Vec<u8>]) -> Result<(), QueueError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = ::redis::cmd("DEL");
+        for key in keys {
+            cmd.arg(self.binary_key(key));
+        }
+        let _: i64 = cmd.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
     pub(crate) async fn locate_sample_rate(&self) -> Result<Option<f64>, QueueError> {
         let key = format!("{}{SAMPLE_RATE_KEY}", self.prefix);
         let value: Option<String> = ::redis::cmd("GET")

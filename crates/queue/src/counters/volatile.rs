@@ -113,6 +113,14 @@ impl Volatile {
         }
     }
 
+    /// Removes `keys`.
+    pub(crate) fn remove(&self, keys: &[Vec<u8>]) {
+        let mut maps = self.lock();
+        for key in keys {
+            maps.cache.remove(key);
+        }
+    }
+
     /// The stored global locate sample rate.
     pub(crate) fn sample_rate(&self) -> Option<f64> {
         self.lock().sample_rate
