@@ -117,6 +117,9 @@ pub struct Config {
     pub operator_email: Option<String>,
     /// The operator's web site.
     pub operator_url: Option<String>,
+    /// Where the source code this instance runs is published; shown on the
+    /// site, in `/__version__` and `/contribute.json`. Unset: not shown.
+    pub source_url: Option<String>,
     /// The operator's postal address for formal notices.
     pub operator_address: Option<String>,
     /// Directory whose `home.html`, `privacy.html`, `terms.html`,
@@ -182,6 +185,7 @@ impl Default for Config {
             operator_name: None,
             operator_email: None,
             operator_url: None,
+            source_url: None,
             operator_address: None,
             site_content_dir: None,
             map_base_url: ichnaea_web::site::OSM_TILES.into(),
@@ -321,6 +325,7 @@ impl Config {
             "operator_name" => self.operator_name = optional(value),
             "operator_email" => self.operator_email = optional(value),
             "operator_url" => self.operator_url = optional(value),
+            "source_url" => self.source_url = optional(value),
             "operator_address" => self.operator_address = optional(value),
             "site_content_dir" => self.site_content_dir = optional(value).map(PathBuf::from),
             "map_base_url" => self.map_base_url = value.to_string(),
@@ -441,6 +446,7 @@ impl Config {
             "operator_name": self.operator_name,
             "operator_email": self.operator_email,
             "operator_url": self.operator_url,
+            "source_url": self.source_url,
             "operator_address": self.operator_address,
             "site_content_dir": self.site_content_dir,
             "map_base_url": self.map_base_url,

@@ -179,7 +179,7 @@ fn version_body(config: &Config) -> anyhow::Result<serde_json::Value> {
                 .with_context(|| format!("reading {}", path.display()))?;
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
         }
-        None => Ok(ichnaea_web::build_version()),
+        None => Ok(ichnaea_web::build_version(config.source_url.as_deref())),
     }
 }
 

@@ -23,6 +23,7 @@ pub fn site_config(config: &Config) -> anyhow::Result<SiteConfig> {
             url: config.operator_url.clone(),
             address: config.operator_address.clone(),
         },
+        source_url: config.source_url.clone(),
         content_dir: config.site_content_dir.clone(),
         map_base_url: config.map_base_url.clone(),
         map_base_attribution: config.map_base_attribution.clone(),

@@ -71,12 +71,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The default `/__version__` body: this build's version and source.
-pub fn build_version() -> serde_json::Value {
-    serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "source": env!("CARGO_PKG_REPOSITORY"),
-        "commit": option_env!("ICHNAEA_GIT_COMMIT").unwrap_or(""),
-        "build": option_env!("ICHNAEA_BUILD").unwrap_or(""),
-    })
+/// The default `/__version__` body: this build's version and, when known, the
+/// source URL, commit and build (unknown ones are left out, not empty).
+pub fn build_version(source: Option<&str>) -> serde_json::Value {
+    let mut version = serde_json::Map::new();
+    version.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    let known = [
+        ("source", source),
+        ("commit", option_env!("ICHNAEA_GIT_COMMIT")),
+        ("build", option_env!("ICHNAEA_BUILD")),
+    ];
+    for (name, value) in known {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            version.insert(name.into(), value.into());
+        }
+    }
+    serde_json::Value::Object(version)
 }

@@ -134,20 +134,26 @@ async fn version(State(state): State<SharedState>) -> Json<Value> {
     Json((*state.version).clone())
 }
 
-async fn contribute() -> Json<Value> {
-    Json(json!({
+/// Project metadata (the contribute.json convention); the repository URL and
+/// bug list only when the operator configured where the source is
+/// (`source_url`), never as empty strings.
+async fn contribute(State(state): State<SharedState>) -> Json<Value> {
+    let mut body = json!({
         "name": "ichnaea",
         "description": "A crowd-sourced geolocation service: it learns where Wi-Fi access points, cell towers and Bluetooth beacons are from stumbler submissions, and answers where a device is from the networks it sees.",
         "repository": {
-            "url": env!("CARGO_PKG_REPOSITORY"),
             "license": "Apache 2.0",
             "tests": "cargo test --workspace",
         },
         "participate": {"docs": "README.md"},
-        "bugs": {"list": env!("CARGO_PKG_REPOSITORY")},
-        "urls": {},
         "keywords": ["geolocation", "rust", "wifi", "cell", "bluetooth"],
-    }))
+    });
+    if let Some(url) = state.site.config.source_url.as_deref() {
+        body["repository"]["url"] = json!(url);
+        body["bugs"] = json!({"list": url});
+        body["urls"] = json!({"source": url});
+    }
+    Json(body)
 }
 
 const ROBOTS: &str = "User-agent: *\nDisallow: /downloads\nDisallow: /static/\nDisallow: /v1/\nDisallow: /v2/\nDisallow: /__heartbeat__\nDisallow: /__lbheartbeat__\nDisallow: /__version__\n";

@@ -76,6 +76,8 @@ pub struct SiteConfig {
     pub site_name: String,
     /// Who runs the instance.
     pub operator: Operator,
+    /// Where the source code of this instance is published; no link when unset.
+    pub source_url: Option<String>,
     /// Directory whose `home.html`, `privacy.html`, `terms.html`,
     /// `contact.html`, `optout.html` (HTML fragments) replace the default
     /// texts of those pages.
@@ -106,6 +108,7 @@ impl Default for SiteConfig {
         SiteConfig {
             site_name: "ichnaea".into(),
             operator: Operator::default(),
+            source_url: None,
             content_dir: None,
             map_base_url: OSM_TILES.into(),
             map_base_attribution: OSM_ATTRIBUTION.into(),

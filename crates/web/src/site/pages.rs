@@ -29,9 +29,6 @@ const NAV: [(&str, &str); 6] = [
     ("/stats", "Statistics"),
 ];
 
-/// Where the source code is published.
-pub(crate) const SOURCE_URL: &str = env!("CARGO_PKG_REPOSITORY");
-
 /// What the shared layout (`base.html`) shows.
 pub(crate) struct Layout<'a> {
     pub site_name: &'a str,
@@ -40,7 +37,7 @@ pub(crate) struct Layout<'a> {
     /// Who the footer credits: the operator, or the site when none is named.
     pub operator: &'a str,
     pub year: i32,
-    pub source_url: &'static str,
+    pub source_url: Option<&'a str>,
     /// Extra stylesheets and scripts of the page.
     pub css: &'static [&'static str],
     pub js: &'static [&'static str],
@@ -67,7 +64,7 @@ impl Site {
                 .as_deref()
                 .unwrap_or(&self.config.site_name),
             year: chrono::Utc::now().year(),
-            source_url: SOURCE_URL,
+            source_url: self.config.source_url.as_deref(),
             css: &[],
             js: &[],
         }

@@ -250,6 +250,38 @@ async fn static_service_documents(fx: Fx) {
     assert_eq!(c.status, StatusCode::OK);
     assert_eq!(c.json()["repository"]["license"], json!("Apache 2.0"));
     assert_eq!(c.json()["name"], json!("ichnaea"));
+    // Without a configured source URL: no empty URLs.
+    assert!(c.json()["repository"].get("url").is_none(), "{}", c.json());
+    assert!(c.json().get("bugs").is_none() && c.json().get("urls").is_none());
+    // With one: the repository, bug list and URLs name it.
+    let mut st = state(&fx, false);
+    let site = ichnaea_web::site::SiteConfig {
+        source_url: Some("https://code.example/ichnaea".into()),
+        ..Default::default()
+    };
+    st.site = Arc::new(ichnaea_web::site::Site::new(site));
+    let c = call(&router(st), Method::GET, "/contribute.json", None, None).await;
+    assert_eq!(
+        c.json()["repository"]["url"],
+        json!("https://code.example/ichnaea")
+    );
+    assert_eq!(
+        c.json()["bugs"]["list"],
+        json!("https://code.example/ichnaea")
+    );
+    // The build's own version body leaves out what it does not know.
+    let built = ichnaea_web::build_version(None);
+    assert_eq!(built["version"], json!(env!("CARGO_PKG_VERSION")));
+    for member in ["source", "commit", "build"] {
+        if let Some(value) = built.get(member) {
+            assert_ne!(value, &json!(""), "{member}");
+        }
+    }
+    assert!(built.get("source").is_none());
+    assert_eq!(
+        ichnaea_web::build_version(Some("https://code.example/ichnaea"))["source"],
+        json!("https://code.example/ichnaea")
+    );
     let r = call(&app, Method::GET, "/robots.txt", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
