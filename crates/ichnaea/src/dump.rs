@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use ichnaea_core::geo::bbox;
@@ -84,11 +83,13 @@ pub async fn dump(
         .write(true)
         .create_new(true)
         .open(file)
-        .with_context(|| {
-            format!(
-                "creating {} (existing files are not overwritten)",
-                file.display()
-            )
+        .map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::AlreadyExists => "it exists, and dump never overwrites a file",
+                std::io::ErrorKind::NotFound => "its directory does not exist",
+                _ => "cannot create it",
+            };
+            anyhow::Error::new(e).context(format!("{}: {why}", file.display()))
         })?;
     let mut gz = GzEncoder::new(out, Compression::default());
     let header = if datatype == "cell" {

@@ -534,6 +534,52 @@ fn completions_and_manual_pages_come_from_the_command_line() {
 // migrate
 
 #[test]
+fn file_errors_say_what_is_wrong_once() {
+    let dir = data_dir("file-errors");
+    let run = dir
+        .run(&["--config", "/nonexistent/ichnaea.toml", "migrate"])
+        .expect_code(1);
+    assert_eq!(
+        run.stderr.matches("No such file or directory").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    let missing = dir.path.join("no-such-dir/wifi.csv.gz");
+    let run = dir
+        .run(&[
+            "dump",
+            "--datatype",
+            "wifi",
+            "--filename",
+            &missing.display().to_string(),
+        ])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("its directory does not exist"),
+        "{}",
+        run.stderr
+    );
+    let taken = dir.path.join("taken.csv.gz");
+    std::fs::write(&taken, b"keep me").unwrap();
+    let run = dir
+        .run(&[
+            "dump",
+            "--datatype",
+            "wifi",
+            "--filename",
+            &taken.display().to_string(),
+        ])
+        .expect_code(1);
+    assert!(
+        run.stderr.contains("dump never overwrites a file"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(std::fs::read(&taken).unwrap(), b"keep me");
+}
+
+#[test]
 fn migrate_is_idempotent() {
     let dir = data_dir("migrate");
     let first = dir.run(&["migrate"]).expect_code(0);
