@@ -90,7 +90,8 @@ pub fn csv_line(cell: &CellStation) -> String {
     )
 }
 
-/// Builds and writes one export; returns (where it was written, cells).
+/// Builds and writes one export; returns (where it was written, cells). A
+/// window whose file exists already is left as it is (cells 0).
 pub async fn export(
     ctx: &PipelineContext,
     dir_url: &str,
@@ -98,6 +99,16 @@ pub async fn export(
     now: NaiveDateTime,
 ) -> Result<(String, u64), PipelineError> {
     let (name, from, to) = window(kind, now);
+    // A window's file is final once written: a restart does not write it again.
+    let export_error = |e: crate::export::geosubmit::ExportError| PipelineError::Export {
+        name: "cell_export".into(),
+        message: e.to_string(),
+    };
+    let existing = ctx.exporters.objects.existing_file(dir_url, &name).await;
+    if let Some(path) = existing.map_err(export_error)? {
+        tracing::debug!(%path, "cell export already written");
+        return Ok((path, 0));
+    }
     let io = |e: std::io::Error| PipelineError::Export {
         name: "cell_export".into(),
         message: e.to_string(),
@@ -129,10 +140,7 @@ pub async fn export(
         .objects
         .put_file(dir_url, &name, body, "application/gzip")
         .await
-        .map_err(|e| PipelineError::Export {
-            name: "cell_export".into(),
-            message: e.to_string(),
-        })?;
+        .map_err(export_error)?;
     metrics::counter!("data.export.cells", "kind" => if kind == Kind::Diff { "diff" } else { "full" }).increment(rows);
     tracing::info!(path = %written, cells = rows, "cell export written");
     Ok((written, rows))

@@ -364,4 +364,21 @@ async fn s3_put_against_a_local_fake() {
         "signed request"
     );
     assert_eq!(r.gunzip_json(), json!({"items": reports()}));
+
+    // A public cell export file is gzip itself: no Content-Encoding, so
+    // downloads keep it packed.
+    let written = exporter
+        .put_file(
+            "s3://bucket/export",
+            "cells.csv.gz",
+            b"gz".to_vec(),
+            "application/gzip",
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, "export/cells.csv.gz");
+    let seen = fake.requests();
+    let put = seen.last().unwrap();
+    assert_eq!(put.header("content-type"), "application/gzip");
+    assert_eq!(put.header("content-encoding"), "");
 }

@@ -2384,6 +2384,23 @@ async fn case_55_full_cell_export(ctx: PipelineContext) {
             .all(|l| l.starts_with("UMTS,234,10,5,") && l.contains(",-0.1234568,")),
         "{lines:?}"
     );
+    // The day's file is final: running again (a restart) does not rewrite it,
+    // even with a cell changed since.
+    let before = std::fs::read(&path).unwrap();
+    ctx.store
+        .upsert_cell_stations(&[export_cell(13, Some(51.6), now)])
+        .await
+        .unwrap();
+    let (again, rows) = ichnaea_pipeline::cell_export::export(
+        &ctx,
+        &url,
+        ichnaea_pipeline::cell_export::Kind::Full,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!((again, rows), (path.clone(), 0));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
 }
 
 /// §9 case 56: the diff export run at 14:03 is named `…T140000.csv.gz` and holds

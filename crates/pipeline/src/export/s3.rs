@@ -17,7 +17,7 @@ use chrono::{Datelike, NaiveDate};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use serde_json::Value;
 
 use super::geosubmit::{ExportError, gzip_items, install_crypto_provider};
@@ -99,6 +99,30 @@ pub(crate) fn partition(queue: &str) -> Result<(&str, &str), ExportError> {
             "queue {queue:?} is not queue_export_<name>:<source>:<api_key>"
         ))),
     }
+}
+
+/// How an object's bytes are encoded on the wire (S3's Content-Encoding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Encoding {
+    /// Stored gzip, served unpacked to clients that accept gzip (report batches).
+    Gzip,
+    /// Stored and served as it is (a `.csv.gz` file is the download itself).
+    None,
+}
+
+/// How a written object is named in logs and results: its key on S3, its
+/// absolute path for files.
+fn location(target: &Target, path: &Path) -> String {
+    match target {
+        Target::S3 { .. } => path.to_string(),
+        Target::File { .. } => format!("/{path}"),
+    }
+}
+
+/// The object of `file_name` under the directory `dir`.
+fn file_path(dir: &str, file_name: &str) -> Path {
+    let key = format!("{}/{file_name}", dir.trim_end_matches('/'));
+    Path::from_iter(key.split('/'))
 }
 
 /// The object name for a template, partition, date and hex id (spec §2.8).
@@ -214,7 +238,8 @@ impl ObjectExporter {
         let (source, api_key) = partition(queue)?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let body = gzip_items(reports, S3_GZIP_LEVEL)?;
-        let (store, template, attributes) = self.destination(&target, "application/json")?;
+        let (store, template, attributes) =
+            self.destination(&target, "application/json", Encoding::Gzip)?;
         let key = object_key(&template, source, api_key, today, &id);
         // Empty segments are dropped; `.`/`..` and unsafe characters are escaped.
         let path = Path::from_iter(key.split('/'));
@@ -238,16 +263,31 @@ impl ObjectExporter {
         content_type: &str,
     ) -> Result<String, ExportError> {
         let target = parse_target(dir_url)?;
-        let (store, dir, attributes) = self.destination(&target, content_type)?;
-        let key = format!("{}/{file_name}", dir.trim_end_matches('/'));
-        let path = Path::from_iter(key.split('/'));
+        // A file that is itself gzip (`.csv.gz`): downloaded as it is, so no
+        // Content-Encoding that would make clients unpack it on the way.
+        let (store, dir, attributes) = self.destination(&target, content_type, Encoding::None)?;
+        let path = file_path(&dir, file_name);
         store
             .put_opts(&path, PutPayload::from(body), PutOptions::from(attributes))
             .await?;
-        Ok(match target {
-            Target::S3 { .. } => path.to_string(),
-            Target::File { .. } => format!("/{path}"),
-        })
+        Ok(location(&target, &path))
+    }
+
+    /// Where `file_name` under the directory URL `dir_url` is (as
+    /// [`ObjectExporter::put_file`] says), if it exists.
+    pub async fn existing_file(
+        &self,
+        dir_url: &str,
+        file_name: &str,
+    ) -> Result<Option<String>, ExportError> {
+        let target = parse_target(dir_url)?;
+        let (store, dir, _) = self.destination(&target, "", Encoding::None)?;
+        let path = file_path(&dir, file_name);
+        match store.head(&path).await {
+            Ok(_) => Ok(Some(location(&target, &path))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The store, path template and object attributes of a target: S3 objects
@@ -257,13 +297,15 @@ impl ObjectExporter {
         &self,
         target: &Target,
         content_type: &str,
+        encoding: Encoding,
     ) -> Result<(Arc<dyn ObjectStore>, String, Attributes), ExportError> {
         Ok(match target {
             Target::S3 { bucket, template } => {
-                let attributes = Attributes::from_iter([
-                    (Attribute::ContentType, content_type.to_string()),
-                    (Attribute::ContentEncoding, "gzip".to_string()),
-                ]);
+                let mut attributes =
+                    Attributes::from_iter([(Attribute::ContentType, content_type.to_string())]);
+                if encoding == Encoding::Gzip {
+                    attributes.insert(Attribute::ContentEncoding, "gzip".into());
+                }
                 (self.s3_store(bucket)?, template.clone(), attributes)
             }
             Target::File { template } => (self.file_store()?, template.clone(), Attributes::new()),
