@@ -232,10 +232,14 @@ impl ExportConfig {
         }
         if let Some(keys) = &self.skip_keys {
             check_len("skip_keys", Some(&join_set(keys)), 1024)?;
-            if let Some(bad) = keys.iter().find(|k| k.contains(',') || k.is_empty()) {
+            // No key contains a comma or white space: such an entry is a typo
+            // (`a b` for `a,b`) that would never match.
+            let not_a_key =
+                |k: &&String| k.is_empty() || k.contains(|c: char| c == ',' || c.is_whitespace());
+            if let Some(bad) = keys.iter().find(not_a_key) {
                 return Err(FieldError::new(
                     "skip_keys",
-                    format!("{bad:?} is not a key"),
+                    format!("{bad:?} is not a key (keys have no commas or spaces)"),
                 ));
             }
         }

@@ -2,7 +2,7 @@
 //! command line, printing tables for people and JSON for scripts.
 
 use ichnaea_core::{ApiKey, ExportConfig, FieldError};
-use ichnaea_store::Store;
+use ichnaea_store::{Store, StoreError};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -129,6 +129,17 @@ const EXPORT_COLUMNS: &[&str] = &[
     "skip_sources",
 ];
 
+/// A create refused because the row exists is invalid input (exit status 2,
+/// naming `field`), like any other refused value; other errors stay as they are.
+fn taken(e: StoreError, field: &'static str) -> anyhow::Error {
+    match e {
+        StoreError::Duplicate(what) => {
+            InvalidInput(FieldError::new(field, format!("{what} already exists"))).into()
+        }
+        other => other.into(),
+    }
+}
+
 fn check(result: Result<(), FieldError>) -> anyhow::Result<()> {
     result.map_err(|e| InvalidInput(e).into())
 }
@@ -144,7 +155,10 @@ pub async fn apikey(store: &Store, command: ApikeyCommand) -> anyhow::Result<()>
             let mut row = ApiKey::new(key);
             fields.patch().apply(&mut row);
             check(row.validate())?;
-            store.insert_api_key(&row).await?;
+            store
+                .insert_api_key(&row)
+                .await
+                .map_err(|e| taken(e, "valid_key"))?;
             print_row(&row, KEY_FIELDS, &output)
         }
         ApikeyCommand::List { output } => {
@@ -203,7 +217,10 @@ pub async fn export_config(store: &Store, command: ExportCommand) -> anyhow::Res
             fields.patch(None).apply(&mut row);
             check(row.validate())?;
             check(row.validate_among(&store.export_configs().await?))?;
-            store.insert_export_config(&row).await?;
+            store
+                .insert_export_config(&row)
+                .await
+                .map_err(|e| taken(e, "name"))?;
             print_row(&row, EXPORT_FIELDS, &output)
         }
         ExportCommand::List { output } => {

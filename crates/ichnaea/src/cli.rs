@@ -227,11 +227,13 @@ where
         .map_err(|e: T::Err| e.to_string())
 }
 
+/// `true`, `false`, or `null` / empty for NULL: the values the admin API's
+/// JSON takes, nothing else.
 fn nullable_bool(text: &str) -> Result<Nullable<bool>, String> {
-    match text.to_ascii_lowercase().as_str() {
+    match text {
         "" | "null" => Ok(Nullable(None)),
-        "true" | "1" | "yes" => Ok(Nullable(Some(true))),
-        "false" | "0" | "no" => Ok(Nullable(Some(false))),
+        "true" => Ok(Nullable(Some(true))),
+        "false" => Ok(Nullable(Some(false))),
         other => Err(format!("{other:?} is not true or false")),
     }
 }

@@ -41,14 +41,14 @@ fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// At least 1; more threads than usable CPUs only compete, so a larger value
+/// is lowered to the CPU count (with a notice at run time).
 fn parse_concurrency(text: &str) -> Result<usize, String> {
     let n: usize = text.parse().map_err(|e| format!("{e}"))?;
-    let max = cpus();
-    if (1..=max).contains(&n) {
-        Ok(n)
-    } else {
-        Err(format!("must be between 1 and {max} (usable CPUs)"))
+    if n == 0 {
+        return Err("must be at least 1".into());
     }
+    Ok(n)
 }
 
 /// The tracing filter of the command: the summary line always, steps with -v.
@@ -101,7 +101,14 @@ pub async fn run(config: &Config, args: DatamapArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let concurrency = args.concurrency.unwrap_or_else(cpus);
+    let concurrency = match args.concurrency {
+        Some(n) if n > cpus() => {
+            eprintln!("--concurrency {n}: using {} (the usable CPUs)", cpus());
+            cpus()
+        }
+        Some(n) => n,
+        None => cpus(),
+    };
     let (dir, temporary) = match &args.output {
         Some(dir) => (dir.clone(), false),
         None => (

@@ -140,6 +140,11 @@ fn apikey_invalid_input_exits_2_and_changes_nothing() {
             "fallback_schema",
         ),
         (&["test", "--maxreq", "abc"], "--maxreq"),
+        // Booleans are true or false (or null), as in the admin API's JSON.
+        (&["test", "--allow-locate", "yes"], "--allow-locate"),
+        // A taken key is refused input like any other (status 2).
+        (&["keep"], "already exists"),
+        (&["KEEP"], "already exists"),
     ] {
         let create = [&["apikey", "create"][..], args].concat();
         dir.assert_refused(&list, &create, needle);
@@ -240,6 +245,11 @@ fn export_config_lifecycle_and_validation() {
             "--skip-sources",
         ),
         (&["update", "bk", "--url", "http://not-s3"], "url"),
+        (
+            &["create", "x", "--schema", "dummy", "--skip-keys", "a b"],
+            "skip_keys",
+        ),
+        (&["create", "bk", "--schema", "dummy"], "already exists"),
     ] {
         let command = [&["export-config"][..], args].concat();
         dir.assert_refused(&list, &command, needle);

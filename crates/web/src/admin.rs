@@ -33,13 +33,22 @@ pub(crate) fn routes(state: SharedState) -> Router<SharedState> {
         .layer(axum::middleware::from_fn_with_state(state, require_token))
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme is
+/// case-insensitive (RFC 9110), the token is not.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+}
+
 async fn require_token(State(state): State<SharedState>, request: Request, next: Next) -> Response {
     let expected = state.admin_token.as_deref().unwrap_or_default().as_bytes();
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or_default()
         .as_bytes();
     if expected.is_empty() || !bool::from(given.ct_eq(expected)) {

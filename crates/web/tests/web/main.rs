@@ -386,6 +386,32 @@ async fn admin_api_requires_the_token(fx: Fx) {
         assert_eq!(r.json()["error"]["code"], json!(401));
         assert_eq!(r.header(header::WWW_AUTHENTICATE), Some("Bearer"));
     }
+    // The scheme is case-insensitive; the token is not.
+    for value in [
+        format!("bearer {TOKEN}"),
+        format!("BEARER  {TOKEN}"),
+        format!("Bearer {TOKEN}"),
+    ] {
+        let r = send_app(
+            &app,
+            Method::GET,
+            "/admin/api-keys",
+            &[("authorization", value.as_str())],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{value}");
+    }
+    let upper = format!("Bearer {}", TOKEN.to_uppercase());
+    let r = send_app(
+        &app,
+        Method::GET,
+        "/admin/api-keys",
+        &[("authorization", upper.as_str())],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let r = call(
         &app,
         Method::POST,
