@@ -11,19 +11,36 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Text when stderr is a terminal (a person reads it), JSON otherwise (a
+    /// log collector does).
+    Auto,
     /// One JSON object per line (for log collectors).
     Json,
     /// Human-readable lines.
     Text,
 }
 
+impl LogFormat {
+    /// `Json` or `Text`: what `Auto` means for this process.
+    pub fn resolved(self) -> LogFormat {
+        match self {
+            LogFormat::Auto if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+                LogFormat::Text
+            }
+            LogFormat::Auto => LogFormat::Json,
+            other => other,
+        }
+    }
+}
+
 impl FromStr for LogFormat {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "auto" => Ok(LogFormat::Auto),
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
-            other => Err(format!("{other:?} is not json or text")),
+            other => Err(format!("{other:?} is not auto, json or text")),
         }
     }
 }
@@ -89,10 +106,13 @@ pub struct Config {
     pub max_decoded_bytes: usize,
     /// Database connections per process.
     pub db_max_connections: u32,
-    /// `json` or `text`.
+    /// `auto` (text on a terminal, JSON otherwise), `json` or `text`.
     pub log_format: LogFormat,
     /// A tracing filter, e.g. `info` or `ichnaea=debug,info`.
     pub log_level: String,
+    /// One `info` line per request (method, route, status, duration, the key's
+    /// metric label; never the IP, a raw key or a body).
+    pub access_log: bool,
     /// Seconds to wait for in-flight work at shutdown.
     pub shutdown_timeout: u64,
     /// Backlog (queued reports and observations) the rate controller steers
@@ -172,8 +192,9 @@ impl Default for Config {
             max_body_bytes: 10 * 1024 * 1024,
             max_decoded_bytes: 10 * 1024 * 1024,
             db_max_connections: 8,
-            log_format: LogFormat::Json,
+            log_format: LogFormat::Auto,
             log_level: "info".into(),
+            access_log: true,
             shutdown_timeout: 30,
             intervals: Default::default(),
             rate_control_target: None,
@@ -313,6 +334,7 @@ impl Config {
             "db_max_connections" => self.db_max_connections = parse(var, value)?,
             "log_format" => self.log_format = parse(var, value)?,
             "log_level" => self.log_level = value.to_string(),
+            "access_log" => self.access_log = parse(var, value)?,
             "shutdown_timeout" => self.shutdown_timeout = parse(var, value)?,
             "rate_control_target" => {
                 self.rate_control_target = optional(value).map(|v| parse(var, &v)).transpose()?
@@ -432,6 +454,7 @@ impl Config {
             "db_max_connections": self.db_max_connections,
             "log_format": self.log_format,
             "log_level": self.log_level,
+            "access_log": self.access_log,
             "shutdown_timeout": self.shutdown_timeout,
             "intervals": self.intervals,
             "rate_control_target": self.rate_control_target,

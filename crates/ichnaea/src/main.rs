@@ -23,20 +23,60 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, LogFormat};
 
+/// Libraries whose chatter is kept at warnings unless the filter names them:
+/// sqlx logs every statement at debug (hundreds a second while the worker
+/// polls) and PostgreSQL's notices ("relation already exists") at info.
+const QUIET_BY_DEFAULT: &str = "sqlx::query=warn,sqlx::postgres::notice=warn";
+
 fn init_logging(config: &Config, default_level: &str) {
     let level = if default_level.is_empty() {
         config.log_level.as_str()
     } else {
         default_level
     };
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let directives = if level.contains("sqlx") {
+        level.to_string()
+    } else {
+        format!("{level},{QUIET_BY_DEFAULT}")
+    };
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+    match config.log_format.resolved() {
         LogFormat::Text => builder.init(),
+        _ => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// The effective configuration at start-up, secrets hidden: in JSON logs one
+/// line whose `config` member is the configuration as an object (not a
+/// string); in text logs one line per setting.
+fn log_configuration(config: &Config) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let settings = config.redacted();
+    match config.log_format.resolved() {
+        LogFormat::Text => {
+            tracing::info!("effective configuration:");
+            if let Some(settings) = settings.as_object() {
+                for (name, value) in settings {
+                    tracing::info!("  {name} = {value}");
+                }
+            }
+        }
+        _ => {
+            let line = serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "INFO",
+                "message": "effective configuration",
+                "config": settings,
+                "target": "ichnaea",
+            });
+            eprintln!("{line}");
+        }
     }
 }
 
@@ -48,7 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for var in unknown {
                 tracing::warn!(variable = %var, "unknown ICHNAEA_ variable ignored");
             }
-            tracing::info!(config = %config.redacted(), "effective configuration");
+            log_configuration(&config);
             serve::serve(config, roles).await
         }
         Command::Migrate => {

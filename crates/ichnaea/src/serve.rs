@@ -322,6 +322,7 @@ fn app_state(
             incoming_queue_max: config.incoming_queue_max,
             trusted_proxies: TrustedProxies::parse(&config.trusted_proxies)
                 .context("invalid trusted_proxies")?,
+            access_log: config.access_log,
         },
         site: Arc::new(crate::site::site(config)?),
     })

@@ -415,6 +415,13 @@ fn serve_operations_admin_api_and_sigterm() {
         server.http("GET", "/admin/api-keys", &auth, None).json(),
         json!([])
     );
+    let unknown_key = server.http(
+        "POST",
+        "/v1/country?key=not-a-stored-key",
+        &[("X-Forwarded-For", "198.51.100.23")],
+        Some("{}"),
+    );
+    assert_eq!(unknown_key.status, 400);
 
     let (status, stderr) = server.terminate();
     assert_eq!(status.code(), Some(0), "exit status {status}:\n{stderr}");
@@ -432,16 +439,68 @@ fn serve_operations_admin_api_and_sigterm() {
         .iter()
         .find(|l| l["message"] == json!("effective configuration"))
         .unwrap_or_else(|| panic!("no configuration line:\n{stderr}"));
-    assert!(
-        config["config"]
-            .as_str()
-            .is_some_and(|c| c.contains(r#""admin_token":"<redacted>""#)),
+    // The configuration as fields of the line, not a JSON string inside JSON.
+    assert_eq!(
+        config["config"]["admin_token"],
+        json!("<redacted>"),
         "{config}"
     );
+    assert_eq!(config["config"]["log_format"], json!("json"), "{config}");
+    assert!(config["config"]["listen"].is_string(), "{config}");
     assert!(
         !stderr.contains(ADMIN_TOKEN),
         "the admin token leaked into the log:\n{stderr}"
     );
+    // The access log: a line per request, with the route template and the
+    // key's label, never the IP, the key itself or the body.
+    let access: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["target"] == json!("ichnaea::access"))
+        .collect();
+    assert!(
+        access
+            .iter()
+            .any(|l| l["route"] == json!("/admin/api-keys/{key}")
+                && l["method"] == json!("DELETE")
+                && l["status"] == json!(204)),
+        "{access:?}"
+    );
+    let country = access
+        .iter()
+        .find(|l| l["route"] == json!("/v1/country"))
+        .unwrap_or_else(|| panic!("no access line for /v1/country: {access:?}"));
+    assert_eq!(country["status"], json!(400));
+    assert_eq!(
+        country["key"],
+        json!(ichnaea_core::apikey::metric_label("not-a-stored-key"))
+    );
+    assert!(country["duration_ms"].as_f64().is_some(), "{country}");
+    assert!(!stderr.contains("not-a-stored-key"), "a raw key in the log");
+    assert!(!stderr.contains("198.51.100.23"), "a client IP in the log");
+    assert!(
+        !stderr.contains("store_sample_locate\":200"),
+        "a body in the log"
+    );
+}
+
+/// At debug level an idle server logs little: sqlx's statement lines (the
+/// worker polls the queues many times a second) stay off unless the filter
+/// names sqlx.
+#[test]
+fn debug_logs_of_an_idle_server_leave_out_sqlx_statements() {
+    let sqlx_lines = |level: &str| {
+        let dir = data_dir("debug-logs");
+        let mut server = Server::start(&dir, &[("ICHNAEA_LOG_LEVEL", level)]);
+        std::thread::sleep(Duration::from_secs(2));
+        let (status, stderr) = server.terminate();
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        log_lines(&stderr)
+            .iter()
+            .filter(|l| l["target"].as_str().is_some_and(|t| t.starts_with("sqlx")))
+            .count()
+    };
+    assert_eq!(sqlx_lines("debug"), 0);
+    assert!(sqlx_lines("debug,sqlx=debug") > 0, "named, they are logged");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! Everything a handler needs lives in [`AppState`]; the router is built by
 //! [`router`] and tested through `tower::ServiceExt::oneshot` without a socket.
 
+mod access_log;
 mod admin;
 pub mod api;
 mod headers;
@@ -62,13 +63,17 @@ pub fn router(state: AppState) -> Router {
     if state.admin_token.is_some() {
         app = app.nest("/admin", admin::routes(state.clone()));
     }
-    app.fallback(service::not_found)
-        .layer(axum::middleware::from_fn(metrics::track_requests))
-        .layer(axum::middleware::map_response_with_state(
-            state.clone(),
-            headers::security_headers,
-        ))
-        .with_state(state)
+    let mut app = app
+        .fallback(service::not_found)
+        .layer(axum::middleware::from_fn(metrics::track_requests));
+    if state.api.access_log {
+        app = app.layer(axum::middleware::from_fn(access_log::log_requests));
+    }
+    app.layer(axum::middleware::map_response_with_state(
+        state.clone(),
+        headers::security_headers,
+    ))
+    .with_state(state)
 }
 
 /// The default `/__version__` body: this build's version and, when known, the

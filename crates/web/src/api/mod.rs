@@ -67,6 +67,8 @@ pub struct ApiSettings {
     pub incoming_queue_max: u64,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: client_ip::TrustedProxies,
+    /// One `info` line per request on the target `ichnaea::access`.
+    pub access_log: bool,
 }
 
 impl Default for ApiSettings {
@@ -75,6 +77,7 @@ impl Default for ApiSettings {
             body: body::BodyLimits::default(),
             incoming_queue_max: 1_000_000,
             trusted_proxies: client_ip::TrustedProxies::default(),
+            access_log: true,
         }
     }
 }
