@@ -123,7 +123,9 @@ pub async fn run(config: &Config, args: DatamapArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let started = Instant::now();
     let mut summary = Summary::default();
-    let result = work(config, &args, &dir, concurrency, &mut summary).await;
+    let progress = crate::progress::Progress::spinner("datamap");
+    let result = work(config, &args, &dir, concurrency, &mut summary, &progress).await;
+    drop(progress);
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -150,6 +152,12 @@ pub async fn run(config: &Config, args: DatamapArgs) -> anyhow::Result<()> {
         duration_secs = started.elapsed().as_secs_f64(),
         success = result.is_ok(),
     );
+    if result.is_ok() {
+        println!(
+            "{}",
+            summary.line(args.create, args.upload, started.elapsed())
+        );
+    }
     result
 }
 
@@ -161,14 +169,50 @@ struct Summary {
     upload_secs: f64,
 }
 
+impl Summary {
+    /// The one-line summary for people, e.g. `datamap: 300000 grid rows, 1234
+    /// tiles (12.3 MB); uploaded 10 new, 3 changed, 1221 unchanged, 0 deleted
+    /// in 33.0 s`.
+    fn line(&self, create: bool, upload: bool, took: std::time::Duration) -> String {
+        let (c, u) = (&self.create, &self.sync);
+        let mut parts = Vec::new();
+        if create {
+            parts.push(format!(
+                "{} grid rows, {} tiles ({:.1} MB)",
+                c.grid_rows,
+                c.tile_count,
+                c.tile_bytes as f64 / 1e6
+            ));
+        }
+        if upload {
+            let failed = if u.tile_failed > 0 {
+                format!(", {} FAILED", u.tile_failed)
+            } else {
+                String::new()
+            };
+            parts.push(format!(
+                "uploaded {} new, {} changed, {} unchanged, {} deleted{failed}",
+                u.tile_new, u.tile_changed, u.tile_unchanged, u.tile_deleted
+            ));
+        }
+        format!(
+            "datamap: {} in {:.1} s",
+            parts.join("; "),
+            took.as_secs_f64()
+        )
+    }
+}
+
 async fn work(
     config: &Config,
     args: &DatamapArgs,
     dir: &Path,
     concurrency: usize,
     summary: &mut Summary,
+    progress: &crate::progress::Progress,
 ) -> anyhow::Result<()> {
     if args.create {
+        progress.set_message("reading the data-map rows and drawing the tiles");
         let store = crate::serve::open_store(config).await?;
         let today = Utc::now().date_naive();
         let result = tiles::create(&store, dir, today, concurrency, tiles::PAGE_SIZE).await;
@@ -186,6 +230,7 @@ async fn work(
         }
     }
     if args.upload {
+        progress.set_message("uploading the tiles");
         let started = Instant::now();
         let url = config.tiles_url();
         let target = TileTarget::open(&url)?;
@@ -228,10 +273,14 @@ pub async fn seed(store: &ichnaea_store::Store, count: usize, seed: u64) -> anyh
         groups.entry((grid.quadrant(), age)).or_default().push(grid);
     }
     let mut written = 0;
+    let progress = crate::progress::Progress::bar("seed-datamap", count as u64, "grids");
+    let mut done = 0;
     for ((quadrant, age), grids) in groups {
         let day = today - chrono::Days::new(age);
         for chunk in grids.chunks(5_000) {
             written += store.touch_datamap(quadrant, chunk, day).await?;
+            done += chunk.len() as u64;
+            progress.set_position(done);
         }
     }
     Ok(written)

@@ -101,6 +101,7 @@ pub async fn dump(
         MAC_HEADER.to_string()
     };
     writeln!(gz, "{header}")?;
+    let progress = crate::progress::Progress::spinner("dump");
     let mut rows = 0u64;
     for table in tables {
         let mut after: Option<Vec<u8>> = None;
@@ -132,6 +133,7 @@ pub async fn dump(
                 writeln!(gz, "{line}")?;
             }
             rows += page.len() as u64;
+            progress.set_message(format!("{rows} stations written"));
             match page.last() {
                 Some((StationKey::Mac(mac), _)) if page.len() as i64 == PAGE => {
                     after = Some(mac.bytes().to_vec())

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod datamap;
 mod dump;
+mod progress;
 mod seed;
 mod serve;
 mod site;
@@ -28,6 +29,10 @@ use crate::config::{Config, LogFormat};
 /// polls) and PostgreSQL's notices ("relation already exists") at info.
 const QUIET_BY_DEFAULT: &str = "sqlx::query=warn,sqlx::postgres::notice=warn";
 
+/// The same for one-off commands, which read whole tables: a statement over a
+/// second is expected there, not worth sqlx's slow-statement warning.
+const QUIET_FOR_COMMANDS: &str = "sqlx::query=error,sqlx::postgres::notice=warn";
+
 fn init_logging(config: &Config, default_level: &str) {
     let level = if default_level.is_empty() {
         config.log_level.as_str()
@@ -36,8 +41,10 @@ fn init_logging(config: &Config, default_level: &str) {
     };
     let directives = if level.contains("sqlx") {
         level.to_string()
-    } else {
+    } else if default_level.is_empty() {
         format!("{level},{QUIET_BY_DEFAULT}")
+    } else {
+        format!("{level},{QUIET_FOR_COMMANDS}")
     };
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

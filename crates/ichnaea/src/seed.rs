@@ -46,6 +46,7 @@ pub async fn seed(store: &Store, count: usize, mac_pool_seed: u64) -> anyhow::Re
     let mut batch: Vec<WifiStation> = Vec::with_capacity(CHUNK);
     let mut written = 0usize;
     let total = count.max(pool.len());
+    let progress = crate::progress::Progress::bar("seed-stations", total as u64, "stations");
     for i in 0..total {
         let row = match pool.get(i) {
             // Berlin Mitte, within ~20 m.
@@ -71,12 +72,10 @@ pub async fn seed(store: &Store, count: usize, mac_pool_seed: u64) -> anyhow::Re
             store.upsert_wifi_stations(&batch).await?;
             written += batch.len();
             batch.clear();
-            if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                eprint!("\rseed-stations: {written}/{total}");
-            }
+            progress.set_position(written as u64);
         }
     }
-    eprintln!();
+    drop(progress);
     println!(
         "wrote {written} Wi-Fi stations ({} from the MAC pool of seed {mac_pool_seed}) in {:.1} s",
         pool.len().min(total),

@@ -115,17 +115,21 @@ pub async fn drain(config: Config) -> anyhow::Result<()> {
     let (store, counters, ctx) = open_pipeline(&config).await?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = crate::progress::Progress::spinner("drain");
+    progress.set_message("starting");
     let started = std::time::Instant::now();
+    let mut last_done = 0;
     let result = worker::drain(&ctx, &shutdown, |done, waiting| {
-        if terminal {
-            eprint!("\rdrain: {done} items processed, {waiting} waiting   ");
-        }
+        progress.set_message(if done == last_done && waiting > 0 {
+            // Nothing taken this pass: another process holds the work.
+            format!("{done} items processed; {waiting} waiting, leased by another process")
+        } else {
+            format!("{done} items processed, {waiting} waiting")
+        });
+        last_done = done;
     })
     .await;
-    if terminal {
-        eprintln!();
-    }
+    drop(progress);
     let _ = counters.flush().await;
     store.close().await;
     let (done, stuck) = result.context("draining the queues")?;
@@ -147,13 +151,16 @@ pub async fn import(config: Config, file: &std::path::Path) -> anyhow::Result<()
     let (store, _, ctx) = open_pipeline(&config).await?;
     let mut opened =
         std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let size = opened.metadata().map(|m| m.len()).unwrap_or(0);
+    let progress = crate::progress::Progress::bytes("import", size);
     let mut magic = [0u8; 2];
     let gzip = opened
         .read(&mut magic)
         .map(|n| n == 2 && magic == [0x1f, 0x8b])
         .unwrap_or(false);
-    let opened =
-        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let opened = progress.wrap_read(
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+    );
     let result = if gzip {
         ichnaea_pipeline::cell_import::import(
             &ctx,
@@ -163,6 +170,7 @@ pub async fn import(config: Config, file: &std::path::Path) -> anyhow::Result<()
     } else {
         ichnaea_pipeline::cell_import::import(&ctx, BufReader::new(opened)).await
     };
+    drop(progress);
     store.close().await;
     let report = result.context("importing cells")?;
     println!(

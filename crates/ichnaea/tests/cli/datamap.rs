@@ -122,6 +122,16 @@ fn datamap_create_and_upload_end_to_end() {
     assert_eq!(both["tile_new"], 0);
     assert_eq!(both["tile_changed"], 0);
     assert_eq!(both["tile_deleted"], 0);
+    // The one-line summary for people, on stdout.
+    let line = run.stdout.trim();
+    assert!(
+        line.starts_with(&format!("datamap: 60 grid rows, {} tiles (", local.len()))
+            && line.contains(&format!(
+                "uploaded 0 new, 0 changed, {} unchanged, 0 deleted in ",
+                local.len()
+            )),
+        "{line}"
+    );
 
     // Default bucket: <data_dir>/datamap.
     dir.run(&["datamap", "--create", "--upload"]).expect_code(0);
