@@ -17,6 +17,7 @@ pub mod monitor;
 pub mod periodic;
 pub mod rate_control;
 pub mod scheduler;
+pub mod station_dump;
 pub mod stations;
 pub mod tiles;
 pub mod worker;

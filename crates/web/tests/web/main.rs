@@ -657,6 +657,43 @@ async fn admin_api_manages_export_configs(fx: Fx) {
     assert_eq!(stored.batch, 0);
     assert_eq!(stored.skip_keys, None);
 
+    // A target with a backlog is deleted only with purge=true, which drops it.
+    fx.queue
+        .push(
+            "queue_export_bk:gnss:no_key",
+            vec![b"a".to_vec(), b"b".to_vec()],
+        )
+        .await
+        .unwrap();
+    let kept = call(&app, Method::DELETE, "/admin/export-configs/bk", t, None).await;
+    assert_eq!(kept.status, StatusCode::CONFLICT);
+    assert_eq!(kept.json()["error"]["field"], json!("purge"));
+    assert!(fx.store.export_config("bk").await.unwrap().is_some());
+    let bad = call(
+        &app,
+        Method::DELETE,
+        "/admin/export-configs/bk?purge=yes",
+        t,
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json()["error"]["field"], json!("purge"));
+    let purged = call(
+        &app,
+        Method::DELETE,
+        "/admin/export-configs/bk?purge=true",
+        t,
+        None,
+    )
+    .await;
+    assert_eq!(purged.status, StatusCode::NO_CONTENT);
+    assert_eq!(fx.store.export_config("bk").await.unwrap(), None);
+    assert_eq!(
+        fx.queue.len("queue_export_bk:gnss:no_key").await.unwrap(),
+        0
+    );
+
     assert_eq!(
         call(
             &app,
