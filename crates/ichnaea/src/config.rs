@@ -55,8 +55,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Redis for queues, counters and caches (cluster mode); unset = embedded.
     pub redis_url: Option<String>,
-    /// Prefix of every Redis key of the queues (several deployments can share a
-    /// Redis); the counters keep the spec's key names after it.
+    /// Prefix of every Redis key the deployment uses: queues, counters, rate
+    /// limits, caches and locks (several deployments can share a Redis); the
+    /// counters keep the spec's key names after it.
     pub redis_prefix: String,
     /// Seconds a leased pipeline batch stays invisible before it is handed out
     /// again (a worker that died mid-batch loses nothing; it is re-delivered).
@@ -87,7 +88,8 @@ pub struct Config {
     pub geoip_path: Option<PathBuf>,
     /// Bearer token enabling the `/admin/` API; unset = no admin API.
     pub admin_token: Option<String>,
-    /// Root of `file://` exports; default `<data_dir>/exports`.
+    /// Base of relative `file://dir` export URLs (absolute ones are used as
+    /// written); default `<data_dir>/exports`.
     pub exports_dir: Option<PathBuf>,
     /// Directory of the public cell export (`file:///dir` or `s3://bucket/prefix`);
     /// default `<exports_dir>/export`; `off` disables it.

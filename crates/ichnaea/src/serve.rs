@@ -94,7 +94,9 @@ fn pipeline_context(
         counters: counters.clone(),
         geocoder: Arc::new(geocoder),
         exporters: Arc::new(
-            Exporters::new(settings.export_timeout).context("creating the exporters")?,
+            Exporters::new(settings.export_timeout)
+                .context("creating the exporters")?
+                .with_exports_dir(config.exports_dir()),
         ),
         settings,
     })

@@ -39,6 +39,13 @@ impl Exporters {
             objects: s3::ObjectExporter::new(),
         })
     }
+
+    /// Resolves relative `file://dir` export URLs under `exports_dir` instead of
+    /// the working directory of whichever process runs the export.
+    pub fn with_exports_dir(mut self, exports_dir: std::path::PathBuf) -> Exporters {
+        self.objects = s3::ObjectExporter::with_root(exports_dir);
+        self
+    }
 }
 
 /// The queues holding reports for `config`: one, or one per s3 partition.

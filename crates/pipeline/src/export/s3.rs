@@ -36,15 +36,20 @@ pub(crate) enum Target {
         template: String,
     },
     /// `file://<path template>`: an absolute template on the local filesystem
-    /// (a relative one is taken relative to the working directory).
+    /// (a relative one is taken relative to `exports_dir`).
     File {
         /// Absolute path template.
         template: String,
     },
 }
 
-/// Parses an `s3://` or `file://` export URL.
-pub(crate) fn parse_target(url: &str) -> Result<Target, ExportError> {
+/// Parses an `s3://` or `file://` export URL. A relative `file://dir` is taken
+/// relative to `root` (the configured `exports_dir`), or to the working
+/// directory when there is none.
+pub(crate) fn parse_target(
+    url: &str,
+    root: Option<&std::path::Path>,
+) -> Result<Target, ExportError> {
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, template) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -69,15 +74,19 @@ pub(crate) fn parse_target(url: &str) -> Result<Target, ExportError> {
         let template = if rest.starts_with('/') {
             rest.to_string()
         } else {
-            let cwd = std::env::current_dir().map_err(|e| {
+            let base = match root {
+                Some(root) => std::path::absolute(root),
+                None => std::env::current_dir(),
+            }
+            .map_err(|e| {
                 ExportError::InvalidTarget(format!(
-                    "{url:?} is relative and the working directory is unknown: {e}"
+                    "{url:?} is relative and its base directory is unknown: {e}"
                 ))
             })?;
-            let abs = cwd.join(rest);
+            let abs = base.join(rest);
             abs.to_str()
                 .ok_or_else(|| {
-                    ExportError::InvalidTarget(format!("{url:?}: working directory is not UTF-8"))
+                    ExportError::InvalidTarget(format!("{url:?}: base directory is not UTF-8"))
                 })?
                 .to_string()
         };
@@ -179,6 +188,8 @@ pub(crate) fn object_key(
 /// built on first use and cached per bucket.
 pub struct ObjectExporter {
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// Base of relative `file://` URLs (`exports_dir`).
+    root: Option<std::path::PathBuf>,
 }
 
 impl Default for ObjectExporter {
@@ -192,6 +203,16 @@ impl ObjectExporter {
     pub fn new() -> Self {
         ObjectExporter {
             stores: Mutex::new(HashMap::new()),
+            root: None,
+        }
+    }
+
+    /// An exporter that resolves relative `file://dir` URLs under `root`
+    /// (the configured `exports_dir`) instead of the working directory.
+    pub fn with_root(root: std::path::PathBuf) -> Self {
+        ObjectExporter {
+            root: Some(root),
+            ..Self::new()
         }
     }
 
@@ -234,7 +255,7 @@ impl ObjectExporter {
         reports: &[Value],
         today: NaiveDate,
     ) -> Result<String, ExportError> {
-        let target = parse_target(url)?;
+        let target = parse_target(url, self.root.as_deref())?;
         let (source, api_key) = partition(queue)?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let body = gzip_items(reports, S3_GZIP_LEVEL)?;
@@ -262,7 +283,7 @@ impl ObjectExporter {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<String, ExportError> {
-        let target = parse_target(dir_url)?;
+        let target = parse_target(dir_url, self.root.as_deref())?;
         // A file that is itself gzip (`.csv.gz`): downloaded as it is, so no
         // Content-Encoding that would make clients unpack it on the way.
         let (store, dir, attributes) = self.destination(&target, content_type, Encoding::None)?;
@@ -280,7 +301,7 @@ impl ObjectExporter {
         dir_url: &str,
         file_name: &str,
     ) -> Result<Option<String>, ExportError> {
-        let target = parse_target(dir_url)?;
+        let target = parse_target(dir_url, self.root.as_deref())?;
         let (store, dir, _) = self.destination(&target, "", Encoding::None)?;
         let path = file_path(&dir, file_name);
         match store.head(&path).await {

@@ -177,7 +177,7 @@ impl TileTarget {
 /// Also how the binary hands the tile output and the cell export directory to
 /// the web role's site.
 pub fn open_directory(url: &str) -> Result<(Arc<dyn ObjectStore>, String, bool), TilesError> {
-    let target = parse_target(url).map_err(|e| TilesError::Target(e.to_string()))?;
+    let target = parse_target(url, None).map_err(|e| TilesError::Target(e.to_string()))?;
     Ok(match target {
         Target::S3 { bucket, template } => {
             install_crypto_provider();
