@@ -345,7 +345,7 @@ fn serve_operations_admin_api_and_sigterm() {
     assert!(
         metrics
             .body
-            .contains(r#"request{path="__heartbeat__",method="get",status="200"} 1"#),
+            .contains(r#"ichnaea_request_total{path="__heartbeat__",method="get",status="200"} 1"#),
         "{}",
         metrics.body
     );

@@ -349,22 +349,45 @@ async fn metrics_count_requests(fx: Fx) {
     assert_eq!(r.status, StatusCode::OK);
     let text = String::from_utf8(r.body).unwrap();
     assert!(
-        text.contains(r#"request{path="__version__",method="post",status="200"}"#),
+        text.contains(r#"ichnaea_request_total{path="__version__",method="post",status="200"}"#),
         "{text}"
     );
     assert!(
-        text.contains(r#"request{path="v1.geolocate",method="other",status="405"}"#),
+        text.contains(r#"ichnaea_request_total{path="v1.geolocate",method="other",status="405"}"#),
         "{text}"
     );
     assert!(!text.contains("brew"), "{text}");
     let label = ichnaea_core::apikey::metric_label("metrics-key");
     assert!(
         text.contains(&format!(
-            r#"locate_request{{path="v1.geolocate",key="{label}"}}"#
+            r#"ichnaea_locate_request_total{{path="v1.geolocate",key="{label}"}}"#
         )),
         "{text}"
     );
     assert!(!text.contains("metrics-key"), "{text}");
+    // Prometheus conventions: HELP lines, the prefix, units in seconds.
+    assert!(
+        text.contains("# HELP ichnaea_request_total HTTP requests by route, method and status."),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE ichnaea_request_duration_seconds summary"),
+        "{text}"
+    );
+    let durations: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("ichnaea_request_duration_seconds_sum"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(!durations.is_empty(), "{text}");
+    // Seconds, not milliseconds: a router call in a test takes well under 10 s.
+    assert!(durations.iter().all(|d| *d < 10.0), "{durations:?}");
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(line.starts_with("ichnaea_"), "{line}");
+    }
 }
 
 async fn admin_api_is_absent_without_a_token(fx: Fx) {
