@@ -1096,6 +1096,8 @@ fn exports_reach_a_geosubmit_server_and_object_files() {
 mod browser;
 #[path = "cli/datamap.rs"]
 mod datamap;
+#[path = "cli/readme.rs"]
+mod readme;
 #[path = "cli/site.rs"]
 mod site;
 
@@ -1328,4 +1330,65 @@ fn deleted_targets_leave_no_queue_behind() {
     let left = dir.json(&["queues", "list", "--json"]);
     assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
     assert_eq!(left[0]["queue"], "update_incoming");
+}
+
+// ---------------------------------------------------------------------------
+// learning without `drain`
+
+ichnaea_testkit::backend_tests!(
+    sync embedded => on_embedded, cluster => on_cluster;
+    submissions_are_learnt_within_seconds,
+);
+
+/// One submitted report is answered from by geolocate within seconds, with all
+/// roles running and no `drain`, although it is far from the internal target's
+/// batch of 100.
+fn submissions_are_learnt_within_seconds(backend: Backend, dir: DataDir) {
+    let env = backend.env();
+    dir.run_with(&["apikey", "create", "learn"], &env)
+        .expect_code(0);
+    let server = Server::start(&dir, &env);
+    let wifi = json!([
+        {"macAddress": "3a:00:00:00:00:01", "signalStrength": -60},
+        {"macAddress": "3a:00:00:00:00:02", "signalStrength": -65},
+        {"macAddress": "3a:00:00:00:00:03", "signalStrength": -70},
+    ]);
+    let report = json!({"items": [{"position": {"latitude": 48.8566, "longitude": 2.3522, "accuracy": 5.0},
+                                   "wifiAccessPoints": wifi}]});
+    let query = json!({"considerIp": false, "wifiAccessPoints": wifi}).to_string();
+    let locate = || {
+        post_bytes(
+            server.port,
+            "/v1/geolocate?key=learn",
+            &[],
+            query.as_bytes(),
+        )
+    };
+    assert_eq!(locate().status, 404);
+    let submitted = Instant::now();
+    let r = post_bytes(
+        server.port,
+        "/v2/geosubmit",
+        &[],
+        report.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    loop {
+        let r = locate();
+        if r.status == 200 {
+            let body = r.json();
+            assert!(
+                (body["location"]["lat"].as_f64().unwrap() - 48.8566).abs() < 0.001,
+                "{body}"
+            );
+            break;
+        }
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert!(
+            submitted.elapsed() < Duration::from_secs(10),
+            "not learnt 10 s after the submission"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("learnt after {:?}", submitted.elapsed());
 }

@@ -128,6 +128,7 @@ backend_tests!(
     case_18_failed_export_is_retried_after_its_lease,
     case_19_export_failing_three_times_stays_queued,
     case_20_export_readiness_by_oldest_report_age,
+    internal_target_goes_once_incoming_is_empty,
     case_21_new_station_from_five_observations,
     case_22_new_station_from_five_query_observations,
     case_23_spread_observations_create_a_blocked_station,
@@ -783,7 +784,8 @@ async fn undecodable_incoming_items_are_counted_and_logged(ctx: PipelineContext)
     .chain([b"not json".to_vec()])
     .collect();
     ctx.queue.push(UPDATE_INCOMING, items).await.unwrap();
-    multiplex_and_export(&ctx, false).await;
+    // The multiplexer only: the internal target would take the item at once.
+    while ichnaea_pipeline::incoming::run_once(&ctx).await.unwrap() > 0 {}
 
     assert_eq!(ctx.queue.len(UPDATE_INCOMING).await.unwrap(), 0);
     assert_eq!(metrics.total("data.incoming.undecodable"), 3);
@@ -1262,6 +1264,48 @@ async fn case_20_export_readiness_by_oldest_report_age(mut ctx: PipelineContext)
         0,
         "the oldest report is old enough: both are sent"
     );
+}
+
+/// A submission reaches the station queues on the next pass although the
+/// `internal` target's batch (100) is not full: its batch size only groups what
+/// streams in, and the queue goes as soon as `update_incoming` is empty.
+async fn internal_target_goes_once_incoming_is_empty(ctx: PipelineContext) {
+    let internal = ctx.store.export_config("internal").await.unwrap().unwrap();
+    assert_eq!(internal.batch, 100);
+    submit(
+        &ctx,
+        None,
+        "gnss",
+        vec![wifi_report(51.0, 10.0, &["0123f456789a", "0123f456789b"])],
+    )
+    .await;
+    // While update_incoming still holds reports, the partial batch waits.
+    while ichnaea_pipeline::incoming::run_once(&ctx).await.unwrap() > 0 {}
+    submit(
+        &ctx,
+        None,
+        "gnss",
+        vec![wifi_report(51.0, 10.0, &["0123f456789c"])],
+    )
+    .await;
+    assert_eq!(
+        ichnaea_pipeline::export::run_once(&ctx, false)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(ctx.queue.len("queue_export_internal").await.unwrap(), 1);
+    // Once it is empty, what is there goes.
+    multiplex_and_export(&ctx, false).await;
+    assert_eq!(ctx.queue.len("queue_export_internal").await.unwrap(), 0);
+    let observations: u64 = {
+        let mut n = 0;
+        for q in ctx.queue.queue_names("update_wifi_").await.unwrap() {
+            n += ctx.queue.len(&q).await.unwrap();
+        }
+        n
+    };
+    assert_eq!(observations, 3);
 }
 
 /// Cases 21 and 22: five observations of an unknown Wi-Fi station.

@@ -10,7 +10,7 @@ pub mod s3;
 use chrono::Utc;
 use ichnaea_core::ExportItem;
 use ichnaea_core::export::{ExportConfig, ExportSchema};
-use ichnaea_core::queues::export_queue;
+use ichnaea_core::queues::{UPDATE_INCOMING, export_queue};
 use ichnaea_queue::Batch;
 use serde_json::Value;
 
@@ -63,6 +63,12 @@ pub async fn partitions(
 /// Whether an export queue should be sent now: it holds a full batch, or its
 /// oldest report waited `export_max_age` (spec §2.1, judged by oldest element
 /// age rather than time since the last push), or `drain` asks for everything.
+///
+/// The `internal` target (the station tables) also goes as soon as
+/// `update_incoming` is empty: its batch size saves per-batch work while reports
+/// stream in, but must not hold back what was submitted once the stream pauses,
+/// so a submission is learnt on the worker's next pass instead of up to
+/// `export_max_age` later.
 async fn ready(
     ctx: &PipelineContext,
     config: &ExportConfig,
@@ -74,6 +80,9 @@ async fn ready(
         return Ok(false);
     }
     if drain || config.batch <= 0 || len >= config.batch as u64 {
+        return Ok(true);
+    }
+    if config.schema == ExportSchema::Internal && ctx.queue.len(UPDATE_INCOMING).await? == 0 {
         return Ok(true);
     }
     let age = ctx.queue.oldest_age(queue).await?.unwrap_or_default();
