@@ -227,7 +227,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<admin::InvalidInput>().is_some() {
+            let invalid_sim_option = matches!(
+                e.downcast_ref::<ichnaea_sim::SimError>(),
+                Some(ichnaea_sim::SimError::InvalidOption { .. })
+            );
+            if e.downcast_ref::<admin::InvalidInput>().is_some() || invalid_sim_option {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

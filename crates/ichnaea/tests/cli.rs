@@ -1098,6 +1098,8 @@ mod browser;
 mod datamap;
 #[path = "cli/readme.rs"]
 mod readme;
+#[path = "cli/sim.rs"]
+mod sim;
 #[path = "cli/site.rs"]
 mod site;
 
