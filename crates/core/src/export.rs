@@ -291,6 +291,37 @@ impl ExportConfigPatch {
     }
 }
 
+impl ExportSchema {
+    /// Whether batches of this schema leave the service (geosubmit, s3/file):
+    /// such targets may hang or fail, so the worker sends to them in tasks of
+    /// their own with a back-off, never inline with the station updates.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, ExportSchema::Geosubmit | ExportSchema::S3)
+    }
+}
+
+/// The state of a remote export target as the worker last saw it, shared with
+/// the web tier's `/__heartbeat__` through the counters' cache (Redis in a
+/// cluster, process memory in embedded mode) under [`export_health_key`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExportHealth {
+    /// The last attempt succeeded (or nothing failed yet).
+    pub up: bool,
+    /// Failed attempts in a row since the last success.
+    pub consecutive_failures: u32,
+    /// Seconds until the next attempt (the back-off), 0 when not backing off.
+    pub retry_in_seconds: u64,
+    /// Why the last attempt failed, when it did.
+    pub last_error: Option<String>,
+    /// When this state was recorded, RFC 3339 (UTC).
+    pub checked_at: String,
+}
+
+/// The counters-cache key holding the [`ExportHealth`] (JSON) of target `name`.
+pub fn export_health_key(name: &str) -> Vec<u8> {
+    format!("export_health:{name}").into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,9 @@ pub struct PipelineSettings {
     pub idle_poll: Duration,
     /// HTTP timeout of the geosubmit exporter.
     pub export_timeout: Duration,
+    /// The longest wait between runs of a remote export target that keeps
+    /// failing (the back-off starts at 1 s and doubles up to this).
+    pub export_backoff_max: Duration,
 }
 
 impl Default for PipelineSettings {
@@ -66,6 +69,7 @@ impl Default for PipelineSettings {
             export_max_age: Duration::from_secs(3600),
             idle_poll: Duration::from_millis(250),
             export_timeout: Duration::from_secs(60),
+            export_backoff_max: Duration::from_secs(300),
         }
     }
 }

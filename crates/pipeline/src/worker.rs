@@ -20,7 +20,10 @@ pub struct PassReport {
 }
 
 /// One pass: every stage runs until its queue is empty (exports: until none is
-/// ready). `drain` sends export queues regardless of their batch size and age.
+/// ready). `drain` sends export queues regardless of their batch size and age,
+/// remote targets included; otherwise the pass sends to targets inside the
+/// service only, and [`run`] sends to remote ones from tasks of their own
+/// ([`export::remote`]), so a hanging target never delays this pass.
 pub async fn pass(
     ctx: &PipelineContext,
     drain: bool,
@@ -42,7 +45,11 @@ pub async fn pass(
         };
     }
     until_empty!(incoming::run_once(ctx).await?);
-    until_empty!(export::run_once(ctx, drain).await?);
+    if drain {
+        until_empty!(export::run_once(ctx, drain).await?);
+    } else {
+        until_empty!(export::run_local(ctx, drain).await?);
+    }
     for (queue, table) in station_queues() {
         until_empty!(stations::run_once(ctx, &queue, table).await?);
     }
@@ -55,10 +62,18 @@ pub async fn pass(
 
 /// Runs passes until `shutdown`; sleeps `idle_poll` when a pass found nothing.
 /// A failing pass is logged and retried after a pause: leased batches come
-/// back after their visibility timeout, so nothing is lost.
+/// back after their visibility timeout, so nothing is lost. Remote export
+/// targets are served beside the passes by [`export::remote::run`].
 pub async fn run(ctx: PipelineContext, shutdown: CancellationToken) {
+    let remote = tokio::spawn(export::remote::run(ctx.clone(), shutdown.clone()));
+    passes(&ctx, &shutdown).await;
+    let _ = remote.await;
+}
+
+async fn passes(ctx: &PipelineContext, shutdown: &CancellationToken) {
+    let ctx = ctx.clone();
     while !shutdown.is_cancelled() {
-        let pause = match pass(&ctx, false, &shutdown).await {
+        let pause = match pass(&ctx, false, shutdown).await {
             Ok(report) if report.items > 0 => continue,
             Ok(_) => ctx.settings.idle_poll,
             Err(e) => {

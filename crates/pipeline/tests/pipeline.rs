@@ -129,6 +129,7 @@ backend_tests!(
     case_19_export_failing_three_times_stays_queued,
     case_20_export_readiness_by_oldest_report_age,
     internal_target_goes_once_incoming_is_empty,
+    hanging_export_target_does_not_stall_the_pipeline,
     case_21_new_station_from_five_observations,
     case_22_new_station_from_five_query_observations,
     case_23_spread_observations_create_a_blocked_station,
@@ -1306,6 +1307,102 @@ async fn internal_target_goes_once_incoming_is_empty(ctx: PipelineContext) {
         n
     };
     assert_eq!(observations, 3);
+}
+
+/// Issue 14: a remote export target that hangs (answers after an hour; the
+/// exporter's timeout is the production 60 s with three attempts) delays
+/// neither the station updates, nor a second `update_incoming` entry, nor the
+/// other targets; a target that keeps failing backs off and says so in its
+/// gauges and in the health record the heartbeat shows. The old worker ran
+/// every export inline in its pass and stalled here for minutes.
+async fn hanging_export_target_does_not_stall_the_pipeline(mut ctx: PipelineContext) {
+    use ichnaea_core::export::{ExportHealth, export_health_key};
+    let metrics = TestMetrics::default();
+    let _guard = metrics::set_default_local_recorder(&metrics);
+    ctx.exporters = Arc::new(Exporters::new(Duration::from_secs(60)).unwrap());
+    // Every queued report is ready at once (as under load), the internal one too.
+    ctx.settings.export_max_age = Duration::ZERO;
+    let hanging = FakeHttp::start(&[]).await;
+    hanging.delay(Duration::from_secs(3600));
+    let failing = FakeHttp::start(&[]).await;
+    failing.answer(500, "");
+    for (name, fake) in [("hang", &hanging), ("broken", &failing)] {
+        let mut config = ExportConfig::new(name, ExportSchema::Geosubmit);
+        config.batch = 1;
+        config.url = Some(format!("{}/v2/geosubmit", fake.url()));
+        ctx.store.insert_export_config(&config).await.unwrap();
+    }
+    let tmp = TempDir::new("pipeline-hang");
+    let mut backup = ExportConfig::new("backup", ExportSchema::S3);
+    backup.batch = 1;
+    backup.url = Some(format!("file://{}/out/{{source}}", tmp.as_str()));
+    ctx.store.insert_export_config(&backup).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));
+    let mac = Mac::from_hex("0123f456789a").unwrap();
+    let start = std::time::Instant::now();
+    for expected in [1, 2] {
+        submit(
+            &ctx,
+            None,
+            "gnss",
+            vec![wifi_report(51.0, 10.0, &["0123f456789a"])],
+        )
+        .await;
+        loop {
+            let rows = ctx.store.wifi_stations(&[mac]).await.unwrap();
+            if rows.first().and_then(|r| r.fields.samples) == Some(expected) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "report {expected} not applied after {:?}: the pipeline waits on the hanging target",
+                start.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The file target got both reports, the hanging one is still waiting.
+    while files(tmp.path()).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "file export stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hanging.count(), 1, "one request in flight, not retried yet");
+    // The failing target backs off: 3 attempts per run, then 1 s, 2 s, … of rest.
+    let health = loop {
+        let got = ctx
+            .counters
+            .cache_get(&[export_health_key("broken")])
+            .await
+            .unwrap();
+        if let Some(json) = &got[0] {
+            break serde_json::from_slice::<ExportHealth>(json).unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no health record"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!health.up, "{health:?}");
+    assert!(health.consecutive_failures >= 1, "{health:?}");
+    assert!(health.retry_in_seconds <= 1, "{health:?}");
+    assert_eq!(
+        health.last_error.as_deref(),
+        Some("export broken failed: export target answered HTTP status 500")
+    );
+    assert!(metrics.gauge("data.export.consecutive_failures", &[("key", "broken")]) >= Some(1.0));
+    let attempts = failing.count();
+    assert_eq!(attempts % 3, 0, "whole runs of three attempts: {attempts}");
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), worker)
+        .await
+        .expect("the worker stops at once, abandoning the hanging send")
+        .unwrap();
 }
 
 /// Cases 21 and 22: five observations of an unknown Wi-Fi station.

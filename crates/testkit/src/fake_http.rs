@@ -78,6 +78,7 @@ struct Script {
     statuses: VecDeque<u16>,
     status: u16,
     body: String,
+    delay: std::time::Duration,
 }
 
 impl FakeHttp {
@@ -128,6 +129,12 @@ impl FakeHttp {
         script.body = body.to_string();
     }
 
+    /// Makes every later answer wait `delay` after the request was recorded:
+    /// a target that hangs (longer than the client's timeout) or is slow.
+    pub fn delay(&self, delay: std::time::Duration) {
+        self.lock().delay = delay;
+    }
+
     /// The requests received so far, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
@@ -151,22 +158,28 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    let mut script = state.lock().unwrap_or_else(|e| e.into_inner());
-    script.requests.push(Recorded {
-        method,
-        path: uri.path().to_string(),
-        query: uri.query().map(str::to_string),
-        version,
-        headers,
-        body: body.to_vec(),
-    });
-    let status = script.statuses.pop_front().unwrap_or(script.status);
+    let (status, body, delay) = {
+        let mut script = state.lock().unwrap_or_else(|e| e.into_inner());
+        script.requests.push(Recorded {
+            method,
+            path: uri.path().to_string(),
+            query: uri.query().map(str::to_string),
+            version,
+            headers,
+            body: body.to_vec(),
+        });
+        let status = script.statuses.pop_front().unwrap_or(script.status);
+        (status, script.body.clone(), script.delay)
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         [
             (header::CONTENT_TYPE, "application/json"),
             (header::ETAG, "\"0123abcd\""),
         ],
-        script.body.clone(),
+        body,
     )
 }

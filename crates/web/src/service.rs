@@ -12,6 +12,8 @@ use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::{MethodRouter, get};
 use serde_json::{Value, json};
 
+use ichnaea_core::export::{ExportHealth, export_health_key};
+
 use crate::{AppState, SharedState};
 
 /// How long one heartbeat check may take before it counts as down.
@@ -111,7 +113,7 @@ async fn heartbeat(State(state): State<SharedState>) -> Response {
     } else {
         "queue"
     };
-    let body = json!({
+    let mut body = json!({
         "database": {"up": db_up, "time": db_time, "backend": store.backend_name(), "alembic_version": schema_version},
         queue_key: {"up": queue_up, "time": queue_time, "backend": state.queue.backend()},
         "geoip": {
@@ -122,12 +124,50 @@ async fn heartbeat(State(state): State<SharedState>) -> Response {
             "version": geoip.version,
         },
     });
+    if db_up && let Some(exports) = export_health(&state).await {
+        body["exports"] = exports;
+    }
     let status = if db_up && queue_up && geoip_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// The remote export targets as the worker last recorded them (`None` when
+/// there are none, so the body keeps its original members). A failing target
+/// is shown, not an outage of this service: the heartbeat stays 200 for it,
+/// since taking web nodes out of a load balancer would not help the target.
+/// A target without a record was not tried yet (or the record expired).
+async fn export_health(state: &AppState) -> Option<Value> {
+    let configs = tokio::time::timeout(CHECK_TIMEOUT, state.store.export_configs())
+        .await
+        .ok()?
+        .ok()?;
+    let names: Vec<String> = configs
+        .into_iter()
+        .filter(|c| c.schema.is_remote())
+        .map(|c| c.name)
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let keys: Vec<Vec<u8>> = names.iter().map(|n| export_health_key(n)).collect();
+    let records = tokio::time::timeout(CHECK_TIMEOUT, state.counters.cache_get(&keys))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| vec![None; names.len()]);
+    let mut exports = serde_json::Map::new();
+    for (name, record) in names.into_iter().zip(records) {
+        let health = record
+            .and_then(|json| serde_json::from_slice::<ExportHealth>(&json).ok())
+            .and_then(|h| serde_json::to_value(h).ok())
+            .unwrap_or_else(|| json!({"up": null}));
+        exports.insert(name, health);
+    }
+    Some(Value::Object(exports))
 }
 
 async fn version(State(state): State<SharedState>) -> Json<Value> {

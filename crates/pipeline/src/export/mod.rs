@@ -5,6 +5,7 @@
 
 pub mod geosubmit;
 pub mod internal;
+pub mod remote;
 pub mod s3;
 
 use chrono::Utc;
@@ -90,43 +91,79 @@ async fn ready(
 }
 
 /// Runs every ready export queue once; returns the number of batches exported.
+/// Remote targets are included: `drain` and tests use this; the long-running
+/// worker sends to remote targets from [`remote::run`] instead, so a hanging
+/// target never delays the station updates.
 pub async fn run_once(ctx: &PipelineContext, drain: bool) -> Result<usize, PipelineError> {
+    run_where(ctx, drain, |_| true).await
+}
+
+/// [`run_once`] for the targets inside the service only (`internal`, `dummy`):
+/// the worker's pass, which must never wait on another system.
+pub async fn run_local(ctx: &PipelineContext, drain: bool) -> Result<usize, PipelineError> {
+    run_where(ctx, drain, |schema| !schema.is_remote()).await
+}
+
+async fn run_where(
+    ctx: &PipelineContext,
+    drain: bool,
+    wanted: impl Fn(&ExportSchema) -> bool,
+) -> Result<usize, PipelineError> {
     let mut done = 0;
     for config in ctx.store.export_configs().await? {
-        if matches!(config.schema, ExportSchema::Unknown(_)) {
+        if matches!(config.schema, ExportSchema::Unknown(_)) || !wanted(&config.schema) {
             continue;
         }
-        for queue in partitions(ctx, &config).await? {
-            if !ready(ctx, &config, &queue, drain).await? {
-                continue;
+        done += run_target(ctx, &config, drain, false).await?.0;
+    }
+    Ok(done)
+}
+
+/// Sends every ready queue of one target once: `(batches exported, the last
+/// export failure)`. With `stop_on_failure`, the first failed batch ends the
+/// run (a remote target that fails one batch most likely fails the next).
+/// Queue and store errors are returned; export failures leave their batch
+/// leased, so it comes back after the visibility timeout.
+pub async fn run_target(
+    ctx: &PipelineContext,
+    config: &ExportConfig,
+    drain: bool,
+    stop_on_failure: bool,
+) -> Result<(usize, Option<PipelineError>), PipelineError> {
+    let mut done = 0;
+    let mut failure = None;
+    for queue in partitions(ctx, config).await? {
+        if !ready(ctx, config, &queue, drain).await? {
+            continue;
+        }
+        let max = usize::try_from(config.batch)
+            .ok()
+            .filter(|b| *b > 0)
+            .unwrap_or(usize::MAX);
+        let visibility = match config.schema {
+            ExportSchema::Internal | ExportSchema::Dummy => ctx.settings.visibility,
+            _ => ctx.settings.export_visibility,
+        };
+        let Some(batch) = ctx.queue.lease(&queue, max, visibility).await? else {
+            continue;
+        };
+        match export(ctx, config, &batch).await {
+            Ok(()) => {
+                metrics::counter!("data.export.batch", "key" => config.name.clone()).increment(1);
+                done += 1;
             }
-            let max = usize::try_from(config.batch)
-                .ok()
-                .filter(|b| *b > 0)
-                .unwrap_or(usize::MAX);
-            let visibility = match config.schema {
-                ExportSchema::Internal | ExportSchema::Dummy => ctx.settings.visibility,
-                _ => ctx.settings.export_visibility,
-            };
-            let Some(batch) = ctx.queue.lease(&queue, max, visibility).await? else {
-                continue;
-            };
-            match export(ctx, &config, &batch).await {
-                Ok(()) => {
-                    metrics::counter!("data.export.batch", "key" => config.name.clone())
-                        .increment(1);
-                    done += 1;
-                }
-                Err(e) => {
-                    // Left leased: it comes back after the visibility timeout.
-                    tracing::warn!(export = %config.name, queue = %queue, error = %e, "export failed, batch stays queued");
-                    metrics::counter!("data.export.failure", "key" => config.name.clone())
-                        .increment(1);
+            Err(e) => {
+                // Left leased: it comes back after the visibility timeout.
+                tracing::warn!(export = %config.name, queue = %queue, error = %e, "export failed, batch stays queued");
+                metrics::counter!("data.export.failure", "key" => config.name.clone()).increment(1);
+                failure = Some(e);
+                if stop_on_failure {
+                    break;
                 }
             }
         }
     }
-    Ok(done)
+    Ok((done, failure))
 }
 
 /// The reports of an export batch; undecodable items are counted and logged.

@@ -64,6 +64,7 @@ backend_tests!(
     lbheartbeat_answers_get_head_post_only,
     heartbeat_reports_every_backend,
     heartbeat_is_503_naming_the_database_when_it_is_down,
+    heartbeat_shows_remote_export_targets,
     static_service_documents,
     unknown_paths_are_plain_404,
     metrics_count_requests,
@@ -239,6 +240,61 @@ async fn heartbeat_is_503_naming_the_database_when_it_is_down(fx: Fx) {
     // The load-balancer heartbeat does not look at backends.
     let lb = call(&app, Method::GET, "/__lbheartbeat__", None, None).await;
     assert_eq!(lb.status, StatusCode::OK);
+}
+
+/// Issue 14: a remote export target's state, as the worker recorded it in the
+/// counters' cache, is in the heartbeat; a failing target is visible but not
+/// an outage of this service (200).
+async fn heartbeat_shows_remote_export_targets(fx: Fx) {
+    use ichnaea_core::export::{ExportConfig, ExportHealth, ExportSchema, export_health_key};
+    for (name, schema) in [
+        ("broken", ExportSchema::Geosubmit),
+        ("backup", ExportSchema::S3),
+        ("local", ExportSchema::Dummy),
+    ] {
+        let mut config = ExportConfig::new(name, schema);
+        config.url = Some(if name == "backup" {
+            "file:///tmp/x".into()
+        } else {
+            "http://127.0.0.1:9/v2/geosubmit".into()
+        });
+        fx.store.insert_export_config(&config).await.unwrap();
+    }
+    let health = ExportHealth {
+        up: false,
+        consecutive_failures: 4,
+        retry_in_seconds: 8,
+        last_error: Some("export broken failed: export target answered HTTP status 500".into()),
+        checked_at: "2026-12-04T20:00:00Z".into(),
+    };
+    fx.counters
+        .cache_set(
+            &[(
+                export_health_key("broken"),
+                serde_json::to_vec(&health).unwrap(),
+            )],
+            60,
+        )
+        .await
+        .unwrap();
+    let r = call(
+        &router(state(&fx, false)),
+        Method::GET,
+        "/__heartbeat__",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json()["exports"],
+        json!({
+            "broken": {"up": false, "consecutive_failures": 4, "retry_in_seconds": 8,
+                       "last_error": "export broken failed: export target answered HTTP status 500",
+                       "checked_at": "2026-12-04T20:00:00Z"},
+            "backup": {"up": null},
+        })
+    );
 }
 
 async fn static_service_documents(fx: Fx) {
