@@ -1096,6 +1096,8 @@ fn exports_reach_a_geosubmit_server_and_object_files() {
 mod browser;
 #[path = "cli/datamap.rs"]
 mod datamap;
+#[path = "cli/hostile.rs"]
+mod hostile;
 #[path = "cli/readme.rs"]
 mod readme;
 #[path = "cli/sim.rs"]

@@ -36,7 +36,7 @@ use ichnaea_core::queues::UPDATE_INCOMING;
 use ichnaea_core::{ApiKey, AreaKey, CellKey, IncomingItem, Mac, ReportSource};
 use serde_json::{Map, Value};
 
-use super::body::{Decoded, decode};
+use super::body::{decode_text, parse_lean};
 use super::error::{ApiError, ApiJson, ParseDetails};
 use super::fallback::Provider;
 use super::keys::{KeyLookup, KnownKey};
@@ -146,11 +146,15 @@ async fn prepare(
     metrics::counter!(request_metric, "path" => path, "key" => key_tag).increment(1);
 
     let raw = read_body(state, body).await?;
-    let value = match decode(headers, &raw, state.api.body)? {
+    let text = decode_text(headers, &raw, state.api.body)?;
+    let value = if text.is_empty() {
         // An empty body is `{}` (an IP-only lookup).
-        Decoded::Empty => Value::Object(Map::new()),
-        Decoded::Json(value) => value,
+        Value::Object(Map::new())
+    } else {
+        parse_lean(&text, locate_schema::BODY)?
     };
+    drop(text);
+    drop(raw);
     let parsed = locate_schema::parse(&value)
         .map_err(|errors| ApiError::Parse(Some(ParseDetails::Validation(errors.0))))?;
     let mut input = parsed.input;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fallback;
 pub mod geoip;
 pub mod keys;
+pub mod lean;
 mod locate;
 pub mod locate_schema;
 mod submit;
