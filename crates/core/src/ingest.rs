@@ -1,10 +1,12 @@
-//! The internal exporter's rules (spec pipeline §2.9–§2.10): a queued report in
+//! The internal exporter's rules (pipeline §2.9–§2.10): a queued report in
 //! the geosubmit-v2 shape becomes validated, de-duplicated observations.
 //!
-//! Deliberate departure from the original (spec pipeline §2.10.6, §7.3 item 7):
+//! Deliberate departure from the original (pipeline §2.10.6, §7.3 item 7):
 //! an out-of-range `accuracy` or `speed` rejects the report and an out-of-range
 //! `age` rejects the entry, instead of being nulled — a null means "unknown" and
 //! weighs fully, so the original let a 400 m/s report outweigh a 40 m/s one.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 use serde_json::{Map, Value};
 
@@ -32,7 +34,7 @@ impl ReportObservations {
     }
 }
 
-/// What one report contributed to the exporter's counters (spec pipeline §2.10.7).
+/// What one report contributed to the exporter's counters (pipeline §2.10.7).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IngestCounts {
     /// The report was rejected or produced nothing (`data.report.drop`).
@@ -178,7 +180,7 @@ fn entry_age(entry: &Map<String, Value>, gps_age: i64) -> Result<Option<i64>, ()
     }
 }
 
-/// Members the transform keeps, per network type (spec §2.9.1); an entry with
+/// Members the transform keeps, per network type (§2.9.1); an entry with
 /// none of them maps to an empty object and is dropped without being counted.
 const BLUE_FIELDS: &[&str] = &["macAddress", "age", "signalStrength"];
 const WIFI_FIELDS: &[&str] = &[
@@ -231,7 +233,7 @@ fn blue_entry(e: &Map<String, Value>, pos: &ObsPosition, gps_age: i64) -> Option
     })
 }
 
-/// Channel ↔ frequency derivation of spec pipeline §2.10.4.
+/// Channel ↔ frequency derivation of pipeline §2.10.4.
 fn channel_frequency(channel: Option<i64>, frequency: Option<i64>) -> (Option<i64>, Option<i64>) {
     match (channel, frequency) {
         (Some(c), None) => {
@@ -396,7 +398,7 @@ fn cell_entry(
 }
 
 /// "a is better than b" when any comparison field present in both favours a
-/// (spec pipeline §2.10.5: fields checked independently).
+/// (pipeline §2.10.5: fields checked independently).
 fn better(pairs: &[(Option<i64>, Option<i64>, bool)]) -> bool {
     pairs.iter().any(|(a, b, higher_wins)| match (a, b) {
         (Some(a), Some(b)) => {

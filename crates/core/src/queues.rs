@@ -1,4 +1,4 @@
-//! Names of the pipeline's queues (spec pipeline §2.2), shared by the web tier
+//! Names of the pipeline's queues (pipeline §2.2), shared by the web tier
 //! that fills them and the workers that drain them.
 
 use crate::datamap::Quadrant;

@@ -123,7 +123,7 @@ pub struct Config {
     /// Seconds between runs of periodic tasks, by task name (e.g.
     /// `update_statcounter = 600`); `ICHNAEA_INTERVAL_<TASK>` overrides one.
     pub intervals: std::collections::BTreeMap<String, u64>,
-    /// Rate controller gains (spec pipeline §4.7.2).
+    /// Rate controller gains (pipeline §4.7.2).
     pub rate_control_kp: f64,
     /// Integral gain.
     pub rate_control_ki: f64,

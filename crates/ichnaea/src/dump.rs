@@ -1,4 +1,4 @@
-//! `ichnaea dump`: writes a station family to a gzip CSV file (spec pipeline
+//! `ichnaea dump`: writes a station family to a gzip CSV file (pipeline
 //! §4.5, `location_dump`), optionally only the stations within a distance of a
 //! point. For moving data between instances, backups and analysis; the layout
 //! is [`ichnaea_pipeline::station_dump`], which `ichnaea import` reads back.

@@ -1,4 +1,4 @@
-//! Importing a public cell export (spec pipeline §4.5, `load_cell_data`): a
+//! Importing a public cell export (pipeline §4.5, `load_cell_data`): a
 //! gzip CSV in the layout of [`crate::cell_export`] (MLS or OpenCellID) is
 //! merged into the cell tables, then the affected cell areas and the region
 //! statistics are recomputed.

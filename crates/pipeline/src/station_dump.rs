@@ -2,7 +2,7 @@
 //! `ichnaea dump` and read back by `ichnaea import`, so an operator can back up
 //! or move what the service has learnt.
 //!
-//! The layout is the original's `location_dump` (spec pipeline §4.5):
+//! The layout is the original's `location_dump` (pipeline §4.5):
 //!
 //! - Wi-Fi and Bluetooth: `mac,lat,lon,max_lat,min_lat,max_lon,min_lon,radius,region,samples,source,weight,created,modified,last_seen,block_first,block_last,block_count`
 //!   (the two families share it, so `import` is told which one a file holds);

@@ -250,7 +250,7 @@ fn s3_url_and_key_layout() {
     assert_eq!(
         object_key(template, source, key, day(), hex),
         format!("backups/gnss/test/2015/7/5/{hex}.json.gz"),
-        "spec pipeline §2.8 example"
+        "pipeline §2.8 example"
     );
     // Trailing slash kept single; unknown placeholders left alone; values are not re-expanded.
     assert_eq!(

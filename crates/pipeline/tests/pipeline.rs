@@ -1,6 +1,8 @@
 //! Pipeline tests: reports pushed to `update_incoming` are drained through the
 //! real queue and store, on SQLite + the embedded queue, and on PostgreSQL +
 //! Redis when `ICHNAEA_TEST_POSTGRES_URL` and `ICHNAEA_TEST_REDIS_URL` are set.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 // Test code: a failed unwrap is a failed test with its message, and test
 // helpers are not public API.
@@ -458,7 +460,7 @@ async fn rate_control_lowers_the_locate_sample_rate(ctx: PipelineContext) {
     );
 }
 
-// ---- Spec pipeline §9: "Behaviours a test should check" ----
+// ---- pipeline §9: "Behaviours a test should check" ----
 //
 // One test per case that needs queues, the store or exporters, named after the
 // case number; the pure rules are in `crates/core/tests/pipeline_rules.rs`.
@@ -904,7 +906,7 @@ async fn case_10_ocean_report_is_counted_and_dropped(ctx: PipelineContext) {
     );
 }
 
-/// Spec §2.9 step 2 and §2.10.7 (with §9 case 10's metrics): the internal
+/// §2.9 step 2 and §2.10.7 (with §9 case 10's metrics): the internal
 /// exporter's counters carry a `key` tag only for api keys that exist in
 /// `api_key`; reports of unknown keys are counted without one.
 async fn case_10_metrics_tag_only_known_api_keys(ctx: PipelineContext) {
@@ -2281,7 +2283,7 @@ async fn case_54_update_statregion(ctx: PipelineContext) {
 
 /// §9 case 57 (§4.7.2): the P-only controller (target 1 000, Kp 8) and what
 /// counts as backlog: the station queues, not the export, area or data-map
-/// queues. Deliberate departure (`rate_control.rs`, spec §7.3 item 6):
+/// queues. Deliberate departure (`rate_control.rs`, §7.3 item 6):
 /// `update_incoming` counts too.
 async fn case_57_rate_controller_backlog_and_rates(ctx: PipelineContext) {
     use ichnaea_pipeline::rate_control::{PidState, RateControl, backlog, step};

@@ -1,7 +1,9 @@
-//! `export_reports` (spec pipeline §2.5): drains each export target's queue(s)
+//! `export_reports` (pipeline §2.5): drains each export target's queue(s)
 //! when ready and hands the batch to its exporter. A batch is acknowledged only
 //! when its exporter succeeded; a failed remote export stays queued and is
 //! retried after its lease expires — nothing is dropped.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 pub mod geosubmit;
 pub mod internal;
@@ -62,7 +64,7 @@ pub async fn partitions(
 }
 
 /// Whether an export queue should be sent now: it holds a full batch, or its
-/// oldest report waited `export_max_age` (spec §2.1, judged by oldest element
+/// oldest report waited `export_max_age` (§2.1, judged by oldest element
 /// age rather than time since the last push), or `drain` asks for everything.
 ///
 /// The `internal` target (the station tables) also goes as soon as

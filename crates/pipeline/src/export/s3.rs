@@ -1,4 +1,4 @@
-//! Exporter `s3` (spec pipeline §2.8): writes each batch as one gzip JSON
+//! Exporter `s3` (pipeline §2.8): writes each batch as one gzip JSON
 //! object `{"items": [report, …]}` to S3 (`s3://bucket/template`) or to a
 //! local directory (`file:///dir/template`).
 //!
@@ -8,6 +8,8 @@
 //! integers, `2015/7/5`), then 32 lower-case hex digits of a time-based UUID
 //! and `.json.gz`. The UUID is version 7 rather than the original's version 1
 //! (the `uuid` crate's v1 needs a node id); both are time-based and unique.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,7 +24,7 @@ use serde_json::Value;
 
 use super::geosubmit::{ExportError, gzip_items, install_crypto_provider};
 
-/// Gzip level of exported objects (spec pipeline §2.8).
+/// Gzip level of exported objects (pipeline §2.8).
 const S3_GZIP_LEVEL: u32 = 7;
 
 /// Where an object-store target writes, parsed from its URL.
@@ -134,7 +136,7 @@ fn file_path(dir: &str, file_name: &str) -> Path {
     Path::from_iter(key.split('/'))
 }
 
-/// The object name for a template, partition, date and hex id (spec §2.8).
+/// The object name for a template, partition, date and hex id (§2.8).
 pub(crate) fn object_key(
     template: &str,
     source: &str,

@@ -1,4 +1,4 @@
-//! Syncs rendered tiles to the tile bucket (spec pipeline §4.2.5 steps 5–6):
+//! Syncs rendered tiles to the tile bucket (pipeline §4.2.5 steps 5–6):
 //! `s3://bucket/prefix` in production, `file:///dir` when embedded, both
 //! through `object_store` with the URL rules of the s3 exporter.
 //!

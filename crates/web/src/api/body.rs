@@ -1,4 +1,4 @@
-//! Request body decoding shared by the five API endpoints (spec api §2.3): optional
+//! Request body decoding shared by the five API endpoints (api §2.3): optional
 //! gzip with size limits, charset decoding, and JSON that tolerates the
 //! non-standard literals `NaN`, `Infinity` and `-Infinity`.
 

@@ -1,4 +1,4 @@
-//! The schema coercion rules shared by every API body (spec api §2.4): how a JSON
+//! The schema coercion rules shared by every API body (api §2.4): how a JSON
 //! value of any type becomes an integer, float, string, boolean, array or object,
 //! or "absent", or a type error that fails the whole request.
 

@@ -1,4 +1,4 @@
-//! Submit bodies of all three versions (spec api §6.2–§6.5) converted into the
+//! Submit bodies of all three versions (api §6.2–§6.5) converted into the
 //! internal report format: type coercion, legacy renaming, vocabularies, and the
 //! filtering of entries without a MAC and of reports without any network.
 //!

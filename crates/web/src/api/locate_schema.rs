@@ -1,9 +1,11 @@
-//! The request body of `/v1/geolocate` and `/v1/country` (spec api §5.1): type
+//! The request body of `/v1/geolocate` and `/v1/country` (api §5.1): type
 //! coercion of every known member with the shared rules of [`super::coerce`], the
 //! top-level `radioType` inherited by cells, and the fallback flags (§5.3).
 //!
 //! Range checks and de-duplication are not done here: they belong to
 //! [`ichnaea_core::locate::query::normalize`] and never fail a request.
+//!
+//! Sections (§) refer to docs/reference/api.md.
 
 use ichnaea_core::Radio;
 use ichnaea_core::locate::MAX_RAW_ENTRIES;
@@ -86,7 +88,7 @@ enum RadioName {
     Cdma,
 }
 
-/// `gsm`, `cdma`, `wcdma`, `lte` (spec api §5.1) and `nr` (5G, this service's
+/// `gsm`, `cdma`, `wcdma`, `lte` (api §5.1) and `nr` (5G, this service's
 /// extension), exact and lower-case; anything else is a type error.
 fn radio(value: Option<&Value>, path: &str, errors: &mut Errors) -> Option<RadioName> {
     let text = string(value, path, errors)?;

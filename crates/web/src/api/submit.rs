@@ -1,4 +1,4 @@
-//! `/v2/geosubmit`, `/v1/geosubmit` and `/v1/submit` (spec api §6): accept
+//! `/v2/geosubmit`, `/v1/geosubmit` and `/v1/submit` (api §6): accept
 //! reports and put them on `update_incoming`, durably, before answering.
 
 use std::sync::Arc;
@@ -82,7 +82,7 @@ async fn accept(
 ) -> Result<(), ApiError> {
     let path = metric_path(version);
 
-    // Key, permission and limit come before the body (spec api §2).
+    // Key, permission and limit come before the body (api §2).
     let key: Option<Arc<KnownKey>> = match &caller.key {
         None => None,
         Some(text) => match state.api_keys.lookup(&state.store, text).await {

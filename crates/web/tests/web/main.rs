@@ -30,7 +30,7 @@ const TOKEN: &str = "s3cret-admin-token";
 /// The backends one test runs against.
 pub use ichnaea_testkit::backends::Backends as Fx;
 
-/// The GeoIP test database of spec locate §4.3 (built in memory, once).
+/// The GeoIP test database of locate §4.3 (built in memory, once).
 fn test_geoip() -> Arc<GeoIp> {
     static DB: std::sync::OnceLock<Arc<GeoIp>> = std::sync::OnceLock::new();
     DB.get_or_init(|| Arc::new(GeoIp::from_bytes(mmdb::test_city_db()).expect("test mmdb")))
@@ -186,7 +186,7 @@ async fn heartbeat_reports_every_backend(fx: Fx) {
     members.sort();
     let mut want = vec!["database", "geoip", queue_member];
     want.sort();
-    assert_eq!(members, want, "member order is irrelevant (spec api §4.3)");
+    assert_eq!(members, want, "member order is irrelevant (api §4.3)");
     assert_eq!(body["database"]["up"], json!(true));
     let version = fx.store.schema_version().await.unwrap();
     assert!(version >= 4, "{version}");

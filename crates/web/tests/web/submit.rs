@@ -1,4 +1,4 @@
-//! Submit API cases of spec api §14 and the real clients of spec clients.md,
+//! Submit API cases of api §14 and the real clients of spec clients.md,
 //! through the real router, on both backends.
 
 use std::sync::Arc;
