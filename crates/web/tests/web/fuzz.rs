@@ -343,6 +343,7 @@ fn error_paths(e: &ConvertError) -> Vec<String> {
     match e {
         ConvertError::Invalid(errors) => errors.0.keys().cloned().collect(),
         ConvertError::Json(e) => vec![format!("json: {e}")],
+        ConvertError::TooManyReports => vec!["too many".into()],
     }
 }
 
