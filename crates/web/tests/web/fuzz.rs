@@ -6,7 +6,8 @@
 //! the real router: no 5xx, no panic.
 //!
 //! Case counts are modest so CI stays fast; `PROPTEST_CASES` raises them for a
-//! longer local run, and `ICHNAEA_FUZZ_REQUESTS` the HTTP run.
+//! longer local run, and `ICHNAEA_FUZZ_REQUESTS` the HTTP run (deterministic:
+//! seed 14, or `ICHNAEA_FUZZ_SEED`).
 
 use std::io::Write;
 use std::path::Path;
@@ -471,6 +472,44 @@ proptest! {
         }
     }
 
+    /// The coercion rules never panic, and integers, floats and strings
+    /// survive them as they are (also integers sent as decimal strings).
+    #[test]
+    fn coercion_rules_keep_plain_values(value in json_value(), i in any::<i64>(), f in any::<f64>()) {
+        use ichnaea_web::api::coerce::{boolean, try_float, try_int, try_string};
+        let _ = (try_int(Some(&value)), try_float(Some(&value)), try_string(Some(&value)));
+        let _ = boolean(Some(&value), true);
+        prop_assert_eq!(try_int(Some(&Value::from(i))), Ok(Some(i)));
+        prop_assert_eq!(try_int(Some(&Value::from(i.to_string()))), Ok(Some(i)));
+        if f.is_finite() {
+            prop_assert_eq!(try_float(Some(&Value::from(f))), Ok(Some(f)));
+            prop_assert_eq!(try_int(Some(&Value::from(f))), Ok(Some(f.trunc() as i64)));
+        }
+        let text = format!("x{i}");
+        prop_assert_eq!(try_string(Some(&Value::from(text.as_str()))), Ok(Some(text)));
+    }
+
+    /// What the bounded parser keeps is never more than the whole value, and a
+    /// value in a scalar's place keeps at most a small sample (≤ 67 nodes)
+    /// however large it is.
+    #[test]
+    fn bounded_parser_keeps_little(value in json_value(), repeat in 1usize..50) {
+        fn nodes(v: &Value) -> usize {
+            match v {
+                Value::Array(a) => 1 + a.iter().map(nodes).sum::<usize>(),
+                Value::Object(o) => 1 + o.values().map(nodes).sum::<usize>(),
+                _ => 1,
+            }
+        }
+        let text = value.to_string();
+        let kept = lean::parse(&text, locate_schema::BODY).unwrap();
+        prop_assert!(nodes(&kept) <= nodes(&value), "{text}");
+        let big = Value::Array(vec![value; repeat]);
+        let sample = lean::parse(&big.to_string(), lean::Shape::Scalar).unwrap();
+        // 1 + 3 + 9 + 27 values, and a placeholder member in each of the 27.
+        prop_assert!(nodes(&sample) <= 67, "{sample}");
+    }
+
     /// Shapes keep at most what they say, and any JSON text parses or fails
     /// without a panic whatever the shape.
     #[test]
@@ -590,7 +629,11 @@ async fn http_fuzz_run(fx: Fx) {
         .unwrap();
     let app = ichnaea_web::router(state(&fx, true));
     let seeds = seeds();
-    let mut rng = fastrand::Rng::with_seed(14);
+    let seed = std::env::var("ICHNAEA_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(14);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let started = std::time::Instant::now();
     let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
     for n in 0..requests {
@@ -674,7 +717,7 @@ async fn http_fuzz_run(fx: Fx) {
     }
     let _ = writeln!(
         std::io::stderr(),
-        "HTTP fuzz: {requests} requests in {:?}, statuses {statuses:?}",
+        "HTTP fuzz (seed {seed}): {requests} requests in {:?}, statuses {statuses:?}",
         started.elapsed()
     );
 }
