@@ -48,13 +48,13 @@ def body_submit_one_report():
 
 def body_locate_empty_wifi():
     """The issue's body: 1,000,000 empty Wi-Fi entries (≈ 3 MB)."""
-    return "/v1/geolocate", '{"wifiAccessPoints":[' + ",".join(["{}"] * 1_000_000) + "]}"
+    return "/v1/geolocate?key=hostile-bench", '{"wifiAccessPoints":[' + ",".join(["{}"] * 1_000_000) + "]}"
 
 
 def body_locate_100k_wifi():
     """100,000 distinct Wi-Fi MACs in one query (≈ 4 MB)."""
     wifi = ",".join('{"macAddress":"02%010x","signalStrength":-70}' % i for i in range(100_000))
-    return "/v1/geolocate", '{"considerIp":false,"wifiAccessPoints":[' + wifi + "]}"
+    return "/v1/geolocate?key=hostile-bench", '{"considerIp":false,"wifiAccessPoints":[' + wifi + "]}"
 
 
 CASES = {
@@ -97,6 +97,8 @@ def run_case(binary, name, path, body):
         "ICHNAEA_LOG_LEVEL": "warn",
         "ICHNAEA_CELL_EXPORT_URL": "off",
     })
+    subprocess.run([binary, "apikey", "create", "hostile-bench"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Only the web role: the worker would start applying what was queued.
     proc = subprocess.Popen([binary, "serve", "--roles", "web"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -109,7 +109,8 @@ fn request_growth_kb(server: &Server, path: &str, body: &[u8], expect: u16) -> u
 
 /// Valid but useless bodies cost about their size: the issue's 10 MB
 /// submission of 500,000 `{"cellTowers":[{}]}` reports peaked at about 1 GB,
-/// and 1,000,000 empty Wi-Fi entries on geolocate at 257 MB.
+/// 450,000 tiny but usable reports at 1.4 GB, and 1,000,000 empty Wi-Fi
+/// entries on geolocate at 257 MB (83 MB once arrays were capped).
 #[test]
 fn valid_hostile_bodies_cost_about_their_size() {
     let dir = data_dir("hostile-memory");
@@ -133,6 +134,18 @@ fn valid_hostile_bodies_cost_about_their_size() {
     assert!(
         growth < 3 * body_kb + 16 * 1024,
         "a {body_kb} kB submission grew the peak by {growth} kB"
+    );
+    // The same size of tiny reports that could be queued: refused past
+    // 10,000 reports (1.4 GB before).
+    let tiny: Vec<String> = (0..450_000)
+        .map(|i| format!(r#"{{"cell":[{{"cid":{}}}]}}"#, i % 10))
+        .collect();
+    let tiny = format!(r#"{{"items":[{}]}}"#, tiny.join(","));
+    let body_kb = tiny.len() as u64 / 1024;
+    let growth = request_growth_kb(&server, "/v1/submit", tiny.as_bytes(), 413);
+    assert!(
+        growth < 3 * body_kb + 16 * 1024,
+        "a {body_kb} kB submission of tiny reports grew the peak by {growth} kB"
     );
     let body_kb = empty_wifi.len() as u64 / 1024;
     let growth = request_growth_kb(

@@ -64,7 +64,16 @@ pub enum ConvertError {
     Json(serde_json::Error),
     /// Type errors (`details.validation`).
     Invalid(Errors),
+    /// More than [`MAX_REPORTS`] reports survived filtering (413).
+    TooManyReports,
 }
+
+/// Most reports one submission may queue. Every report costs its queue item
+/// (about 150 bytes at least, with its envelope), so a body of 450,000 tiny
+/// reports (`{"cell":[{"cid":1}]}`, 21 bytes each) cost 30 times its size;
+/// real clients send at most 950 (NeoStumbler), 85 (Tower Collector) or one
+/// (geoclue) per request. Reports that are dropped do not count.
+pub const MAX_REPORTS: usize = 10_000;
 
 const MS_LOW: i64 = 1_000_000_000_000;
 const MS_HIGH: i64 = 10_000_000_000_000;
@@ -339,6 +348,11 @@ pub fn convert(body: &Value, version: SubmitVersion, now_ms: i64) -> Converted {
             errors.add("", e.to_string());
             Err(errors)
         }
+        Err(ConvertError::TooManyReports) => {
+            let mut errors = Errors::default();
+            errors.add("items", format!("more than {MAX_REPORTS} reports"));
+            Err(errors)
+        }
     }
 }
 
@@ -357,16 +371,19 @@ pub fn convert_text(
         names: names(version),
         errors: Errors::default(),
         out: Vec::new(),
+        too_many: false,
     };
     let mut de = serde_json::Deserializer::from_str(text);
     (&mut de)
         .deserialize_any(Adapt(Root(&mut ctx)))
         .map_err(ConvertError::Json)?;
     de.end().map_err(ConvertError::Json)?;
-    if ctx.errors.is_empty() {
-        Ok(ctx.out)
-    } else {
+    if !ctx.errors.is_empty() {
         Err(ConvertError::Invalid(ctx.errors))
+    } else if ctx.too_many {
+        Err(ConvertError::TooManyReports)
+    } else {
+        Ok(ctx.out)
     }
 }
 
@@ -377,6 +394,9 @@ struct Ctx {
     names: Names,
     errors: Errors,
     out: Vec<ReportJson>,
+    /// A report past [`MAX_REPORTS`] survived: the rest is only checked
+    /// for type errors, nothing more is kept.
+    too_many: bool,
 }
 
 /// The body: an object whose `items` are the reports; without `items` (Tower
@@ -398,6 +418,7 @@ impl<'de> Container<'de> for Root<'_> {
             if seen {
                 self.0.out.clear();
                 self.0.errors = Errors::default();
+                self.0.too_many = false;
             }
             seen = true;
             map.next_value_seed(Items(&mut *self.0))?;
@@ -539,6 +560,9 @@ impl Ctx {
         if lists.iter().all(String::is_empty) || !errors.is_empty() {
             return Ok(());
         }
+        if self.too_many {
+            return Ok(());
+        }
         let mut json = String::with_capacity(lists.iter().map(String::len).sum::<usize>() + 160);
         for (name, list) in ["bluetoothBeacons", "cellTowers", "wifiAccessPoints"]
             .into_iter()
@@ -557,7 +581,13 @@ impl Ctx {
             json.push_str(&value.to_string());
         }
         json.push('}');
-        self.out.push(ReportJson { source, json });
+        if self.out.len() >= MAX_REPORTS {
+            self.too_many = true;
+            self.out = Vec::new();
+        }
+        if !self.too_many {
+            self.out.push(ReportJson { source, json });
+        }
         Ok(())
     }
 }

@@ -105,12 +105,16 @@ async fn accept(
     if text.is_empty() {
         return Err(ApiError::Parse(None));
     }
-    let reports = convert_text(&text, version, Utc::now().timestamp_millis()).map_err(|e| {
-        ApiError::Parse(Some(match e {
-            ConvertError::Json(e) => ParseDetails::Decode(format!("invalid JSON: {e}")),
-            ConvertError::Invalid(errors) => ParseDetails::Validation(errors.0),
-        }))
-    })?;
+    let reports =
+        convert_text(&text, version, Utc::now().timestamp_millis()).map_err(|e| match e {
+            ConvertError::Json(e) => {
+                ApiError::Parse(Some(ParseDetails::Decode(format!("invalid JSON: {e}"))))
+            }
+            ConvertError::Invalid(errors) => {
+                ApiError::Parse(Some(ParseDetails::Validation(errors.0)))
+            }
+            ConvertError::TooManyReports => ApiError::PayloadTooLarge,
+        })?;
     drop(text);
     drop(raw);
 

@@ -23,6 +23,7 @@ crate::backend_tests!(
     case_47_nothing_to_queue_is_still_success,
     case_48_51_type_errors_fail_the_request,
     validation_errors_are_capped,
+    at_most_10000_reports_are_queued_per_request,
     case_49_timestamps,
     case_50_52_radio_inheritance_and_unknown_members,
     case_53_v1_geosubmit,
@@ -307,6 +308,22 @@ async fn validation_errors_are_capped(fx: Fx) {
     assert!(paths.contains_key("items.99.wifiAccessPoints.0.macAddress"));
     assert!(!paths.contains_key("items.100.wifiAccessPoints.0.macAddress"));
     assert!(queued(&fx).await.is_empty());
+}
+
+async fn at_most_10000_reports_are_queued_per_request(fx: Fx) {
+    let report = json!({"cellTowers": [{"cellId": 1}]});
+    let useless = json!({"cellTowers": [{}]});
+    let mut items = vec![report.clone(); 10_000];
+    items.extend(vec![useless; 5_000]);
+    let r = post(&fx, "/v2/geosubmit", json!({ "items": items })).await;
+    assert_eq!(r.status, StatusCode::OK, "dropped reports do not count");
+    assert_eq!(queued(&fx).await.len(), 10_000);
+    items.push(report);
+    let r = post(&fx, "/v2/geosubmit", json!({ "items": items })).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json()["error"]["code"], json!(413));
+    assert_cors(&r);
+    assert!(queued(&fx).await.is_empty(), "nothing of it queued");
 }
 
 async fn case_49_timestamps(fx: Fx) {
