@@ -26,7 +26,7 @@ mod submit;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const TOKEN: &str = "s3cret-admin-token";
+pub(crate) const TOKEN: &str = "s3cret-admin-token";
 
 /// The backends one test runs against.
 pub use ichnaea_testkit::backends::Backends as Fx;

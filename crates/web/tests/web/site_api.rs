@@ -188,10 +188,15 @@ async fn send(
     uri: &str,
     body: Option<&Value>,
     forwarded_for: Option<&str>,
+    admin: Option<&str>,
 ) -> Reply {
     let mut headers = vec![(header::CONTENT_TYPE, "application/json")];
     if let Some(ip) = forwarded_for {
         headers.push((header::HeaderName::from_static("x-forwarded-for"), ip));
+    }
+    let bearer = admin.map(|t| format!("Bearer {t}"));
+    if let Some(b) = &bearer {
+        headers.push((header::AUTHORIZATION, b.as_str()));
     }
     request(
         app,
@@ -211,6 +216,8 @@ struct Call {
     uri: String,
     body: Option<Value>,
     forwarded_for: Option<&'static str>,
+    /// The admin token sent as `Authorization: Bearer`, if any.
+    admin: Option<&'static str>,
 }
 
 fn call(method: Method, template: &'static str, uri: &str, body: Option<Value>) -> Call {
@@ -220,6 +227,15 @@ fn call(method: Method, template: &'static str, uri: &str, body: Option<Value>) 
         uri: uri.to_string(),
         body,
         forwarded_for: None,
+        admin: None,
+    }
+}
+
+/// A call of the admin API with the test token.
+fn admin(method: Method, template: &'static str, uri: &str, body: Option<Value>) -> Call {
+    Call {
+        admin: Some(crate::TOKEN),
+        ..call(method, template, uri, body)
     }
 }
 
@@ -242,7 +258,10 @@ async fn every_described_operation_answers_as_described(fx: Fx) {
             .await
             .unwrap();
     }
-    let app = router(site_state(&fx, SiteConfig::default()));
+    let app = router(ichnaea_web::AppState {
+        admin_token: Some(std::sync::Arc::from(crate::TOKEN)),
+        ..site_state(&fx, SiteConfig::default())
+    });
     let example = |path: &str| {
         spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["example"].clone()
     };
@@ -354,14 +373,118 @@ async fn every_described_operation_answers_as_described(fx: Fx) {
         }
     }
 
+    // The admin API, with the description's examples, its errors and a backlog.
+    let admin_example = |path: &str, method: &str| {
+        spec["paths"][path][method]["requestBody"]["content"]["application/json"]["example"].clone()
+    };
+    let keys = "/admin/api-keys";
+    let key = "/admin/api-keys/{key}";
+    let exports = "/admin/export-configs";
+    let export = "/admin/export-configs/{name}";
+    calls.extend([
+        call(Method::GET, keys, keys, None),
+        admin(Method::GET, keys, keys, None),
+        admin(Method::POST, keys, keys, Some(admin_example(keys, "post"))),
+        admin(Method::POST, keys, keys, Some(admin_example(keys, "post"))),
+        admin(Method::POST, keys, keys, Some(json!({"valid_key": "a_b"}))),
+        admin(Method::GET, key, "/admin/api-keys/demo", None),
+        admin(Method::GET, key, "/admin/api-keys/nope", None),
+        admin(
+            Method::PATCH,
+            key,
+            "/admin/api-keys/demo",
+            Some(admin_example(key, "patch")),
+        ),
+        admin(
+            Method::PATCH,
+            key,
+            "/admin/api-keys/demo",
+            Some(json!({"store_sample_locate": 101})),
+        ),
+        admin(Method::PATCH, key, "/admin/api-keys/nope", Some(json!({}))),
+        admin(Method::DELETE, key, "/admin/api-keys/demo", None),
+        admin(Method::DELETE, key, "/admin/api-keys/demo", None),
+        admin(Method::GET, exports, exports, None),
+        admin(
+            Method::POST,
+            exports,
+            exports,
+            Some(admin_example(exports, "post")),
+        ),
+        admin(
+            Method::POST,
+            exports,
+            exports,
+            Some(admin_example(exports, "post")),
+        ),
+        admin(
+            Method::POST,
+            exports,
+            exports,
+            Some(json!({"name": "g", "schema": "ftp"})),
+        ),
+        admin(Method::GET, export, "/admin/export-configs/backup", None),
+        admin(Method::GET, export, "/admin/export-configs/nope", None),
+        admin(
+            Method::PATCH,
+            export,
+            "/admin/export-configs/backup",
+            Some(admin_example(export, "patch")),
+        ),
+        admin(
+            Method::PATCH,
+            export,
+            "/admin/export-configs/backup",
+            Some(json!({"batch": -1})),
+        ),
+        admin(
+            Method::PATCH,
+            export,
+            "/admin/export-configs/backup",
+            Some(json!({"schema": "internal"})),
+        ),
+        admin(
+            Method::PATCH,
+            export,
+            "/admin/export-configs/nope",
+            Some(json!({})),
+        ),
+        admin(Method::DELETE, export, "/admin/export-configs/nope", None),
+    ]);
+
     let mut seen: BTreeSet<(String, String, u16)> = BTreeSet::new();
-    for c in &calls {
+    // A backlog for the target deleted last: refused, a bad flag, then purged.
+    let backlog = [
+        admin(Method::DELETE, export, "/admin/export-configs/backup", None),
+        admin(
+            Method::DELETE,
+            export,
+            "/admin/export-configs/backup?purge=maybe",
+            None,
+        ),
+        admin(
+            Method::DELETE,
+            export,
+            "/admin/export-configs/backup?purge=true",
+            None,
+        ),
+    ];
+    let mut pushed = false;
+    for c in calls.iter().chain(backlog.iter()) {
+        if c.template == export && c.method == Method::DELETE && !pushed {
+            fx.queue
+                .push("queue_export_backup:gnss:no_key", vec![b"x".to_vec()])
+                .await
+                .unwrap();
+            pushed = true;
+        }
         let r = send(
             &app,
             c.method.clone(),
             &c.uri,
             c.body.as_ref(),
             c.forwarded_for,
+            c.admin,
         )
         .await;
         let method = c.method.as_str().to_ascii_lowercase();
@@ -436,6 +559,13 @@ async fn every_described_operation_answers_as_described(fx: Fx) {
         ("/v2/geosubmit", 400),
         ("/v1/submit", 204),
         ("/stats_nr.json", 200),
+        ("/admin/api-keys", 201),
+        ("/admin/api-keys", 409),
+        ("/admin/api-keys/{key}", 204),
+        ("/admin/export-configs", 201),
+        ("/admin/export-configs/{name}", 200),
+        ("/admin/export-configs/{name}", 409),
+        ("/admin/export-configs/{name}", 204),
     ] {
         assert!(
             seen.iter().any(|(p, _, s)| p == path && *s == status),
