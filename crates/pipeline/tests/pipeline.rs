@@ -1311,7 +1311,7 @@ async fn internal_target_goes_once_incoming_is_empty(ctx: PipelineContext) {
     assert_eq!(observations, 3);
 }
 
-/// Issue 14: a remote export target that hangs (answers after an hour; the
+/// A remote export target that hangs (answers after an hour; the
 /// exporter's timeout is the production 60 s with three attempts) delays
 /// neither the station updates, nor a second `update_incoming` entry, nor the
 /// other targets; a target that keeps failing backs off and says so in its

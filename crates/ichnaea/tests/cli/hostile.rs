@@ -1,4 +1,4 @@
-//! Hostile clients against the real binary (issue 14): time and memory of
+//! Hostile clients against the real binary: time and memory of
 //! huge but valid bodies, trickled and stalled bodies, and hundreds of slow
 //! connections held while other clients are served. Bounds are generous
 //! (debug build, a shared machine); the release figures are in

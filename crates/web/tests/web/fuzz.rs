@@ -1,4 +1,4 @@
-//! Hostile input, generated (issue 14): property tests of body decoding
+//! Hostile input, generated: property tests of body decoding
 //! (gzip, charsets), the JSON coercion rules, the bounded parser, report
 //! conversion and the locate query parser — never a panic, errors in the
 //! documented shape, results independent of member order — and a bounded

@@ -243,7 +243,7 @@ async fn heartbeat_is_503_naming_the_database_when_it_is_down(fx: Fx) {
     assert_eq!(lb.status, StatusCode::OK);
 }
 
-/// Issue 14: a remote export target's state, as the worker recorded it in the
+/// A remote export target's state, as the worker recorded it in the
 /// counters' cache, is in the heartbeat; a failing target is visible but not
 /// an outage of this service (200).
 async fn heartbeat_shows_remote_export_targets(fx: Fx) {
