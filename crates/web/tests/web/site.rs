@@ -5,11 +5,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use chrono::Datelike;
-use http_body_util::BodyExt;
 use ichnaea_web::site::{Operator, Site, SiteConfig};
 use ichnaea_web::{AppState, router};
 use serde_json::json;
-use tower::ServiceExt;
 
 use crate::{Fx, Reply, backend_tests, call, state};
 
@@ -44,21 +42,7 @@ pub(crate) async fn request(
         req = req.header(name, *value);
     }
     let body = body.map_or_else(Body::empty, Body::from);
-    let response = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    crate::send_request(app, req.body(body).unwrap()).await
 }
 
 /// GET `uri` with extra request headers.
