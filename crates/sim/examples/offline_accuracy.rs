@@ -448,6 +448,39 @@ fn main() {
             let found = search_internal_calibrated(&query, sr, est, now, 95);
             if let Some(best) = best_position(&found) {
                 calibrated[k].add(err(best.lat, best.lon), best.accuracy);
+                if k == 0 && std::env::var("DEBUG_WORST").is_ok() && err(best.lat, best.lon) > 150.0
+                {
+                    let mut lines = Vec::new();
+                    for l in &query.wifi {
+                        let key = Key::Wifi(l.mac);
+                        let t = truth.get(&key);
+                        let e = estimates.get(&key);
+                        let r = rows.get(&key);
+                        let d_true = t.map(|(a, b)| {
+                            ichnaea_core::geo::distance(*a, *b, probe.lat, probe.lon)
+                        });
+                        let e_err = match (t, e) {
+                            (Some((a, b)), Some(e)) => {
+                                Some(ichnaea_core::geo::distance(*a, *b, e.lat, e.lon))
+                            }
+                            _ => None,
+                        };
+                        lines.push(format!(
+                            "  sig {:?} d_true {:?} est_err {:?} n {:?} row {:?}",
+                            l.signal_strength,
+                            d_true.map(|d| d.round()),
+                            e_err.map(|d| d.round()),
+                            e.map(|e| e.n),
+                            r.map(|r| (r.0.lat.is_some(), r.0.samples))
+                        ));
+                    }
+                    println!(
+                        "worst: err {:.0} acc {:.0}\n{}",
+                        err(best.lat, best.lon),
+                        best.accuracy,
+                        lines.join("\n")
+                    );
+                }
             }
             // Oracle: the calibrated fix with true positions, exact stations.
             let mut anchors = Vec::new();

@@ -115,7 +115,7 @@ pub struct Estimates<'a> {
 /// and the distance of a −50 dBm signal (see [`Estimate::sigma_m`]).
 fn estimate_bias_floor(kind: AnchorKind) -> (f64, f64, f64) {
     match kind {
-        AnchorKind::Wifi => (0.15, 5.0, 5.0),
+        AnchorKind::Wifi => (0.15, 5.0, 10.0),
         AnchorKind::Blue => (0.15, 3.0, 2.0),
         AnchorKind::Cell => (0.3, 100.0, 0.0),
     }
