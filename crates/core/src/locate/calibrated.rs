@@ -53,7 +53,7 @@ impl SourceKind {
     fn k95(self) -> f64 {
         match self {
             SourceKind::Wifi => 2.7,
-            SourceKind::Blue => 2.7,
+            SourceKind::Blue => 4.5,
             SourceKind::Cell => 2.4,
             SourceKind::Mixed => 2.7,
         }
@@ -110,15 +110,30 @@ pub struct Estimates<'a> {
     pub cells: &'a [(CellKey, Estimate)],
 }
 
-/// Share of an estimate's spread that averaging does not remove, and the
-/// smallest one-axis uncertainty, per kind.
-/// and the distance of a −50 dBm signal (see [`Estimate::sigma_m`]).
+/// Share of an estimate's spread that averaging does not remove, the
+/// smallest one-axis uncertainty, and the prior spread used when the query
+/// has no well-observed station of the kind, per kind.
 fn estimate_bias_floor(kind: AnchorKind) -> (f64, f64, f64) {
     match kind {
-        AnchorKind::Wifi => (0.15, 5.0, 10.0),
-        AnchorKind::Blue => (0.15, 3.0, 2.0),
-        AnchorKind::Cell => (0.3, 100.0, 0.0),
+        AnchorKind::Wifi => (0.15, 5.0, 60.0),
+        AnchorKind::Blue => (0.15, 3.0, 20.0),
+        AnchorKind::Cell => (0.3, 100.0, 1500.0),
     }
+}
+
+/// The typical spread of well-observed stations (n_eff ≥ 4) among `list`:
+/// their median; `default` when there are none.
+fn prior_spread<K>(list: &[(K, Estimate)], default: f64) -> f64 {
+    let mut spreads: Vec<f64> = list
+        .iter()
+        .filter(|(_, e)| e.n_eff() >= 4.0)
+        .map(|(_, e)| e.spread_m())
+        .collect();
+    if spreads.is_empty() {
+        return default;
+    }
+    spreads.sort_by(f64::total_cmp);
+    spreads[spreads.len() / 2]
 }
 
 fn age_trust(age: Option<i64>) -> f64 {
@@ -137,6 +152,7 @@ fn entry(
     kind: AnchorKind,
     fields: &StationFields,
     estimate: Option<&Estimate>,
+    prior: f64,
     signal: Option<i64>,
     age: Option<i64>,
     now: NaiveDateTime,
@@ -148,8 +164,8 @@ fn entry(
     let score = station_score(fields, now);
     let (lat, lon, sigma_m) = match estimate {
         Some(e) => {
-            let (bias, floor, reach) = estimate_bias_floor(kind);
-            (e.lat, e.lon, e.sigma_m(bias, floor, reach))
+            let (bias, floor, _) = estimate_bias_floor(kind);
+            (e.lat, e.lon, e.sigma_m(bias, floor, prior))
         }
         None => (fields.lat?, fields.lon?, station_sigma(kind, fields)),
     };
@@ -181,6 +197,7 @@ fn wifi_entries(
     est: &[(Mac, Estimate)],
     now: NaiveDateTime,
 ) -> Vec<Entry> {
+    let prior = prior_spread(est, estimate_bias_floor(AnchorKind::Wifi).2);
     let found: Vec<Entry> = rows
         .iter()
         .filter_map(|s| {
@@ -189,6 +206,7 @@ fn wifi_entries(
                 AnchorKind::Wifi,
                 &s.fields,
                 find(est, &s.mac).as_ref(),
+                prior,
                 l.signal_strength,
                 l.age,
                 now,
@@ -222,6 +240,7 @@ fn blue_entries(
     est: &[(Mac, Estimate)],
     now: NaiveDateTime,
 ) -> Vec<Entry> {
+    let prior = prior_spread(est, estimate_bias_floor(AnchorKind::Blue).2);
     rows.iter()
         .filter_map(|s| {
             let l = query.blue.iter().find(|l| l.mac == s.mac)?;
@@ -229,6 +248,7 @@ fn blue_entries(
                 AnchorKind::Blue,
                 &s.fields,
                 find(est, &s.mac).as_ref(),
+                prior,
                 l.signal_strength,
                 l.age,
                 now,
@@ -247,6 +267,7 @@ fn cell_entries(
     est: &[(CellKey, Estimate)],
     now: NaiveDateTime,
 ) -> Vec<Entry> {
+    let prior = prior_spread(est, estimate_bias_floor(AnchorKind::Cell).2);
     rows.iter()
         .filter_map(|c| {
             let l = query.cell.iter().find(|l| l.key == c.key)?;
@@ -258,6 +279,7 @@ fn cell_entries(
                 AnchorKind::Cell,
                 &c.fields,
                 find(est, &c.key).as_ref(),
+                prior,
                 signal,
                 l.age,
                 now,

@@ -53,6 +53,9 @@ pub struct EstimateObs {
     pub age_ms: Option<i64>,
 }
 
+/// Pseudo-observations of the prior spread in [`Estimate::sigma_m`].
+const PRIOR_WEIGHT: f64 = 3.0;
+
 /// Metres per degree of latitude (local plane; errors of 0.3 % are harmless
 /// for a variance).
 const M_PER_DEG: f64 = 111_195.0;
@@ -141,24 +144,23 @@ impl Estimate {
         }
     }
 
-    /// One-axis standard deviation of the station position, m: the spread
-    /// over √n_eff, plus a share of the spread that averaging does not
-    /// remove (observations come from the streets beside a station, not
-    /// from all around it), at least `floor`.
+    /// One-axis standard deviation of the station position, m.
     ///
-    /// A station only ever heard weakly was heard from afar, and its
-    /// estimate can be off by about that distance even with no spread: the
-    /// weight is about the inverse square of the distance, so the distance
-    /// of its strongest sightings is about `reach_m / √(Σw² / Σw)`
-    /// (`reach_m`: the distance of weight 1, i.e. −50 dBm), half of which is
-    /// added.
-    pub fn sigma_m(&self, bias: f64, floor: f64, reach_m: f64) -> f64 {
-        let s = self.spread_m() / std::f64::consts::SQRT_2;
-        let strong = if self.w > 0.0 { self.w2 / self.w } else { 0.0 };
-        let far = (reach_m / strong.max(1e-12).sqrt()).min(10_000.0) / 2.0;
-        (s * (1.0 / self.n_eff().sqrt()).hypot(bias))
-            .hypot(far)
-            .max(floor)
+    /// The spread of the observations over √n_eff, plus a share `bias` of
+    /// the spread that averaging does not remove (observations come from the
+    /// streets beside a station, not from all around it), at least `floor`.
+    /// A station seen a few times has a spread that says little (one
+    /// sighting has none, though it may have been made from afar): its spread
+    /// is shrunk towards `prior_m`, the typical spread of well-observed
+    /// stations of the same kind, as if `PRIOR_WEIGHT` observations had
+    /// shown it. The prior comes from the data (the query's other stations),
+    /// not from a radio model.
+    pub fn sigma_m(&self, bias: f64, floor: f64, prior_m: f64) -> f64 {
+        let n = self.n_eff();
+        let s2 = self.spread_m().powi(2);
+        let shrunk = ((n * s2 + PRIOR_WEIGHT * prior_m * prior_m) / (n + PRIOR_WEIGHT)).sqrt()
+            / std::f64::consts::SQRT_2;
+        (shrunk * (1.0 / n.sqrt()).hypot(bias)).max(floor)
     }
 
     /// The stored form: little-endian w, w2, lat, lon, m2 (f64) and n (u32).
@@ -281,6 +283,10 @@ mod tests {
         let e = Estimate::of(&[obs(-50.0, 0.0, -60.0), obs(50.0, 0.0, -60.0)], -80.0).unwrap();
         assert!((e.spread_m() - 50.0).abs() < 0.5, "{}", e.spread_m());
         assert!((e.n_eff() - 2.0).abs() < 1e-9);
-        assert!(e.sigma_m(0.0, 1.0, 0.0) > 20.0);
+        assert!(e.sigma_m(0.0, 1.0, 0.0) > 15.0);
+        // One sighting: the prior decides.
+        let one = Estimate::of(&[obs(0.0, 0.0, -60.0)], -80.0).unwrap();
+        assert!(one.sigma_m(0.0, 1.0, 100.0) > 40.0);
+        assert_eq!(one.sigma_m(0.0, 1.0, 0.0), 1.0);
     }
 }
