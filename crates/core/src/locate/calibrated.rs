@@ -151,8 +151,7 @@ struct Entry {
 fn entry(
     kind: AnchorKind,
     fields: &StationFields,
-    estimate: Option<&Estimate>,
-    prior: f64,
+    estimate: (Option<Estimate>, f64),
     signal: Option<i64>,
     age: Option<i64>,
     now: NaiveDateTime,
@@ -162,6 +161,7 @@ fn entry(
         return None;
     }
     let score = station_score(fields, now);
+    let (estimate, prior) = estimate;
     let (lat, lon, sigma_m) = match estimate {
         Some(e) => {
             let (bias, floor, _) = estimate_bias_floor(kind);
@@ -205,8 +205,7 @@ fn wifi_entries(
             entry(
                 AnchorKind::Wifi,
                 &s.fields,
-                find(est, &s.mac).as_ref(),
-                prior,
+                (find(est, &s.mac), prior),
                 l.signal_strength,
                 l.age,
                 now,
@@ -247,8 +246,7 @@ fn blue_entries(
             entry(
                 AnchorKind::Blue,
                 &s.fields,
-                find(est, &s.mac).as_ref(),
-                prior,
+                (find(est, &s.mac), prior),
                 l.signal_strength,
                 l.age,
                 now,
@@ -278,8 +276,7 @@ fn cell_entries(
             entry(
                 AnchorKind::Cell,
                 &c.fields,
-                find(est, &c.key).as_ref(),
-                prior,
+                (find(est, &c.key), prior),
                 signal,
                 l.age,
                 now,
