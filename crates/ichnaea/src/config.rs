@@ -115,6 +115,9 @@ pub struct Config {
     /// One `info` line per request (method, route, status, duration, the key's
     /// metric label; never the IP, a raw key or a body).
     pub access_log: bool,
+    /// Locate model of `/v1/geolocate`: `calibrated` (default: fused fix,
+    /// circles of a stated confidence) or `classic` (the original's answers).
+    pub locate_model: String,
     /// Seconds to wait for in-flight work at shutdown.
     pub shutdown_timeout: u64,
     /// Backlog (queued reports and observations) the rate controller steers
@@ -197,6 +200,7 @@ impl Default for Config {
             log_format: LogFormat::Auto,
             log_level: "info".into(),
             access_log: true,
+            locate_model: "calibrated".into(),
             shutdown_timeout: 30,
             intervals: Default::default(),
             rate_control_target: None,
@@ -337,6 +341,7 @@ impl Config {
             "log_format" => self.log_format = parse(var, value)?,
             "log_level" => self.log_level = value.to_string(),
             "access_log" => self.access_log = parse(var, value)?,
+            "locate_model" => self.locate_model = value.trim().to_string(),
             "shutdown_timeout" => self.shutdown_timeout = parse(var, value)?,
             "rate_control_target" => {
                 self.rate_control_target = optional(value).map(|v| parse(var, &v)).transpose()?
@@ -457,6 +462,7 @@ impl Config {
             "log_format": self.log_format,
             "log_level": self.log_level,
             "access_log": self.access_log,
+            "locate_model": self.locate_model,
             "shutdown_timeout": self.shutdown_timeout,
             "intervals": self.intervals,
             "rate_control_target": self.rate_control_target,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use ichnaea_core::locate::LocateModel;
 use ichnaea_core::region::RegionGeocoder;
 use ichnaea_pipeline::export::Exporters;
 use ichnaea_pipeline::periodic::Intervals;
@@ -388,6 +389,12 @@ fn app_state(
             trusted_proxies: TrustedProxies::parse(&config.trusted_proxies)
                 .context("invalid trusted_proxies")?,
             access_log: config.access_log,
+            locate_model: LocateModel::parse(&config.locate_model).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "invalid locate_model {:?}: expected calibrated or classic",
+                    config.locate_model
+                )
+            })?,
         },
         site: Arc::new(crate::site::site(config)?),
     })

@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ichnaea_core::cell::CellKey;
+use ichnaea_core::locate::estimate::{Estimate, EstimateObs, next_estimate};
 use ichnaea_core::mac::Mac;
-use ichnaea_core::observation::{BlueObservation, CellObservation, WifiObservation};
+use ichnaea_core::observation::{BlueObservation, CellObservation, ObsPosition, WifiObservation};
 use ichnaea_core::queues::{UPDATE_CELLAREA, update_blue, update_cell, update_wifi};
 use ichnaea_core::radio::Radio;
 use ichnaea_core::stats::StatKey;
@@ -40,29 +41,79 @@ fn station_type(table: StationTable) -> StationType {
     }
 }
 
+/// One decoded observation: its weight for the updater and its input to
+/// the calibrated model's station estimate.
+type Decoded = (WeightedObs, EstimateObs);
+
+fn estimate_obs(pos: &ObsPosition, signal: Option<i64>, age: Option<i64>) -> EstimateObs {
+    EstimateObs {
+        lat: pos.lat,
+        lon: pos.lon,
+        accuracy: pos.accuracy.filter(|a| *a != 0.0),
+        signal: signal.filter(|s| *s != 0).map(|s| s as f64),
+        age_ms: age,
+    }
+}
+
 /// Decodes and weighs a batch; observations weighing nothing are dropped
 /// (uncounted, §3.1). Groups keep queue order.
-fn group(table: StationTable, items: &[Vec<u8>]) -> BTreeMap<StationKey, Vec<WeightedObs>> {
-    let mut groups: BTreeMap<StationKey, Vec<WeightedObs>> = BTreeMap::new();
+fn group(table: StationTable, items: &[Vec<u8>]) -> BTreeMap<StationKey, Vec<Decoded>> {
+    let mut groups: BTreeMap<StationKey, Vec<Decoded>> = BTreeMap::new();
     for item in items {
         let weighed = match table {
             StationTable::Blue(_) => serde_json::from_slice::<BlueObservation>(item)
                 .ok()
-                .and_then(|o| Some((StationKey::Mac(Mac::from_hex(&o.mac).ok()?), weigh_blue(&o)))),
+                .and_then(|o| {
+                    let e = estimate_obs(&o.pos, o.signal, o.age);
+                    Some((
+                        StationKey::Mac(Mac::from_hex(&o.mac).ok()?),
+                        (weigh_blue(&o), e),
+                    ))
+                }),
             StationTable::Wifi(_) => serde_json::from_slice::<WifiObservation>(item)
                 .ok()
-                .and_then(|o| Some((StationKey::Mac(Mac::from_hex(&o.mac).ok()?), weigh_wifi(&o)))),
+                .and_then(|o| {
+                    let e = estimate_obs(&o.pos, o.signal, o.age);
+                    Some((
+                        StationKey::Mac(Mac::from_hex(&o.mac).ok()?),
+                        (weigh_wifi(&o), e),
+                    ))
+                }),
             StationTable::Cell(_) => serde_json::from_slice::<CellObservation>(item)
                 .ok()
-                .and_then(|o| Some((StationKey::Cell(o.key()?), weigh_cell(&o)?))),
+                .and_then(|o| {
+                    let e = estimate_obs(&o.pos, o.signal, o.age);
+                    Some((StationKey::Cell(o.key()?), (weigh_cell(&o)?, e)))
+                }),
         };
         match weighed {
-            Some((key, obs)) if obs.weight > 0.0 => groups.entry(key).or_default().push(obs),
+            Some((key, obs)) if obs.0.weight > 0.0 => groups.entry(key).or_default().push(obs),
             Some(_) => {}
             None => tracing::error!(table = %table.name(), "undecodable observation dropped"),
         }
     }
     groups
+}
+
+/// The signal assumed for an estimate observation without one, dBm.
+fn default_signal(kind: StationType) -> f64 {
+    match kind {
+        StationType::Wifi => -80.0,
+        StationType::Blue => -90.0,
+        StationType::Cell(_) => -110.0,
+    }
+}
+
+/// The batch's estimate of one station: from the position-backed
+/// observations when there are any (as the updater chooses), else from all.
+fn batch_estimate(kind: StationType, obs: &[Decoded]) -> Option<Estimate> {
+    let gnss: Vec<EstimateObs> = obs.iter().filter(|o| !o.0.query).map(|o| o.1).collect();
+    let chosen: Vec<EstimateObs> = if gnss.is_empty() {
+        obs.iter().map(|o| o.1).collect()
+    } else {
+        gnss
+    };
+    Estimate::of(&chosen, default_signal(kind))
 }
 
 /// Tallies of one batch (§3.11).
@@ -111,9 +162,13 @@ pub async fn run_once(
                     day: Some(now.date()),
                     ..StationWrites::default()
                 };
-                for (key, obs) in &groups {
+                for (key, decoded) in &groups {
+                    let obs: Vec<WeightedObs> = decoded.iter().map(|d| d.0.clone()).collect();
                     let existing = stored.get(key).map(|s| (&s.fields, s.psc));
-                    let update = update_station(kind, existing, obs, now, geocoder.as_ref());
+                    let update = update_station(kind, existing, &obs, now, geocoder.as_ref());
+                    let old_estimate = stored.get(key).and_then(|s| s.estimate);
+                    let estimate =
+                        next_estimate(update.action, old_estimate, batch_estimate(kind, decoded));
                     tally.obs += update.observations as i64;
                     match update.action {
                         Some(Action::New) => tally.new += 1,
@@ -137,6 +192,20 @@ pub async fn run_once(
                             StoredStation {
                                 fields: row,
                                 psc: update.psc,
+                                estimate,
+                            },
+                        ));
+                    } else if estimate != old_estimate
+                        && let Some(s) = stored.get(key)
+                    {
+                        // A confirm of a station already seen today writes no
+                        // row, but its estimate learnt from the observations.
+                        writes.rows.push((
+                            *key,
+                            StoredStation {
+                                fields: s.fields.clone(),
+                                psc: s.psc,
+                                estimate,
                             },
                         ));
                     }

@@ -1867,6 +1867,7 @@ async fn case_40_replayed_station_batch_is_not_applied_twice(ctx: PipelineContex
                     StoredStation {
                         fields: update.row.unwrap(),
                         psc: None,
+                        estimate: None,
                     },
                 )],
                 stats: vec![(StatKey::Wifi, 5), (StatKey::UniqueWifi, 1)],

@@ -268,7 +268,7 @@ impl AccuracyReport {
             self.url, self.positions, self.size_km, self.seed
         );
         out.push_str(&format!(
-            "{:<6} {:>6} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>6}\n",
+            "{:<12} {:>6} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>6}\n",
             "type",
             "sent",
             "answered",
@@ -297,6 +297,10 @@ impl AccuracyReport {
                     c68 * 100.0,
                     acc
                 ),
+                (Some(e), ..) => format!(
+                    "{:>10.1} {:>9.1} {:>9.1} {:>9} {:>9} {:>10}",
+                    e.median, e.p90, e.p95, "-", "-", "-"
+                ),
                 _ => format!(
                     "{:>10} {:>9} {:>9} {:>9} {:>9} {:>10}",
                     k.status.to_uppercase(),
@@ -308,7 +312,7 @@ impl AccuracyReport {
                 ),
             };
             out.push_str(&format!(
-                "{:<6} {:>6} {:>8.1}% {figures} {:>8} {:>6}\n",
+                "{:<12} {:>6} {:>8.1}% {figures} {:>8} {:>6}\n",
                 k.kind,
                 k.sent,
                 k.answered_share * 100.0,
@@ -437,6 +441,7 @@ pub async fn run_accuracy(args: &AccuracyArgs) -> Result<AccuracyReport, SimErro
         Outcome::Failed(e) => Some(e.clone()),
         _ => None,
     });
+    let oracle = oracle(&world, &probes);
     Ok(AccuracyReport {
         url: url.to_string(),
         seed: params.seed,
@@ -447,9 +452,97 @@ pub async fn run_accuracy(args: &AccuracyArgs) -> Result<AccuracyReport, SimErro
             .zip(&outcomes)
             .map(|(kind, o)| summarise(kind, o))
             .collect(),
-        oracle: Vec::new(),
+        oracle,
         first_failure,
     })
+}
+
+/// A cell's identity as the wire names it: radio, MCC, MNC, LAC, CID.
+type CellId<'a> = (&'a str, u16, u16, u32, u64);
+
+/// The oracle rows: every probe's queries solved by the calibrated model's
+/// fix (`ichnaea_core::locate::fix`) with the transmitters' true positions
+/// (moved access points at their new place), kinds `oracle-wifi` … . The
+/// difference to the server's error is what its station estimates cost.
+pub fn oracle(world: &World, probes: &[Probe]) -> Vec<KindReport> {
+    use ichnaea_core::locate::fix::{Anchor, AnchorKind, solve};
+    use std::collections::HashMap;
+    let mut wifi: HashMap<&str, (f64, f64)> = HashMap::new();
+    for ap in &world.wifi {
+        let at = ap
+            .moved
+            .as_ref()
+            .map_or((ap.lat, ap.lon), |m| (m.lat, m.lon));
+        wifi.insert(ap.mac.as_str(), at);
+    }
+    let blue: HashMap<&str, (f64, f64)> = world
+        .blue
+        .iter()
+        .map(|b| (b.mac.as_str(), (b.lat, b.lon)))
+        .collect();
+    let cells: HashMap<CellId<'_>, (f64, f64)> = world
+        .cells
+        .iter()
+        .map(|c| ((c.radio, c.mcc, c.mnc, c.lac, c.cid), (c.lat, c.lon)))
+        .collect();
+    let anchor = |kind, (lat, lon): (f64, f64), signal: i32| Anchor {
+        kind,
+        lat,
+        lon,
+        sigma_m: 1.0,
+        signal: Some(f64::from(signal)),
+        trust: 1.0,
+    };
+    const NAMES: [&str; 4] = ["oracle-wifi", "oracle-cell", "oracle-blue", "oracle-mixed"];
+    (0..KINDS.len())
+        .map(|k| {
+            let outcomes: Vec<Outcome> = probes
+                .iter()
+                .map(|p| {
+                    let Some(q) = &p.queries[k] else {
+                        return Outcome::NotSent;
+                    };
+                    let mut anchors = Vec::new();
+                    for w in &q.wifi_access_points {
+                        if let Some(at) = wifi.get(w.mac_address.as_str()) {
+                            anchors.push(anchor(AnchorKind::Wifi, *at, w.signal_strength));
+                        }
+                    }
+                    for b in &q.bluetooth_beacons {
+                        if let Some(at) = blue.get(b.mac_address.as_str()) {
+                            anchors.push(anchor(AnchorKind::Blue, *at, b.signal_strength));
+                        }
+                    }
+                    for c in &q.cell_towers {
+                        let key = (
+                            c.radio_type,
+                            c.mobile_country_code,
+                            c.mobile_network_code,
+                            c.location_area_code,
+                            c.cell_id,
+                        );
+                        if let Some(at) = cells.get(&key) {
+                            anchors.push(anchor(AnchorKind::Cell, *at, c.signal_strength));
+                        }
+                    }
+                    match solve(&anchors) {
+                        Some(fix) => Outcome::Answered {
+                            error_m: haversine_m(p.lat, p.lon, fix.lat, fix.lon),
+                            accuracy_m: f64::INFINITY,
+                            fallback: None,
+                        },
+                        None => Outcome::NotFound,
+                    }
+                })
+                .collect();
+            let mut row = summarise(NAMES[k], &outcomes);
+            // The oracle draws no circle.
+            row.calibration = None;
+            row.calibration_68 = None;
+            row.accuracy_median_m = None;
+            row
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use ichnaea_core::cell::{AreaKey, CellKey};
+use ichnaea_core::locate::estimate::Estimate;
 use ichnaea_core::mac::Mac;
 use ichnaea_core::radio::Radio;
 use ichnaea_core::station::{CellStation, StationFields};
@@ -20,8 +21,8 @@ use sqlx::AssertSqlSafe;
 use crate::rows::{bind_station_fields, station_fields};
 use crate::schema::{blue_table, wifi_table};
 use crate::stations::{
-    cell_select_sql, cell_upsert_sql, cid_column, decode_cell, decode_mac, mac_select_sql,
-    mac_upsert_sql,
+    cell_select_estimate_sql, cell_upsert_estimate_sql, cid_column, decode_cell, decode_estimate,
+    decode_mac, mac_select_estimate_sql, mac_upsert_estimate_sql,
 };
 use crate::{Backend, LOOKUP_CHUNK, Result, Store, with_pool};
 
@@ -63,6 +64,8 @@ pub struct StoredStation {
     pub fields: StationFields,
     /// Cells: `psc`.
     pub psc: Option<i64>,
+    /// The calibrated locate model's state (the `estimate` column).
+    pub estimate: Option<Estimate>,
 }
 
 /// What a batch writes: whole rows, and increments of today's counters.
@@ -142,8 +145,8 @@ impl Store {
             let mut stored = HashMap::with_capacity(keys.len());
             for chunk in keys.chunks(LOOKUP_CHUNK) {
                 let sql = match table {
-                    StationTable::Cell(_) => cell_select_sql(&name, chunk.len()),
-                    _ => mac_select_sql(&name, chunk.len()),
+                    StationTable::Cell(_) => cell_select_estimate_sql(&name, chunk.len()),
+                    _ => mac_select_estimate_sql(&name, chunk.len()),
                 };
                 let mut q = sqlx::query(AssertSqlSafe(&*sql));
                 for key in chunk {
@@ -158,13 +161,21 @@ impl Store {
                             let cell = decode_cell(&row, radio)?;
                             stored.insert(
                                 StationKey::Cell(cell.key),
-                                StoredStation { fields: cell.fields, psc: cell.psc.map(i64::from) },
+                                StoredStation {
+                                    fields: cell.fields,
+                                    psc: cell.psc.map(i64::from),
+                                    estimate: decode_estimate(&row)?,
+                                },
                             );
                         }
                         _ => {
                             stored.insert(
                                 StationKey::Mac(decode_mac(&row, &name)?),
-                                StoredStation { fields: station_fields(&row, &name)?, psc: None },
+                                StoredStation {
+                                    fields: station_fields(&row, &name)?,
+                                    psc: None,
+                                    estimate: decode_estimate(&row)?,
+                                },
                             );
                         }
                     }
@@ -172,8 +183,8 @@ impl Store {
             }
             let writes = compute(&stored);
             let upsert = match table {
-                StationTable::Cell(_) => cell_upsert_sql(&name),
-                _ => mac_upsert_sql(&name),
+                StationTable::Cell(_) => cell_upsert_estimate_sql(&name),
+                _ => mac_upsert_estimate_sql(&name),
             };
             for (key, row) in &writes.rows {
                 let q = sqlx::query(AssertSqlSafe(&*upsert));
@@ -188,7 +199,10 @@ impl Store {
                         .bind(cid_column(k.cid)?)
                         .bind(row.psc),
                 };
-                bind_station_fields!(q, row.fields).execute(&mut *tx).await?;
+                bind_station_fields!(q, row.fields)
+                    .bind(row.estimate.map(|e| e.to_bytes()))
+                    .execute(&mut *tx)
+                    .await?;
             }
             if let Some(day) = writes.day {
                 // In key order, the order in which the fold locks them, so the
@@ -460,11 +474,11 @@ impl Store {
                 match table {
                     StationTable::Cell(radio) => {
                         let cell = decode_cell(row, radio)?;
-                        out.push((StationKey::Cell(cell.key), StoredStation { fields: cell.fields, psc: cell.psc.map(i64::from) }));
+                        out.push((StationKey::Cell(cell.key), StoredStation { fields: cell.fields, psc: cell.psc.map(i64::from), estimate: None }));
                     }
                     _ => out.push((
                         StationKey::Mac(decode_mac(row, &name)?),
-                        StoredStation { fields: station_fields(row, &name)?, psc: None },
+                        StoredStation { fields: station_fields(row, &name)?, psc: None, estimate: None },
                     )),
                 }
             }

@@ -17,6 +17,7 @@ pub(crate) trait SqlRow {
     fn bool_opt(&self, col: &str) -> Result<Option<bool>>;
     fn str_opt(&self, col: &str) -> Result<Option<String>>;
     fn bytes(&self, col: &str) -> Result<Vec<u8>>;
+    fn bytes_opt(&self, col: &str) -> Result<Option<Vec<u8>>>;
     fn date_opt(&self, col: &str) -> Result<Option<NaiveDate>>;
     fn datetime_opt(&self, col: &str) -> Result<Option<NaiveDateTime>>;
 
@@ -47,6 +48,9 @@ macro_rules! impl_sql_row {
                 Ok(self.try_get(col)?)
             }
             fn bytes(&self, col: &str) -> Result<Vec<u8>> {
+                Ok(self.try_get(col)?)
+            }
+            fn bytes_opt(&self, col: &str) -> Result<Option<Vec<u8>>> {
                 Ok(self.try_get(col)?)
             }
             fn date_opt(&self, col: &str) -> Result<Option<NaiveDate>> {

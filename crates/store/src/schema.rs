@@ -88,7 +88,26 @@ pub fn migrations(d: Dialect) -> Vec<Migration> {
             name: "admin generation",
             sql: admin_generation(d),
         },
+        Migration {
+            version: 5,
+            name: "station estimates of the calibrated locate model",
+            sql: station_estimates(d),
+        },
     ]
+}
+
+/// The calibrated locate model's per-station state
+/// (`ichnaea_core::locate::estimate::Estimate`, 44 bytes), next to the
+/// original's columns, which stay as they are: both models read the same rows.
+fn station_estimates(d: Dialect) -> String {
+    let mut tables: Vec<String> = (0..16u8)
+        .flat_map(|s| [wifi_table(s), blue_table(s)])
+        .collect();
+    tables.extend(Radio::ALL.iter().map(|r| r.cell_table().to_string()));
+    tables
+        .iter()
+        .map(|t| format!("ALTER TABLE {t} ADD COLUMN estimate {};\n", d.blob()))
+        .collect()
 }
 
 /// A counter that every change to `api_key` or `export_config` raises, by

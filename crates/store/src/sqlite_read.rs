@@ -168,6 +168,9 @@ impl SqlRow for Columns<'_, '_> {
     fn bytes(&self, col: &str) -> Result<Vec<u8>> {
         self.get(col)
     }
+    fn bytes_opt(&self, col: &str) -> Result<Option<Vec<u8>>> {
+        self.get(col)
+    }
     fn date_opt(&self, col: &str) -> Result<Option<NaiveDate>> {
         match self.text(col)? {
             None => Ok(None),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use ichnaea_core::cell::CellKey;
+use ichnaea_core::locate::estimate::Estimate;
 use ichnaea_core::mac::Mac;
 use ichnaea_core::radio::Radio;
 use ichnaea_core::station::{BlueStation, CellStation, StationFields, WifiStation};
@@ -28,15 +29,28 @@ impl MacKind {
         }
     }
 
-    /// The one-key `SELECT` of a shard, built once (the embedded read path).
-    fn point_select(self, shard: u8) -> &'static str {
+    /// The one-key `SELECT` of a shard, built once (the embedded read path);
+    /// with the `estimate` column when `estimate`.
+    fn point_select(self, shard: u8, estimate: bool) -> &'static str {
         static WIFI: LazyLock<Vec<String>> =
             LazyLock::new(|| (0..16).map(|s| mac_select_sql(&wifi_table(s), 1)).collect());
         static BLUE: LazyLock<Vec<String>> =
             LazyLock::new(|| (0..16).map(|s| mac_select_sql(&blue_table(s), 1)).collect());
-        let all = match self {
-            MacKind::Wifi => &WIFI,
-            MacKind::Blue => &BLUE,
+        static WIFI_EST: LazyLock<Vec<String>> = LazyLock::new(|| {
+            (0..16)
+                .map(|s| mac_select_estimate_sql(&wifi_table(s), 1))
+                .collect()
+        });
+        static BLUE_EST: LazyLock<Vec<String>> = LazyLock::new(|| {
+            (0..16)
+                .map(|s| mac_select_estimate_sql(&blue_table(s), 1))
+                .collect()
+        });
+        let all = match (self, estimate) {
+            (MacKind::Wifi, false) => &WIFI,
+            (MacKind::Blue, false) => &BLUE,
+            (MacKind::Wifi, true) => &WIFI_EST,
+            (MacKind::Blue, true) => &BLUE_EST,
         };
         all.get(usize::from(shard)).map_or("", String::as_str)
     }
@@ -46,6 +60,24 @@ impl MacKind {
 static MAC_COLUMNS: LazyLock<Vec<&'static str>> =
     LazyLock::new(|| std::iter::once("mac").chain(STATION_COLUMNS).collect());
 
+/// Columns of [`mac_select_estimate_sql`], in order.
+static MAC_EST_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    ["mac", "estimate"]
+        .into_iter()
+        .chain(STATION_COLUMNS)
+        .collect()
+});
+
+/// Columns of [`cell_select_estimate_sql`], in order.
+static CELL_EST_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    [
+        "cellid", "radio", "mcc", "mnc", "lac", "cid", "psc", "estimate",
+    ]
+    .into_iter()
+    .chain(STATION_COLUMNS)
+    .collect()
+});
+
 /// Columns of [`cell_select_sql`], in order.
 static CELL_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     ["cellid", "radio", "mcc", "mnc", "lac", "cid", "psc"]
@@ -54,15 +86,23 @@ static CELL_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
         .collect()
 });
 
-/// The one-key `SELECT` of a radio's cell table, built once.
-fn cell_point_select(radio: Radio) -> &'static str {
+/// The one-key `SELECT` of a radio's cell table, built once; with the
+/// `estimate` column when `estimate`.
+fn cell_point_select(radio: Radio, estimate: bool) -> &'static str {
     static ALL: LazyLock<Vec<(Radio, String)>> = LazyLock::new(|| {
         Radio::ALL
             .iter()
             .map(|r| (*r, cell_select_sql(r.cell_table(), 1)))
             .collect()
     });
-    ALL.iter()
+    static EST: LazyLock<Vec<(Radio, String)>> = LazyLock::new(|| {
+        Radio::ALL
+            .iter()
+            .map(|r| (*r, cell_select_estimate_sql(r.cell_table(), 1)))
+            .collect()
+    });
+    let all = if estimate { &EST } else { &ALL };
+    all.iter()
         .find(|(r, _)| *r == radio)
         .map_or("", |(_, sql)| sql.as_str())
 }
@@ -93,6 +133,56 @@ pub(crate) fn mac_select_sql(table: &str, n: usize) -> String {
         STATION_COLUMNS.join(", "),
         placeholders(0, n)
     )
+}
+
+/// `SELECT` of `n` MAC stations by key, with their `estimate`.
+pub(crate) fn mac_select_estimate_sql(table: &str, n: usize) -> String {
+    format!(
+        "SELECT mac, estimate, {} FROM {table} WHERE mac IN ({})",
+        STATION_COLUMNS.join(", "),
+        placeholders(0, n)
+    )
+}
+
+/// Upsert of one whole MAC station row with its `estimate` (bound last).
+pub(crate) fn mac_upsert_estimate_sql(table: &str) -> String {
+    format!(
+        "INSERT INTO {table} (mac, {}, estimate) VALUES ({}) ON CONFLICT (mac) DO UPDATE SET {}, \
+         estimate = excluded.estimate",
+        STATION_COLUMNS.join(", "),
+        placeholders(0, STATION_COLUMNS.len() + 2),
+        update_clause()
+    )
+}
+
+/// `SELECT` of `n` cells by binary cellid, with their `estimate`.
+pub(crate) fn cell_select_estimate_sql(table: &str, n: usize) -> String {
+    format!(
+        "SELECT cellid, radio, mcc, mnc, lac, cid, psc, estimate, {} FROM {table} WHERE cellid IN ({})",
+        STATION_COLUMNS.join(", "),
+        placeholders(0, n)
+    )
+}
+
+/// Upsert of one whole cell row with its `estimate` (bound last).
+pub(crate) fn cell_upsert_estimate_sql(table: &str) -> String {
+    format!(
+        "INSERT INTO {table} (cellid, radio, mcc, mnc, lac, cid, psc, {}, estimate) VALUES ({}) \
+         ON CONFLICT (cellid) DO UPDATE SET radio = excluded.radio, mcc = excluded.mcc, \
+         mnc = excluded.mnc, lac = excluded.lac, cid = excluded.cid, psc = excluded.psc, {}, \
+         estimate = excluded.estimate",
+        STATION_COLUMNS.join(", "),
+        placeholders(0, STATION_COLUMNS.len() + 8),
+        update_clause()
+    )
+}
+
+/// Decodes the `estimate` column; a missing or unreadable one is `None`
+/// (the station is then used with its classic position).
+pub(crate) fn decode_estimate(row: &impl SqlRow) -> Result<Option<Estimate>> {
+    Ok(row
+        .bytes_opt("estimate")?
+        .and_then(|b| Estimate::from_bytes(&b)))
 }
 
 /// Upsert of one whole MAC station row.
@@ -137,6 +227,21 @@ impl Store {
     /// chunk of keys, so a locate query costs one database round trip however
     /// many shards its networks fall into.
     async fn mac_stations(&self, kind: MacKind, macs: &[Mac]) -> Result<Vec<(Mac, StationFields)>> {
+        Ok(self
+            .mac_stations_with(kind, macs, false)
+            .await?
+            .into_iter()
+            .map(|(mac, fields, _)| (mac, fields))
+            .collect())
+    }
+
+    /// [`Store::mac_stations`], with the `estimate` column when `estimate`.
+    async fn mac_stations_with(
+        &self,
+        kind: MacKind,
+        macs: &[Mac],
+        estimate: bool,
+    ) -> Result<Vec<(Mac, StationFields, Option<Estimate>)>> {
         let mut out = Vec::with_capacity(macs.len());
         let table = match kind {
             MacKind::Wifi => "wifi_shard_*",
@@ -150,10 +255,20 @@ impl Store {
                     .iter()
                     .flat_map(|(shard, macs)| macs.iter().map(|_| *shard))
                     .zip(&keys)
-                    .map(|(shard, key)| (kind.point_select(shard), key.as_slice()))
+                    .map(|(shard, key)| (kind.point_select(shard, estimate), key.as_slice()))
                     .collect();
-                out.extend(reader.lookup(&MAC_COLUMNS, &lookups, |row| {
-                    Ok((decode_mac(row, table)?, station_fields(row, table)?))
+                let columns: &[&str] = if estimate {
+                    &MAC_EST_COLUMNS
+                } else {
+                    &MAC_COLUMNS
+                };
+                out.extend(reader.lookup(columns, &lookups, |row| {
+                    let e = if estimate {
+                        decode_estimate(row)?
+                    } else {
+                        None
+                    };
+                    Ok((decode_mac(row, table)?, station_fields(row, table)?, e))
                 })?);
                 continue;
             }
@@ -161,7 +276,8 @@ impl Store {
             let mut offset = 0;
             for (shard, macs) in &groups {
                 parts.push(format!(
-                    "SELECT mac, {} FROM {} WHERE mac IN ({})",
+                    "SELECT mac, {}{} FROM {} WHERE mac IN ({})",
+                    if estimate { "estimate, " } else { "" },
                     STATION_COLUMNS.join(", "),
                     kind.table(*shard),
                     placeholders(offset, macs.len())
@@ -175,7 +291,8 @@ impl Store {
                     q = q.bind(key.as_slice());
                 }
                 for row in q.fetch_all(pool).await? {
-                    out.push((decode_mac(&row, table)?, station_fields(&row, table)?));
+                    let e = if estimate { decode_estimate(&row)? } else { None };
+                    out.push((decode_mac(&row, table)?, station_fields(&row, table)?, e));
                 }
             });
         }
@@ -220,6 +337,32 @@ impl Store {
             .collect())
     }
 
+    /// The stored Wi-Fi stations among `macs` with their estimates (the
+    /// calibrated locate model's read: one round trip, like
+    /// [`Store::wifi_stations`]).
+    pub async fn wifi_stations_estimated(
+        &self,
+        macs: &[Mac],
+    ) -> Result<Vec<(WifiStation, Option<Estimate>)>> {
+        let rows = self.mac_stations_with(MacKind::Wifi, macs, true).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(mac, fields, e)| (WifiStation { mac, fields }, e))
+            .collect())
+    }
+
+    /// The stored Bluetooth stations among `macs` with their estimates.
+    pub async fn blue_stations_estimated(
+        &self,
+        macs: &[Mac],
+    ) -> Result<Vec<(BlueStation, Option<Estimate>)>> {
+        let rows = self.mac_stations_with(MacKind::Blue, macs, true).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(mac, fields, e)| (BlueStation { mac, fields }, e))
+            .collect())
+    }
+
     /// Inserts or wholly replaces Wi-Fi station rows, in one transaction.
     pub async fn upsert_wifi_stations(&self, rows: &[WifiStation]) -> Result<()> {
         let rows: Vec<_> = rows.iter().map(|r| (r.mac, &r.fields)).collect();
@@ -235,6 +378,27 @@ impl Store {
 
     /// The stored cells among `keys`, read from their radio's table.
     pub async fn cell_stations(&self, keys: &[CellKey]) -> Result<Vec<CellStation>> {
+        Ok(self
+            .cell_stations_with(keys, false)
+            .await?
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect())
+    }
+
+    /// The stored cells among `keys` with their estimates.
+    pub async fn cell_stations_estimated(
+        &self,
+        keys: &[CellKey],
+    ) -> Result<Vec<(CellStation, Option<Estimate>)>> {
+        self.cell_stations_with(keys, true).await
+    }
+
+    async fn cell_stations_with(
+        &self,
+        keys: &[CellKey],
+        estimate: bool,
+    ) -> Result<Vec<(CellStation, Option<Estimate>)>> {
         let mut out = Vec::with_capacity(keys.len());
         for (radio, keys) in group_by(keys.iter().copied(), |k| k.radio) {
             let table = radio.cell_table();
@@ -244,22 +408,37 @@ impl Store {
                     .map(CellKey::to_bytes)
                     .collect::<Result<Vec<_>, _>>()?;
                 if let Some(reader) = &self.reader {
-                    let point = cell_point_select(radio);
+                    let point = cell_point_select(radio, estimate);
                     let lookups: Vec<(&str, &[u8])> =
                         ids.iter().map(|id| (point, id.as_slice())).collect();
-                    out.extend(
-                        reader.lookup(&CELL_COLUMNS, &lookups, |row| decode_cell(row, radio))?,
-                    );
+                    let columns: &[&str] = if estimate {
+                        &CELL_EST_COLUMNS
+                    } else {
+                        &CELL_COLUMNS
+                    };
+                    out.extend(reader.lookup(columns, &lookups, |row| {
+                        let e = if estimate {
+                            decode_estimate(row)?
+                        } else {
+                            None
+                        };
+                        Ok((decode_cell(row, radio)?, e))
+                    })?);
                     continue;
                 }
-                let sql = cell_select_sql(table, ids.len());
+                let sql = if estimate {
+                    cell_select_estimate_sql(table, ids.len())
+                } else {
+                    cell_select_sql(table, ids.len())
+                };
                 with_pool!(self, pool => {
                     let mut q = sqlx::query(AssertSqlSafe(&*sql));
                     for id in &ids {
                         q = q.bind(id.as_slice());
                     }
                     for row in q.fetch_all(pool).await? {
-                        out.push(decode_cell(&row, radio)?);
+                        let e = if estimate { decode_estimate(&row)? } else { None };
+                        out.push((decode_cell(&row, radio)?, e));
                     }
                 });
             }

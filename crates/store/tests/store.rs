@@ -26,6 +26,7 @@ use ichnaea_testkit::store::{on_postgres, on_sqlite};
 ichnaea_testkit::backend_tests!(
     sqlite => on_sqlite, postgres => on_postgres;
     migrations_are_idempotent_and_seed_internal_export,
+    station_estimates_are_written_and_read_with_the_rows,
     admin_changes_raise_the_generation,
     api_keys_round_trip,
     export_configs_round_trip,
@@ -77,10 +78,10 @@ fn full_fields() -> StationFields {
 }
 
 async fn migrations_are_idempotent_and_seed_internal_export(store: Store) {
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     let again = store.migrate().await.unwrap();
     assert!(again.applied.is_empty());
-    assert_eq!(again.version, 4);
+    assert_eq!(again.version, 5);
     let configs = store.export_configs().await.unwrap();
     assert_eq!(configs, vec![ExportConfig::default_internal()]);
     store.ping().await.unwrap();
@@ -710,6 +711,109 @@ async fn applied_batches_detect_replays(store: Store) {
     assert!(!store.batch_applied("update_wifi_0", "b1").await.unwrap());
 }
 
+/// The calibrated model's `estimate` column: written by a station batch next
+/// to the original's columns (which read back unchanged), read by the
+/// estimated lookups, absent (`None`) for rows written without one.
+async fn station_estimates_are_written_and_read_with_the_rows(store: Store) {
+    use ichnaea_core::locate::estimate::{Estimate, EstimateObs};
+    let now = at(2024, 1, 12, 10, 0, 0);
+    let estimate = Estimate::of(
+        &[
+            EstimateObs {
+                lat: 52.5,
+                lon: 13.4,
+                accuracy: Some(5.0),
+                signal: Some(-60.0),
+                age_ms: None,
+            },
+            EstimateObs {
+                lat: 52.5002,
+                lon: 13.4001,
+                accuracy: Some(8.0),
+                signal: Some(-75.0),
+                age_ms: Some(1500),
+            },
+        ],
+        -80.0,
+    )
+    .unwrap();
+    let with = Mac::from_hex("0a0000000001").unwrap();
+    let without = Mac::from_hex("0a0000000002").unwrap();
+    let cell = CellKey {
+        radio: Radio::Lte,
+        mcc: 262,
+        mnc: 1,
+        lac: 3,
+        cid: 77,
+    };
+    for (table, keys) in [
+        (
+            StationTable::Wifi(with.shard()),
+            vec![StationKey::Mac(with)],
+        ),
+        (
+            StationTable::Wifi(without.shard()),
+            vec![StationKey::Mac(without)],
+        ),
+        (StationTable::Cell(Radio::Lte), vec![StationKey::Cell(cell)]),
+    ] {
+        let est = (keys[0] != StationKey::Mac(without)).then_some(estimate);
+        let applied = store
+            .apply_station_batch(table, "q", &format!("{keys:?}"), now, &keys, |stored| {
+                assert!(stored.is_empty());
+                StationWrites {
+                    rows: vec![(
+                        keys[0],
+                        StoredStation {
+                            fields: full_fields(),
+                            psc: None,
+                            estimate: est,
+                        },
+                    )],
+                    ..StationWrites::default()
+                }
+            })
+            .await
+            .unwrap();
+        assert!(applied);
+    }
+    let wifi = store
+        .wifi_stations_estimated(&[with, without])
+        .await
+        .unwrap();
+    assert_eq!(wifi.len(), 2);
+    for (station, e) in &wifi {
+        assert_eq!(station.fields, full_fields());
+        let expected = (station.mac == with).then_some(estimate);
+        assert_eq!(*e, expected, "{:?}", station.mac);
+    }
+    let cells = store.cell_stations_estimated(&[cell]).await.unwrap();
+    assert_eq!(cells.len(), 1);
+    assert_eq!(cells[0].0.fields, full_fields());
+    assert_eq!(cells[0].1, Some(estimate));
+    // The classic reads are unchanged.
+    assert_eq!(
+        store.wifi_stations(&[with]).await.unwrap()[0].fields,
+        full_fields()
+    );
+    // A second batch sees the stored estimate.
+    let key = StationKey::Mac(with);
+    store
+        .apply_station_batch(
+            StationTable::Wifi(with.shard()),
+            "q",
+            "again",
+            now,
+            &[key],
+            |stored| {
+                assert_eq!(stored[&key].estimate, Some(estimate));
+                StationWrites::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
 async fn station_batches_apply_once_with_their_counters(store: Store) {
     let mac = Mac::from_hex("0123f456789a").unwrap();
     let key = StationKey::Mac(mac);
@@ -725,6 +829,7 @@ async fn station_batches_apply_once_with_their_counters(store: Store) {
                         ..full_fields()
                     },
                     psc: None,
+                    estimate: None,
                 },
             )],
             stats: vec![
@@ -783,6 +888,7 @@ async fn station_batches_apply_once_with_their_counters(store: Store) {
                         StoredStation {
                             fields: full_fields(),
                             psc: Some(1007),
+                            estimate: None,
                         },
                     )],
                     ..StationWrites::default()

@@ -9,6 +9,18 @@ use ichnaea_web::{AppState, FallbackClient};
 
 use crate::backends::Backends;
 
+/// The locate model of test servers: `classic` (the original's answers, on
+/// which the exact-number locate tests are written) unless
+/// `ICHNAEA_TEST_LOCATE_MODEL` names another, so the behaviour tests (status
+/// codes, privacy rules, fallbacks, GeoIP) can be run under the default model
+/// too.
+pub fn test_locate_model() -> ichnaea_core::locate::LocateModel {
+    std::env::var("ICHNAEA_TEST_LOCATE_MODEL")
+        .ok()
+        .and_then(|m| ichnaea_core::locate::LocateModel::parse(&m))
+        .unwrap_or(ichnaea_core::locate::LocateModel::Classic)
+}
+
 /// The router's state over `backends`: default API settings, no admin token, no
 /// GeoIP database, version `9.9.9` (commit `abc`). Tests change fields with
 /// struct update syntax.
@@ -23,7 +35,10 @@ pub fn app_state(backends: &Backends) -> AppState {
         fallback: FallbackClient::new().expect("the fallback client"),
         api_keys: ApiKeyCache::new(Duration::from_secs(300)),
         counters: backends.counters.clone(),
-        api: ApiSettings::default(),
+        api: ApiSettings {
+            locate_model: test_locate_model(),
+            ..ApiSettings::default()
+        },
         site: Default::default(),
     }
 }

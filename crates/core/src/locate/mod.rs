@@ -14,11 +14,20 @@
 //!    (§2.4–§2.8).
 //! 5. [`geoip`] — radius and score of a GeoIP record (§4.2).
 //!
+//! Steps 3–4 are the `classic` locate model (the original's algorithms). The
+//! default `calibrated` model replaces step 3 for the internal source:
+//! [`fix`] (a robust, signal- and uncertainty-weighted fused fix) and
+//! [`calibrated`] (station uncertainties, privacy rules, circles of a stated
+//! confidence calibrated per source kind).
+//!
 //! Nothing here reads a clock: `now` / `today` are arguments.
 //!
 //! Sections (§) refer to docs/reference/locate.md.
 
+pub mod calibrated;
 pub mod cluster;
+pub mod estimate;
+pub mod fix;
 pub mod geoip;
 mod lm;
 pub mod position;
@@ -77,6 +86,35 @@ pub const MIN_AGE_MS: i64 = 1_000;
 pub const TEMPORARY_BLOCKLIST_DAYS: i64 = 2;
 /// Decimal places of result latitude, longitude and accuracy.
 pub const DEGREE_DECIMAL_PLACES: i32 = 7;
+
+/// Which locate model answers (`locate_model` in the configuration).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LocateModel {
+    /// The original service's algorithms, answer for answer.
+    Classic,
+    /// The fused fix with calibrated circles ([`calibrated`]).
+    #[default]
+    Calibrated,
+}
+
+impl LocateModel {
+    /// Parses `classic` or `calibrated`.
+    pub fn parse(name: &str) -> Option<LocateModel> {
+        match name {
+            "classic" => Some(LocateModel::Classic),
+            "calibrated" => Some(LocateModel::Calibrated),
+            _ => None,
+        }
+    }
+
+    /// The configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            LocateModel::Classic => "classic",
+            LocateModel::Calibrated => "calibrated",
+        }
+    }
+}
 
 pub use query::{AccuracyClass, ApiType, Fallbacks, Query, QueryInput};
 pub use result::{FallbackTag, PositionResult, RegionResult, ResultSource, round3, round7};

@@ -116,4 +116,17 @@ async fn check_accuracy(backends: Backends, url: String) {
     assert_eq!(json["kinds"][0]["kind"], "wifi");
     assert_eq!(json["kinds"][0]["answered"], wifi.answered);
     assert!(table.contains("in circle"));
+    // The oracle rows: the same queries solved with the true positions.
+    let oracle: Vec<&str> = report.oracle.iter().map(|k| k.kind).collect();
+    assert_eq!(
+        oracle,
+        ["oracle-wifi", "oracle-cell", "oracle-blue", "oracle-mixed"]
+    );
+    assert!(report.oracle[0].answered >= wifi.answered, "{table}");
+    assert!(
+        report.oracle[0].error_m.as_ref().unwrap().median < 40.0,
+        "{table}"
+    );
+    assert_eq!(json["oracle"][0]["calibration"], serde_json::Value::Null);
+    assert!(table.contains("oracle-wifi"));
 }

@@ -25,15 +25,20 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
-use ichnaea_core::locate::ApiType;
-use ichnaea_core::locate::position::{search_areas, search_blue, search_cells, search_wifi};
+use ichnaea_core::locate::calibrated::{DEFAULT_CONFIDENCE, Estimates, search_internal_calibrated};
+use ichnaea_core::locate::estimate::Estimate;
+use ichnaea_core::locate::position::{
+    StationRows, search_areas, search_blue, search_cells, search_wifi,
+};
 use ichnaea_core::locate::query::{Query, normalize};
 use ichnaea_core::locate::region_search::{
     ambiguous_area_keys, region_search_blue, region_search_cells, region_search_wifi,
 };
 use ichnaea_core::locate::result::{
-    PositionResult, RegionResult, UsedNetwork, best_position, best_region, satisfied,
+    PositionResult, RegionResult, ResultSource, UsedNetwork, best_position, best_region, round7,
+    satisfied,
 };
+use ichnaea_core::locate::{ApiType, LocateModel};
 use ichnaea_core::queues::UPDATE_INCOMING;
 use ichnaea_core::{ApiKey, AreaKey, CellKey, IncomingItem, Mac, ReportSource};
 use serde_json::{Map, Value};
@@ -74,6 +79,8 @@ struct Prepared {
     caller: Caller,
     key: KeyUse,
     query: Query,
+    /// `"confidence"` of the body, when given.
+    confidence: Option<u8>,
 }
 
 /// `/v1/geolocate`.
@@ -165,6 +172,7 @@ async fn prepare(
         caller,
         key,
         query: normalize(&input),
+        confidence: parsed.confidence,
     })
 }
 
@@ -186,6 +194,92 @@ fn rows<T>(result: Result<Vec<T>, ichnaea_store::StoreError>, what: &str) -> Vec
         tracing::warn!(error = %e, table = what, "station lookup failed, continuing without it");
         Vec::new()
     })
+}
+
+/// The internal position source of the calibrated model: the stations with
+/// their estimates, one fused result (cell areas when nothing is known).
+async fn internal_position_calibrated(
+    state: &AppState,
+    query: &Query,
+    now: DateTime<Utc>,
+    confidence: u8,
+) -> Vec<PositionResult> {
+    let now = now.naive_utc();
+    let store = &state.store;
+    let blue_macs: Vec<Mac> = query.blue.iter().map(|b| b.mac).collect();
+    let wifi_macs: Vec<Mac> = query.wifi.iter().map(|w| w.mac).collect();
+    let cell_keys: Vec<CellKey> = query.cell.iter().map(|c| c.key).collect();
+    let (blue, wifi, cells) = tokio::join!(
+        async {
+            if blue_macs.is_empty() {
+                Ok(Vec::new())
+            } else {
+                store.blue_stations_estimated(&blue_macs).await
+            }
+        },
+        async {
+            if wifi_macs.is_empty() {
+                Ok(Vec::new())
+            } else {
+                store.wifi_stations_estimated(&wifi_macs).await
+            }
+        },
+        async {
+            if cell_keys.is_empty() {
+                Ok(Vec::new())
+            } else {
+                store.cell_stations_estimated(&cell_keys).await
+            }
+        },
+    );
+    let (blue, blue_est) = split_estimates(rows(blue, "blue"), |s| s.mac);
+    let (wifi, wifi_est) = split_estimates(rows(wifi, "wifi"), |s| s.mac);
+    let (cells, cell_est) = split_estimates(rows(cells, "cell"), |s| s.key);
+    let known = !blue.is_empty() || !wifi.is_empty() || !cells.is_empty();
+    let areas = if known {
+        Vec::new()
+    } else {
+        let area_keys: Vec<AreaKey> = query.effective_areas().iter().map(|a| a.key).collect();
+        if area_keys.is_empty() {
+            Vec::new()
+        } else {
+            rows(store.cell_areas(&area_keys).await, "cell_area")
+        }
+    };
+    search_internal_calibrated(
+        query,
+        StationRows {
+            wifi: &wifi,
+            blue: &blue,
+            cells: &cells,
+            areas: &areas,
+        },
+        Estimates {
+            wifi: &wifi_est,
+            blue: &blue_est,
+            cells: &cell_est,
+        },
+        now,
+        confidence,
+    )
+}
+
+/// Station rows and the estimates of those that have one.
+fn split_estimates<S, K>(
+    rows: Vec<(S, Option<Estimate>)>,
+    key: impl Fn(&S) -> K,
+) -> (Vec<S>, Vec<(K, Estimate)>) {
+    let mut estimates = Vec::new();
+    let stations = rows
+        .into_iter()
+        .map(|(s, e)| {
+            if let Some(e) = e {
+                estimates.push((key(&s), e));
+            }
+            s
+        })
+        .collect();
+    (stations, estimates)
 }
 
 /// The internal position source (locate §2.1): Bluetooth, WiFi, then cells
@@ -242,13 +336,25 @@ async fn internal_position(
 
 /// The position searcher: internal → GeoIP → external fallback.
 async fn search_position(state: &AppState, req: Prepared) -> Result<Value, ApiError> {
-    let Prepared { caller, key, query } = req;
+    let Prepared {
+        caller,
+        key,
+        query,
+        confidence,
+    } = req;
     let now = Utc::now();
     let expected = query.expected_accuracy(ApiType::Locate);
     let mut results: Vec<PositionResult> = Vec::new();
     let mut internal: Vec<PositionResult> = Vec::new();
+    let model = state.api.locate_model;
     if query.has_networks() {
-        internal = internal_position(state, &query, now).await;
+        internal = match model {
+            LocateModel::Classic => internal_position(state, &query, now).await,
+            LocateModel::Calibrated => {
+                let c = confidence.unwrap_or(DEFAULT_CONFIDENCE);
+                internal_position_calibrated(state, &query, now, c).await
+            }
+        };
         results.extend(internal.iter().cloned());
     }
     if let Some(location) = geoip_location(state, &query, caller.ip) {
@@ -272,10 +378,33 @@ async fn search_position(state: &AppState, req: Prepared) -> Result<Value, ApiEr
         store_query_report(state, &key, &query, best_internal).await;
     }
     let best = best.ok_or(ApiError::NotFound)?;
-    serde_json::to_value(best.response()).map_err(|e| {
+    let mut answer = best.clone();
+    // The calibrated fix drew its circle for the confidence asked; other
+    // circles (classic, cell areas, GeoIP, fallback) are taken as 95 % ones
+    // and scaled like a circular normal error.
+    let drawn = model == LocateModel::Calibrated
+        && answer.source == ResultSource::Internal
+        && answer.fallback.is_none();
+    if let Some(c) = confidence
+        && !drawn
+    {
+        answer.accuracy = round7(answer.accuracy * scale_confidence(c));
+    }
+    let mut value = serde_json::to_value(answer.response()).map_err(|e| {
         tracing::error!(error = %e, "cannot serialise a position");
         ApiError::NotFound
-    })
+    })?;
+    if let (Some(c), Some(object)) = (confidence, value.as_object_mut()) {
+        object.insert("confidence".to_string(), Value::from(c));
+    }
+    Ok(value)
+}
+
+/// The factor from a 95 % circle to one of `confidence` percent, for a
+/// circular normal error: `√(−2 ln(1 − c)) / √(−2 ln 0.05)`.
+fn scale_confidence(confidence: u8) -> f64 {
+    let r = |c: f64| (-2.0 * (1.0 - c).ln()).sqrt();
+    r(f64::from(confidence) / 100.0) / r(0.95)
 }
 
 /// Counts the outcome of a search for known keys.
@@ -299,7 +428,9 @@ fn record_result(api: ApiType, key: &KeyUse, source: Option<&'static str>) {
 
 /// The region searcher: internal (stations and MCCs) → GeoIP.
 async fn search_region(state: &AppState, req: Prepared) -> Result<Value, ApiError> {
-    let Prepared { caller, key, query } = req;
+    let Prepared {
+        caller, key, query, ..
+    } = req;
     let now = Utc::now().naive_utc();
     let mut results: Vec<RegionResult> = Vec::new();
     if query.has_networks() {

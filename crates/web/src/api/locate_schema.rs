@@ -113,6 +113,21 @@ pub struct LocateBody {
     /// Entries and flags for [`ichnaea_core::locate::query::normalize`]; `has_ip`
     /// is left `false` for the caller to fill in.
     pub input: QueryInput,
+    /// `"confidence"`: the percent of answers whose circle should hold the
+    /// true position (50–99); `None` when absent (95 %, not echoed).
+    pub confidence: Option<u8>,
+}
+
+/// `"confidence"`: a JSON integer from 50 to 99, anything else a type error.
+fn confidence(value: Option<&Value>, errors: &mut Errors) -> Option<u8> {
+    let v = value?;
+    match v.as_u64().and_then(|n| u8::try_from(n).ok()) {
+        Some(n) if (50..=99).contains(&n) => Some(n),
+        _ => {
+            errors.add("confidence", format!("{v} is not an integer from 50 to 99"));
+            None
+        }
+    }
 }
 
 /// Parses a locate body; `Err` holds every type error by input path.
@@ -134,6 +149,7 @@ pub fn parse(value: &Value) -> Result<LocateBody, Errors> {
         &mut errors,
     );
     let top_radio = radio(top.get("radioType"), "radioType", &mut errors);
+    let confidence = confidence(top.get("confidence"), &mut errors);
     let consider_ip = top.get("considerIp").map(|v| boolean(Some(v), true));
     let fallbacks = match top.get("fallbacks") {
         None => None,
@@ -160,6 +176,7 @@ pub fn parse(value: &Value) -> Result<LocateBody, Errors> {
             fallbacks: Fallbacks::resolve(consider_ip, fallbacks),
             has_ip: false,
         },
+        confidence,
     })
 }
 

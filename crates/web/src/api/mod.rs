@@ -70,6 +70,8 @@ pub struct ApiSettings {
     pub trusted_proxies: client_ip::TrustedProxies,
     /// One `info` line per request on the target `ichnaea::access`.
     pub access_log: bool,
+    /// Which locate model answers `/v1/geolocate` (`locate_model`).
+    pub locate_model: ichnaea_core::locate::LocateModel,
 }
 
 impl Default for ApiSettings {
@@ -79,6 +81,7 @@ impl Default for ApiSettings {
             incoming_queue_max: 1_000_000,
             trusted_proxies: client_ip::TrustedProxies::default(),
             access_log: true,
+            locate_model: ichnaea_core::locate::LocateModel::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use ichnaea_web::{AppState, GeoIp, router};
 
+mod confidence;
 mod fuzz;
 mod locate;
 mod mmdb;
