@@ -60,6 +60,10 @@ pub enum StoreError {
         /// What is wrong with it.
         message: String,
     },
+    /// A read did not finish in time: the database is locked (SQLite's locate
+    /// read path, see `StoreOptions::read_timeout`).
+    #[error("database read did not finish within {0:?}: the database is locked")]
+    ReadTimeout(Duration),
     /// A key that cannot be encoded for storage.
     #[error("invalid key: {0}")]
     Key(#[from] ichnaea_core::cell::KeyError),
@@ -86,6 +90,11 @@ pub struct StoreOptions {
     pub pg_schema: Option<String>,
     /// How long to wait for a free connection or a database lock.
     pub acquire_timeout: Duration,
+    /// SQLite only: how long a locate lookup (station and cell-area reads)
+    /// may take, lock waits included. Past it the lookup fails with
+    /// [`StoreError::ReadTimeout`] (the request falls back to GeoIP and the
+    /// external provider, as when the database is down) instead of waiting.
+    pub read_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -94,6 +103,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             pg_schema: None,
             acquire_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -148,7 +158,11 @@ impl Store {
                 .await?;
             Ok(Store {
                 backend: Backend::Sqlite(pool),
-                reader: Some(Arc::new(SqliteReader::new(path, options.acquire_timeout))),
+                reader: Some(Arc::new(SqliteReader::new(
+                    path,
+                    options.read_timeout,
+                    options.read_timeout,
+                ))),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut connect = PgConnectOptions::from_str(url)?;

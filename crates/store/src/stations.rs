@@ -146,15 +146,18 @@ impl Store {
             let groups = group_by(chunk.iter().copied(), Mac::shard);
             let keys: Vec<[u8; 6]> = groups.values().flatten().map(|m| *m.bytes()).collect();
             if let Some(reader) = &self.reader {
-                let lookups: Vec<(&str, &[u8])> = groups
+                let lookups: Vec<(&'static str, Vec<u8>)> = groups
                     .iter()
                     .flat_map(|(shard, macs)| macs.iter().map(|_| *shard))
                     .zip(&keys)
-                    .map(|(shard, key)| (kind.point_select(shard), key.as_slice()))
+                    .map(|(shard, key)| (kind.point_select(shard), key.to_vec()))
                     .collect();
-                out.extend(reader.lookup(&MAC_COLUMNS, &lookups, |row| {
-                    Ok((decode_mac(row, table)?, station_fields(row, table)?))
-                })?);
+                let found = reader
+                    .lookup_bounded(MAC_COLUMNS.as_slice(), lookups, move |row| {
+                        Ok((decode_mac(row, table)?, station_fields(row, table)?))
+                    })
+                    .await?;
+                out.extend(found);
                 continue;
             }
             let mut parts = Vec::with_capacity(groups.len());
@@ -245,11 +248,14 @@ impl Store {
                     .collect::<Result<Vec<_>, _>>()?;
                 if let Some(reader) = &self.reader {
                     let point = cell_point_select(radio);
-                    let lookups: Vec<(&str, &[u8])> =
-                        ids.iter().map(|id| (point, id.as_slice())).collect();
-                    out.extend(
-                        reader.lookup(&CELL_COLUMNS, &lookups, |row| decode_cell(row, radio))?,
-                    );
+                    let lookups: Vec<(&'static str, Vec<u8>)> =
+                        ids.iter().map(|id| (point, id.to_vec())).collect();
+                    let found = reader
+                        .lookup_bounded(CELL_COLUMNS.as_slice(), lookups, move |row| {
+                            decode_cell(row, radio)
+                        })
+                        .await?;
+                    out.extend(found);
                     continue;
                 }
                 let sql = cell_select_sql(table, ids.len());

@@ -34,6 +34,10 @@ mod run;
 
 pub mod binary;
 pub mod servers;
+// The one `unsafe` of the workspace: `fcntl` with an open-file-description
+// lock, which std does not offer (test harness only).
+#[allow(unsafe_code)]
+pub mod sqlite_lock;
 
 #[cfg(feature = "backends")]
 pub mod backends;
