@@ -58,6 +58,10 @@ pub struct Config {
     /// Prefix of every Redis key of the queues (several deployments can share a
     /// Redis); the counters keep the spec's key names after it.
     pub redis_prefix: String,
+    /// Start even when Redis cannot lose nothing (no AOF, `appendfsync no`, an
+    /// evicting `maxmemory-policy`) or its settings cannot be read: accepted
+    /// reports may then be lost when Redis restarts or runs out of memory.
+    pub redis_allow_volatile: bool,
     /// Seconds a leased pipeline batch stays invisible before it is handed out
     /// again (a worker that died mid-batch loses nothing; it is re-delivered).
     pub queue_visibility: u64,
@@ -174,6 +178,7 @@ impl Default for Config {
             database_url: None,
             redis_url: None,
             redis_prefix: String::new(),
+            redis_allow_volatile: false,
             queue_visibility: 60,
             listen: "127.0.0.1:8000".into(),
             header_read_timeout: 30,
@@ -307,6 +312,7 @@ impl Config {
             "database_url" => self.database_url = optional(value),
             "redis_url" => self.redis_url = optional(value),
             "redis_prefix" => self.redis_prefix = value.to_string(),
+            "redis_allow_volatile" => self.redis_allow_volatile = parse(var, value)?,
             "queue_visibility" => self.queue_visibility = parse(var, value)?,
             "listen" => self.listen = value.to_string(),
             "header_read_timeout" => self.header_read_timeout = parse(var, value)?,
@@ -434,6 +440,7 @@ impl Config {
             "database_url": redact_url(&self.database_url()),
             "redis_url": self.redis_url.as_deref().map(redact_url),
             "redis_prefix": self.redis_prefix,
+            "redis_allow_volatile": self.redis_allow_volatile,
             "queue_visibility": self.queue_visibility,
             "listen": self.listen,
             "header_read_timeout": self.header_read_timeout,

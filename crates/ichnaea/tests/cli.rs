@@ -1096,5 +1096,7 @@ fn exports_reach_a_geosubmit_server_and_object_files() {
 mod browser;
 #[path = "cli/datamap.rs"]
 mod datamap;
+#[path = "cli/redis.rs"]
+mod redis;
 #[path = "cli/site.rs"]
 mod site;
