@@ -134,6 +134,21 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Whether a connection coming back to its pool may be used again: not when
+/// it still counts an open transaction. That happens when a COMMIT fails (on
+/// SQLite: the disk full, SQLITE_FULL) and SQLite has already ended the
+/// transaction, so the rollback on drop fails too and sqlx's transaction
+/// depth stays at 1: every later `begin_with` on that connection would fail
+/// with "non-zero transaction depth", for good. Such a connection is closed;
+/// the pool opens a fresh one.
+fn healthy<C: sqlx::Connection>(conn: &mut C) -> bool {
+    if conn.is_in_transaction() {
+        tracing::warn!("closing a database connection left inside a transaction");
+        return false;
+    }
+    true
+}
+
 impl Store {
     /// Opens a pool for `sqlite://PATH` (the file and its directory are created)
     /// or `postgres://…` / `postgresql://…`.
@@ -154,6 +169,7 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.acquire_timeout)
+                .after_release(|conn, _| Box::pin(async move { Ok(healthy(conn)) }))
                 .connect_with(connect)
                 .await?;
             Ok(Store {
@@ -173,6 +189,7 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.acquire_timeout)
+                .after_release(|conn, _| Box::pin(async move { Ok(healthy(conn)) }))
                 .connect_with(connect)
                 .await?;
             Ok(Store {

@@ -31,6 +31,7 @@ mod names;
 mod pg_schema;
 mod redis_prefix;
 mod run;
+mod tcp_proxy;
 
 pub mod binary;
 pub mod servers;
@@ -53,6 +54,7 @@ pub use names::unique;
 pub use pg_schema::{DROP_LOCK_TIMEOUT, PgSchema, drop_schema};
 pub use redis_prefix::{RedisPrefix, delete_keys};
 pub use run::{block_on, run_then};
+pub use tcp_proxy::TcpProxy;
 
 /// Generates one test per backend for each listed `async fn name(fixture)`.
 ///
