@@ -36,6 +36,7 @@ struct Figures {
     refused_during_fault: usize,
     accepted_during_fault: usize,
     recovery_secs: f64,
+    slowest_during_fault_secs: f64,
     settle_secs: f64,
     samples: i64,
     stat_wifi: i64,
@@ -85,9 +86,14 @@ fn run(
     let mut next = reports.iter();
     let mut accepted = 0;
     let mut statuses = Vec::new();
+    let mut slowest = Duration::ZERO;
     let mut send = |during: bool| -> u16 {
         let report = next.next().expect("enough reports");
+        let began = Instant::now();
         let status = submit(server.port, report).unwrap_or(0);
+        if during {
+            slowest = slowest.max(began.elapsed());
+        }
         assert!(
             status == 200 || status == 503,
             "{name}: a submission answered {status} (0: no answer)"
@@ -147,6 +153,7 @@ fn run(
         refused_during_fault: during.iter().filter(|s| **s == 503).count(),
         accepted_during_fault: during.iter().filter(|s| **s == 200).count(),
         recovery_secs: recovery.as_secs_f64(),
+        slowest_during_fault_secs: slowest.as_secs_f64(),
         settle_secs: waited.elapsed().as_secs_f64(),
         samples,
         stat_wifi,
@@ -154,12 +161,13 @@ fn run(
     let _ = writeln!(
         std::io::stderr(),
         "fault injection | {} | {} accepted | {} answered 503 and {} answered 200 during the fault | \
-         first 200 {:.2} s after it | applied and counted {:.1} s later | samples {} / stat {} / \
+         slowest answer during it {:.2} s | first 200 {:.2} s after it | applied and counted {:.1} s later | samples {} / stat {} / \
          accepted observations {} | lost {}",
         figures.fault,
         figures.accepted,
         figures.refused_during_fault,
         figures.accepted_during_fault,
+        figures.slowest_during_fault_secs,
         figures.recovery_secs,
         figures.settle_secs,
         figures.samples,
@@ -256,6 +264,8 @@ fn network_cuts_to_postgres_and_redis() {
                 figures.refused_during_fault > 0 && figures.accepted_during_fault == 0,
                 "{figures:?}"
             );
+            // Refused promptly, not after the client's reconnect attempts.
+            assert!(figures.slowest_during_fault_secs < 3.0, "{figures:?}");
         }
         let (status, _) = server.terminate();
         assert_eq!(status.code(), Some(0));
