@@ -110,6 +110,10 @@ pub struct Config {
     pub max_decoded_bytes: usize,
     /// Database connections per process.
     pub db_max_connections: u32,
+    /// Embedded mode: milliseconds a locate request's station reads may take,
+    /// lock waits included, before it falls back (0: read inline on the
+    /// runtime thread, ~12 µs CPU cheaper per lookup set but unbounded).
+    pub locate_read_timeout_ms: u64,
     /// `auto` (text on a terminal, JSON otherwise), `json` or `text`.
     pub log_format: LogFormat,
     /// A tracing filter, e.g. `info` or `ichnaea=debug,info`.
@@ -197,6 +201,7 @@ impl Default for Config {
             max_body_bytes: 10 * 1024 * 1024,
             max_decoded_bytes: 10 * 1024 * 1024,
             db_max_connections: 8,
+            locate_read_timeout_ms: 500,
             log_format: LogFormat::Auto,
             log_level: "info".into(),
             access_log: true,
@@ -338,6 +343,7 @@ impl Config {
             "max_body_bytes" => self.max_body_bytes = parse(var, value)?,
             "max_decoded_bytes" => self.max_decoded_bytes = parse(var, value)?,
             "db_max_connections" => self.db_max_connections = parse(var, value)?,
+            "locate_read_timeout_ms" => self.locate_read_timeout_ms = parse(var, value)?,
             "log_format" => self.log_format = parse(var, value)?,
             "log_level" => self.log_level = value.to_string(),
             "access_log" => self.access_log = parse(var, value)?,
@@ -459,6 +465,7 @@ impl Config {
             "max_body_bytes": self.max_body_bytes,
             "max_decoded_bytes": self.max_decoded_bytes,
             "db_max_connections": self.db_max_connections,
+            "locate_read_timeout_ms": self.locate_read_timeout_ms,
             "log_format": self.log_format,
             "log_level": self.log_level,
             "access_log": self.access_log,

@@ -28,6 +28,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = config.database_url();
     let options = StoreOptions {
         max_connections: config.db_max_connections,
+        read_timeout: Duration::from_millis(config.locate_read_timeout_ms),
         ..StoreOptions::default()
     };
     let store = Store::connect(&url, &options)

@@ -164,6 +164,13 @@ impl SqliteReader {
         T: Send + 'static,
         D: FnMut(&Columns<'_, '_>) -> Result<T> + Send + 'static,
     {
+        if self.read_timeout.is_zero() {
+            let keys: Vec<(&str, &[u8])> = lookups
+                .iter()
+                .map(|(sql, key)| (*sql, key.as_slice()))
+                .collect();
+            return self.lookup(columns, &keys, decode);
+        }
         if self.stuck.load(Ordering::SeqCst) > 0 {
             return Err(StoreError::ReadTimeout(self.read_timeout));
         }
