@@ -42,7 +42,7 @@ impl FallbackSchema {
     }
 }
 
-/// One row of `api_key` (spec api §7.1). `None` is SQL NULL.
+/// One row of `api_key` (api §7.1). `None` is SQL NULL.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
     /// The key text clients send as `?key=`.

@@ -1,4 +1,4 @@
-//! Cell areas (spec pipeline §4.1): the aggregate of every positioned cell that
+//! Cell areas (pipeline §4.1): the aggregate of every positioned cell that
 //! shares (radio, mcc, mnc, lac), used when a locate query knows only the area.
 
 use chrono::NaiveDateTime;

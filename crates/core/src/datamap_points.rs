@@ -1,4 +1,4 @@
-//! The data-map point export (spec pipeline §4.2.5 step 1, website §6): every
+//! The data-map point export (pipeline §4.2.5 step 1, website §6): every
 //! grid cell becomes 0–6 jittered points, fewer as the cell ages, so the
 //! coverage map fades out where nobody contributed for months.
 //!

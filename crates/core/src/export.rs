@@ -80,7 +80,7 @@ impl<'de> Deserialize<'de> for ExportSchema {
     }
 }
 
-/// One row of `export_config` (spec api §8).
+/// One row of `export_config` (api §8).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportConfig {
     /// Unique target name; part of its queue names and metric tags.

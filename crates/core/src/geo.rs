@@ -1,4 +1,4 @@
-//! Geodesy on the WGS-84 ellipsoid (spec locate §7): Vincenty distances with a
+//! Geodesy on the WGS-84 ellipsoid (locate §7): Vincenty distances with a
 //! haversine fallback, destinations, bounding boxes and circle radii. Used by the
 //! station updater (positions, radii, moves) and the locate algorithms.
 

@@ -1,5 +1,5 @@
 //! Observations: one network seen at one position, as the internal exporter
-//! queues them for the station updaters (wire format of spec pipeline §2.11:
+//! queues them for the station updaters (wire format of pipeline §2.11:
 //! JSON with only the non-null fields).
 
 use serde::{Deserialize, Serialize};

@@ -45,6 +45,26 @@ impl IncomingItem {
         Ok(serde_json::to_vec(self)?)
     }
 
+    /// The bytes [`IncomingItem::encode`] writes for an item whose report is
+    /// already JSON text — the web role converts submissions straight to text,
+    /// so a report is never held as a `Value` tree. `report` must be the text
+    /// of a JSON object.
+    pub fn encode_raw(api_key: Option<&str>, source: ReportSource, report: &str) -> Vec<u8> {
+        let key = match api_key {
+            Some(key) => serde_json::Value::from(key).to_string(),
+            None => "null".to_string(),
+        };
+        let mut out = Vec::with_capacity(report.len() + key.len() + 40);
+        out.extend_from_slice(b"{\"api_key\":");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b",\"source\":\"");
+        out.extend_from_slice(source.name().as_bytes());
+        out.extend_from_slice(b"\",\"report\":");
+        out.extend_from_slice(report.as_bytes());
+        out.push(b'}');
+        out
+    }
+
     /// Reads an item written by [`IncomingItem::encode`]; a missing or unknown
     /// `source` or a report that is not an object is an error. Members this
     /// version does not know are ignored, so producers can add some first.
@@ -108,6 +128,12 @@ mod tests {
                 };
                 let bytes = item.encode().unwrap();
                 assert_eq!(IncomingItem::decode(&bytes).unwrap(), item);
+                let text = Value::Object(report()).to_string();
+                let raw = IncomingItem::encode_raw(api_key.as_deref(), source, &text);
+                assert_eq!(raw, bytes, "the same bytes as encode");
+                let quoted = IncomingItem::encode_raw(Some("a\"b"), source, &text);
+                let decoded = IncomingItem::decode(&quoted).unwrap();
+                assert_eq!(decoded.api_key.as_deref(), Some("a\"b"));
                 let wire: Value = serde_json::from_slice(&bytes).unwrap();
                 assert_eq!(wire["source"], json!(source.name()));
                 assert_eq!(wire["api_key"], json!(api_key));

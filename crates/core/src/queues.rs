@@ -1,4 +1,4 @@
-//! Names of the pipeline's queues (spec pipeline §2.2), shared by the web tier
+//! Names of the pipeline's queues (pipeline §2.2), shared by the web tier
 //! that fills them and the workers that drain them.
 
 use crate::datamap::Quadrant;
@@ -22,6 +22,15 @@ pub fn export_queue(name: &str, partition: Option<(&str, Option<&str>)>) -> Stri
             format!("{EXPORT_PREFIX}{name}:{source}:{key}")
         }
     }
+}
+
+/// The export target a queue belongs to: `internal` for `queue_export_internal`
+/// and `bk` for `queue_export_bk:gnss:no_key`; `None` for other queues. Finds the
+/// queues of a deleted target (orphaned queues) to purge them.
+pub fn export_target_of(queue: &str) -> Option<&str> {
+    let rest = queue.strip_prefix(EXPORT_PREFIX)?;
+    let name = rest.split(':').next().unwrap_or(rest);
+    Some(name).filter(|n| !n.is_empty())
 }
 
 /// Bluetooth observations of a shard.
@@ -59,6 +68,10 @@ mod tests {
             export_queue("bk", Some(("query", Some("test")))),
             "queue_export_bk:query:test"
         );
+        assert_eq!(export_target_of("queue_export_internal"), Some("internal"));
+        assert_eq!(export_target_of("queue_export_bk:gnss:no_key"), Some("bk"));
+        assert_eq!(export_target_of("queue_export_"), None);
+        assert_eq!(export_target_of("update_incoming"), None);
         assert_eq!(update_wifi(15), "update_wifi_f");
         assert_eq!(update_cell(Radio::Nr), "update_cell_nr");
         assert_eq!(update_datamap(Quadrant::Sw), "update_datamap_sw");

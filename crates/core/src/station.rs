@@ -7,7 +7,7 @@ use crate::cell::{AreaKey, CellKey};
 use crate::mac::Mac;
 use crate::source::ReportSource;
 
-/// The columns every station table has (spec pipeline §1.4). `None` is SQL NULL.
+/// The columns every station table has (pipeline §1.4). `None` is SQL NULL.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StationFields {
     /// Weighted centre latitude; NULL while blocked.

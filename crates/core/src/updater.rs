@@ -1,10 +1,12 @@
-//! The station updater's rules (spec pipeline §3): observation weights, the
+//! The station updater's rules (pipeline §3): observation weights, the
 //! blocked predicate, the summary of a group of observations, the state and
 //! transition table, and the resulting row. Pure: the pipeline reads the stored
 //! rows, calls [`update_station`] per station key and writes what it returns.
 //!
 //! Deliberate departure from the original: `block_count` saturates at 255 instead
-//! of overflowing its column (spec pipeline §1.4, §7.3 item 8).
+//! of overflowing its column (pipeline §1.4, §7.3 item 8).
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 use chrono::{NaiveDate, NaiveDateTime};
 
@@ -121,7 +123,7 @@ fn signal_factor(kind: StationType, signal: Option<i64>) -> f64 {
     }
 }
 
-/// Observation weight: accuracy × age × speed × signal factors (spec §3.2).
+/// Observation weight: accuracy × age × speed × signal factors (§3.2).
 pub fn observation_weight(
     kind: StationType,
     pos: &ObsPosition,
@@ -172,7 +174,7 @@ pub fn weigh_cell(o: &CellObservation) -> Option<WeightedObs> {
     ))
 }
 
-/// Whether a stored station is blocked on `today` (spec §3.4): blocked today or
+/// Whether a stored station is blocked on `today` (§3.4): blocked today or
 /// yesterday, or blocked at least once per (half-even rounded) 30-day month of age.
 pub fn is_blocked(row: &StationFields, today: NaiveDate) -> bool {
     if let Some(last) = row.block_last
@@ -189,7 +191,7 @@ pub fn is_blocked(row: &StationFields, today: NaiveDate) -> bool {
     }
 }
 
-/// What happened to a station (spec §3.7).
+/// What happened to a station (§3.7).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Created with a position.
@@ -267,7 +269,7 @@ fn source_of(query: bool) -> ReportSource {
     }
 }
 
-/// Decides the update of one station (spec §3.3–§3.9). `existing` is the stored
+/// Decides the update of one station (§3.3–§3.9). `existing` is the stored
 /// row (with its `psc` for cells); `obs` are the group's weighted observations
 /// (weight > 0) in queue order.
 pub fn update_station(
@@ -439,7 +441,7 @@ pub fn update_station(
 }
 
 /// The *change* action: weighted merge of the stored position and the summary
-/// (spec §3.8.1).
+/// (§3.8.1).
 fn merge(
     old: &StationFields,
     s: &Summary,

@@ -1,6 +1,8 @@
-//! The worked examples of spec locate §8 that concern the pure locate
+//! The worked examples of locate §8 that concern the pure locate
 //! functions: normalisation → station selection → clustering → aggregate
 //! position → result combination, with exact expected values.
+//!
+//! Sections (§) refer to docs/reference/locate.md.
 
 // Test code: a failed unwrap is a failed test with its message, and test
 // helpers are not public API.

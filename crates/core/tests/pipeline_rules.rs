@@ -1,4 +1,4 @@
-//! The pure rules of the data pipeline, one test per case of spec pipeline §9
+//! The pure rules of the data pipeline, one test per case of pipeline §9
 //! ("Behaviours a test should check") that needs no queue or database:
 //! validation, weights, routing, the station updater's transitions, cell-area
 //! aggregation and the data-map grid. The cases that need queues, the store or
@@ -6,7 +6,7 @@
 //!
 //! Unless a test says otherwise, positions are near (51.5, −0.1) (region GB),
 //! Wi-Fi observations have accuracy 10 m and signal −80 dBm (weight 1), and `D`
-//! is the station type's distance limit (spec §3.13). Regions come from the
+//! is the station type's distance limit (§3.13). Regions come from the
 //! bundled OpenStreetMap boundaries ([`RegionGeocoder`]), not the original's
 //! Natural Earth shapes; where that matters the test says what the data gives.
 //!
@@ -14,6 +14,8 @@
 //! (`crates/pipeline/src/stations.rs`): observations are weighed with
 //! `weigh_*`, those weighing 0 are discarded before grouping, and
 //! [`update_station`] gets the rest of one station key in queue order.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 // Test code: a failed unwrap is a failed test with its message, and test
 // helpers are not public API.
@@ -130,7 +132,7 @@ fn as_query(mut o: WifiObservation) -> WifiObservation {
 }
 
 /// Weighs observations and drops those weighing nothing, as the pipeline does
-/// before it groups them (spec §3.1 step 3).
+/// before it groups them (§3.1 step 3).
 fn weighed(obs: &[WifiObservation]) -> Vec<WeightedObs> {
     obs.iter()
         .map(weigh_wifi)

@@ -2,7 +2,7 @@
 """Generate `src/region/radii.rs`: one radius (metres) per GENC region code.
 
 The original computed each region's radius from its Natural Earth 1:50m "admin 0
-map subunits" shapes (spec locate §6.1): for every ring, the largest Vincenty
+map subunits" shapes (locate §6.1): for every ring, the largest Vincenty
 distance from the ring's vertex mean to its vertices; the largest over rings;
 rounded to whole kilometres.  That file is not available here.  This script
 applies the same formula to the Natural Earth 1:10m "admin 0 countries" shapes
@@ -35,7 +35,7 @@ SPEC_RADII = {
     "US": 2971000, "RU": 4262000, "AQ": 4592000, "GB": 543000, "DE": 463000,
     "FR": 570000, "LI": 14000, "VA": 1000, "MC": 3000, "GI": 3000, "GG": 6000,
     "JE": 10000, "IM": 26000, "BT": 190000, "XW": 70000,
-    # GeoIP test table (spec locate §4.3)
+    # GeoIP test table (locate §4.3)
     "SE": 789000, "CN": 2905000, "PH": 848000, "JP": 1004000, "KR": 310000,
 }
 

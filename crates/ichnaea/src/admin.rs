@@ -1,12 +1,15 @@
-//! `ichnaea apikey …` and `ichnaea export-config …`: administration from the
-//! command line, printing tables for people and JSON for scripts.
+//! `ichnaea apikey …`, `ichnaea export-config …` and `ichnaea queues …`:
+//! administration from the command line, printing tables for people and JSON
+//! for scripts.
 
 use ichnaea_core::{ApiKey, ExportConfig, FieldError};
 use ichnaea_store::{Store, StoreError};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::{ApikeyCommand, ExportCommand, Output};
+use crate::cli::{ApikeyCommand, ExportCommand, Output, QueuesCommand};
+use ichnaea_core::queues::{EXPORT_PREFIX, export_target_of};
+use ichnaea_queue::Queue;
 
 /// A value refused before anything was written; the process exits with status 2.
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +208,11 @@ pub async fn apikey(store: &Store, command: ApikeyCommand) -> anyhow::Result<()>
 }
 
 /// Runs one `export-config` subcommand.
-pub async fn export_config(store: &Store, command: ExportCommand) -> anyhow::Result<()> {
+pub async fn export_config(
+    store: &Store,
+    queue: &Queue,
+    command: ExportCommand,
+) -> anyhow::Result<()> {
     match command {
         ExportCommand::Create {
             name,
@@ -251,11 +258,96 @@ pub async fn export_config(store: &Store, command: ExportCommand) -> anyhow::Res
             }
             print_row(&row, EXPORT_FIELDS, &output)
         }
-        ExportCommand::Delete { name } => {
+        ExportCommand::Delete { name, purge } => {
+            if store.export_config(&name).await?.is_none() {
+                return Err(NotFound(format!("export config {name:?} not found")).into());
+            }
+            let queued = target_queues(queue, &name).await?;
+            let items: u64 = queued.iter().map(|(_, n)| n).sum();
+            if items > 0 && !purge {
+                return Err(InvalidInput(FieldError::new(
+                    "purge",
+                    format!(
+                        "export target {name} has {items} queued items that would never be exported; \
+                         delete it with --purge to drop them, or wait until they are exported"
+                    ),
+                ))
+                .into());
+            }
             if !store.delete_export_config(&name).await? {
                 return Err(NotFound(format!("export config {name:?} not found")).into());
             }
             println!("deleted export config {name}");
+            if purge {
+                // Again after the delete: items pushed meanwhile go too.
+                let mut purged = 0;
+                for (queue_name, _) in target_queues(queue, &name).await? {
+                    purged += queue.purge(&queue_name).await?;
+                }
+                println!("purged {purged} queued items");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The queues of export target `name` that hold items, with their lengths.
+async fn target_queues(queue: &Queue, name: &str) -> anyhow::Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for queue_name in queue.queue_names(EXPORT_PREFIX).await? {
+        if export_target_of(&queue_name) == Some(name) {
+            let len = queue.len(&queue_name).await?;
+            out.push((queue_name, len));
+        }
+    }
+    Ok(out)
+}
+
+/// One line of `ichnaea queues list`.
+#[derive(Serialize)]
+struct QueueRow {
+    queue: String,
+    items: u64,
+    oldest_seconds: Option<u64>,
+    orphaned: bool,
+}
+
+/// Runs `ichnaea queues …`.
+pub async fn queues(store: &Store, queue: &Queue, command: QueuesCommand) -> anyhow::Result<()> {
+    let targets: Vec<String> = store
+        .export_configs()
+        .await?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let orphaned =
+        |name: &str| export_target_of(name).is_some_and(|t| !targets.iter().any(|n| n == t));
+    match command {
+        QueuesCommand::List { output } => {
+            let mut rows = Vec::new();
+            for name in queue.queue_names("").await? {
+                rows.push(QueueRow {
+                    items: queue.len(&name).await?,
+                    oldest_seconds: queue.oldest_age(&name).await?.map(|a| a.as_secs()),
+                    orphaned: orphaned(&name),
+                    queue: name,
+                });
+            }
+            print_rows(
+                &rows,
+                &["queue", "items", "oldest_seconds", "orphaned"],
+                &output,
+            )
+        }
+        QueuesCommand::PurgeOrphaned => {
+            let (mut queues, mut items) = (0, 0);
+            for name in queue.queue_names(EXPORT_PREFIX).await? {
+                if orphaned(&name) {
+                    items += queue.purge(&name).await?;
+                    queues += 1;
+                }
+            }
+            println!("purged {items} items from {queues} orphaned queues");
             Ok(())
         }
     }

@@ -32,11 +32,17 @@ pub enum Command {
     /// Run all pipeline work until every queue is empty, then exit (safe while
     /// `serve` runs against the same database and queues).
     Drain,
-    /// Import a public cell export (MLS/OpenCellID CSV, gzip or plain) into the
-    /// cell tables, then recompute the affected cell areas and region statistics.
+    /// Import stations from a file, gzip or plain: a public cell export
+    /// (MLS/OpenCellID layout) or a file written by `ichnaea dump` (any family).
+    /// Stored stations are replaced only by newer rows; the affected cell areas
+    /// and the region statistics are recomputed.
     Import {
         /// The `.csv.gz` or `.csv` file.
         file: PathBuf,
+        /// Family of a Wi-Fi/Bluetooth dump (`wifi` or `blue`): both share one
+        /// layout, so the file cannot say. Cell files are recognised by their header.
+        #[arg(long, value_parser = ["wifi", "blue", "cell"])]
+        datatype: Option<String>,
     },
     /// Write the stations of one family to a gzip CSV file (refuses existing files).
     Dump {
@@ -86,6 +92,9 @@ pub enum Command {
     /// Manage export targets.
     #[command(subcommand, name = "export-config")]
     ExportConfig(ExportCommand),
+    /// Inspect the queues; purge the queues of deleted export targets.
+    #[command(subcommand)]
+    Queues(QueuesCommand),
     /// Simulate clients: bounded load against an ichnaea/MLS API (loopback only
     /// unless --allow-remote).
     #[command(subcommand)]
@@ -196,11 +205,28 @@ pub enum ExportCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// Delete an export target.
+    /// Delete an export target. Refused while its queue holds items, unless
+    /// `--purge` confirms that they are to be dropped with it.
     Delete {
         /// Target name.
         name: String,
+        /// Also delete the target's queued items (they are never exported).
+        #[arg(long)]
+        purge: bool,
     },
+}
+
+/// `ichnaea queues …`: inspect the pipeline's queues and remove orphaned ones.
+#[derive(Debug, Subcommand)]
+pub enum QueuesCommand {
+    /// List every queue that holds items, with its length, the age of its oldest
+    /// entry, and whether it is orphaned (an export queue whose target was deleted).
+    List {
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Delete the items of every orphaned export queue.
+    PurgeOrphaned,
 }
 
 /// Output format flag.

@@ -55,8 +55,9 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Redis for queues, counters and caches (cluster mode); unset = embedded.
     pub redis_url: Option<String>,
-    /// Prefix of every Redis key of the queues (several deployments can share a
-    /// Redis); the counters keep the spec's key names after it.
+    /// Prefix of every Redis key the deployment uses: queues, counters, rate
+    /// limits, caches and locks (several deployments can share a Redis); the
+    /// counters keep the spec's key names after it.
     pub redis_prefix: String,
     /// Start even when Redis cannot lose nothing (no AOF, `appendfsync no`, an
     /// evicting `maxmemory-policy`) or its settings cannot be read: accepted
@@ -91,7 +92,8 @@ pub struct Config {
     pub geoip_path: Option<PathBuf>,
     /// Bearer token enabling the `/admin/` API; unset = no admin API.
     pub admin_token: Option<String>,
-    /// Root of `file://` exports; default `<data_dir>/exports`.
+    /// Base of relative `file://dir` export URLs (absolute ones are used as
+    /// written); default `<data_dir>/exports`.
     pub exports_dir: Option<PathBuf>,
     /// Directory of the public cell export (`file:///dir` or `s3://bucket/prefix`);
     /// default `<exports_dir>/export`; `off` disables it.
@@ -129,7 +131,7 @@ pub struct Config {
     /// Seconds between runs of periodic tasks, by task name (e.g.
     /// `update_statcounter = 600`); `ICHNAEA_INTERVAL_<TASK>` overrides one.
     pub intervals: std::collections::BTreeMap<String, u64>,
-    /// Rate controller gains (spec pipeline §4.7.2).
+    /// Rate controller gains (pipeline §4.7.2).
     pub rate_control_kp: f64,
     /// Integral gain.
     pub rate_control_ki: f64,

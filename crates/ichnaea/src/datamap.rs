@@ -1,6 +1,8 @@
 //! `ichnaea datamap`: generates the coverage map's tiles from the datamap
-//! tables and syncs them to the tile bucket (spec pipeline §4.2.5), the
+//! tables and syncs them to the tile bucket (pipeline §4.2.5), the
 //! original's `map` container; meant to be run daily by an external scheduler.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -64,7 +66,7 @@ fn usage(field: &'static str, message: &str) -> anyhow::Error {
     InvalidInput(FieldError::new(field, message)).into()
 }
 
-/// Runs `ichnaea datamap` (flag rules of spec §4.2.5): no flag prints the
+/// Runs `ichnaea datamap` (flag rules of §4.2.5): no flag prints the
 /// help; `--create` alone needs `--output`; `--upload` alone needs an
 /// existing `<output>/tiles` (otherwise every remote tile would be deleted).
 pub async fn run(config: &Config, args: DatamapArgs) -> anyhow::Result<()> {

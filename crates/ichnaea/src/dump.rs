@@ -1,6 +1,7 @@
-//! `ichnaea dump`: writes a station family to a gzip CSV file (spec pipeline
+//! `ichnaea dump`: writes a station family to a gzip CSV file (pipeline
 //! §4.5, `location_dump`), optionally only the stations within a distance of a
-//! point. For moving data between instances and for analysis.
+//! point. For moving data between instances, backups and analysis; the layout
+//! is [`ichnaea_pipeline::station_dump`], which `ichnaea import` reads back.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,53 +9,12 @@ use std::path::Path;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use ichnaea_core::geo::bbox;
-use ichnaea_core::locate::result::round7;
 use ichnaea_core::radio::Radio;
-use ichnaea_store::{BoundingBox, StationKey, StationTable, Store, StoredStation};
+use ichnaea_pipeline::station_dump::{CELL_HEADER, MAC_HEADER, format_cell_row, format_mac_row};
+use ichnaea_store::{BoundingBox, StationKey, StationTable, Store};
 
 /// Rows read per query.
 const PAGE: i64 = 25_000;
-
-const MAC_HEADER: &str = "mac,lat,lon,max_lat,min_lat,max_lon,min_lon,radius,region,samples,source,weight,created,modified,last_seen,block_first,block_last,block_count";
-
-fn opt<T: ToString>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
-}
-
-fn coord(v: Option<f64>) -> String {
-    opt(v.map(round7))
-}
-
-/// The columns shared by every family, in [`MAC_HEADER`] order after the key.
-fn common(s: &StoredStation) -> String {
-    let f = &s.fields;
-    let secs = |t: Option<chrono::NaiveDateTime>| opt(t.map(|t| t.and_utc().timestamp()));
-    let day = |d: Option<chrono::NaiveDate>| {
-        opt(d
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map(|t| t.and_utc().timestamp()))
-    };
-    format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-        coord(f.lat),
-        coord(f.lon),
-        coord(f.max_lat),
-        coord(f.min_lat),
-        coord(f.max_lon),
-        coord(f.min_lon),
-        f.radius.unwrap_or(0),
-        opt(f.region.clone()),
-        f.samples.unwrap_or(0),
-        opt(f.source.map(|s| s.code())),
-        f.weight.unwrap_or(0.0),
-        secs(f.created),
-        secs(f.modified),
-        day(f.last_seen),
-        day(f.block_first),
-        day(f.block_last),
-        f.block_count.unwrap_or(0),
-    )
-}
 
 /// Writes the dump; refuses to overwrite an existing file. Returns rows written.
 pub async fn dump(
@@ -93,12 +53,9 @@ pub async fn dump(
         })?;
     let mut gz = GzEncoder::new(out, Compression::default());
     let header = if datatype == "cell" {
-        format!(
-            "radio,mcc,mnc,lac,cid,psc,{}",
-            MAC_HEADER.trim_start_matches("mac,")
-        )
+        CELL_HEADER
     } else {
-        MAC_HEADER.to_string()
+        MAC_HEADER
     };
     writeln!(gz, "{header}")?;
     let progress = crate::progress::Progress::spinner("dump");
@@ -111,24 +68,12 @@ pub async fn dump(
                 .await?;
             for (key, station) in &page {
                 let line = match key {
-                    StationKey::Mac(mac) => format!("{mac},{}", common(station)),
-                    StationKey::Cell(k) => {
-                        let radio = match k.radio {
-                            Radio::Gsm => "GSM",
-                            Radio::Wcdma => "WCDMA",
-                            Radio::Lte => "LTE",
-                            Radio::Nr => "NR",
-                        };
-                        format!(
-                            "{radio},{},{},{},{},{},{}",
-                            k.mcc,
-                            k.mnc,
-                            k.lac,
-                            k.cid,
-                            opt(station.psc),
-                            common(station)
-                        )
-                    }
+                    StationKey::Mac(mac) => format_mac_row(mac, &station.fields),
+                    StationKey::Cell(k) => format_cell_row(
+                        k,
+                        station.psc.and_then(|p| i16::try_from(p).ok()),
+                        &station.fields,
+                    ),
                 };
                 writeln!(gz, "{line}")?;
             }

@@ -121,9 +121,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {} stations to {}", result?, filename.display());
             Ok(())
         }
-        Command::Import { file } => {
+        Command::Import { file, datatype } => {
             init_logging(&config, "warn");
-            serve::import(config, &file).await
+            serve::import(config, &file, datatype.as_deref()).await
         }
         Command::SeedStations {
             count,
@@ -161,7 +161,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ExportConfig(command) => {
             init_logging(&config, "warn");
             let store = serve::open_store(&config).await?;
-            let result = admin::export_config(&store, command).await;
+            let result = match serve::open_queue(&config, &store).await {
+                Ok((queue, _)) => admin::export_config(&store, &queue, command).await,
+                Err(e) => Err(e),
+            };
+            store.close().await;
+            result
+        }
+        Command::Queues(command) => {
+            init_logging(&config, "warn");
+            let store = serve::open_store(&config).await?;
+            let result = match serve::open_queue(&config, &store).await {
+                Ok((queue, _)) => admin::queues(&store, &queue, command).await,
+                Err(e) => Err(e),
+            };
             store.close().await;
             result
         }
@@ -214,7 +227,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<admin::InvalidInput>().is_some() {
+            let invalid_sim_option = matches!(
+                e.downcast_ref::<ichnaea_sim::SimError>(),
+                Some(ichnaea_sim::SimError::InvalidOption { .. })
+            );
+            if e.downcast_ref::<admin::InvalidInput>().is_some() || invalid_sim_option {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

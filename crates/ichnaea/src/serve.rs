@@ -131,7 +131,9 @@ fn pipeline_context(
         counters: counters.clone(),
         geocoder: Arc::new(geocoder),
         exporters: Arc::new(
-            Exporters::new(settings.export_timeout).context("creating the exporters")?,
+            Exporters::new(settings.export_timeout)
+                .context("creating the exporters")?
+                .with_exports_dir(config.exports_dir()),
         ),
         settings,
     })
@@ -172,7 +174,7 @@ pub async fn drain(config: Config) -> anyhow::Result<()> {
     let (done, stuck) = result.context("draining the queues")?;
     for (name, len) in &stuck {
         eprintln!(
-            "warning: {len} items in {name} have no consumer (unknown schema or deleted export target)"
+            "warning: {len} items in {name} have no consumer (unknown schema or deleted export target; `ichnaea queues purge-orphaned` removes them)"
         );
     }
     println!(
@@ -182,39 +184,94 @@ pub async fn drain(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ichnaea import FILE`: merges a public cell export into the cell tables.
-pub async fn import(config: Config, file: &std::path::Path) -> anyhow::Result<()> {
-    use std::io::{BufReader, Read};
-    let (store, _, ctx) = open_pipeline(&config).await?;
-    let mut opened =
-        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+/// `ichnaea import FILE [--datatype]`: merges a public cell export or a dump
+/// (recognised by its header) into the station tables.
+pub async fn import(
+    config: Config,
+    file: &std::path::Path,
+    datatype: Option<&str>,
+) -> anyhow::Result<()> {
+    use ichnaea_pipeline::station_dump::{self, CELL_HEADER, DumpKind, MAC_HEADER};
+    use std::io::{BufRead, BufReader, Read};
+    let open = || std::fs::File::open(file).with_context(|| format!("opening {}", file.display()));
+    let mut opened = open()?;
     let size = opened.metadata().map(|m| m.len()).unwrap_or(0);
-    let progress = crate::progress::Progress::bytes("import", size);
     let mut magic = [0u8; 2];
     let gzip = opened
         .read(&mut magic)
         .map(|n| n == 2 && magic == [0x1f, 0x8b])
         .unwrap_or(false);
-    let opened = progress.wrap_read(
-        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
-    );
-    let result = if gzip {
-        ichnaea_pipeline::cell_import::import(
-            &ctx,
-            BufReader::new(flate2::read::MultiGzDecoder::new(opened)),
-        )
-        .await
+    let reader =
+        |progress: Option<&crate::progress::Progress>| -> anyhow::Result<Box<dyn BufRead>> {
+            let file: Box<dyn Read> = match progress {
+                Some(p) => Box::new(p.wrap_read(open()?)),
+                None => Box::new(open()?),
+            };
+            Ok(if gzip {
+                Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+            } else {
+                Box::new(BufReader::new(file))
+            })
+        };
+    let mut header = String::new();
+    reader(None)?
+        .read_line(&mut header)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let header = header.trim_end_matches(['\r', '\n']);
+    let dump_kind = if header == CELL_HEADER {
+        if datatype.is_some_and(|d| d != "cell") {
+            return Err(usage_error("datatype", "the file is a cell dump"));
+        }
+        Some(DumpKind::Cell)
+    } else if header == MAC_HEADER {
+        match datatype.and_then(DumpKind::parse) {
+            Some(kind @ (DumpKind::Wifi | DumpKind::Blue)) => Some(kind),
+            _ => {
+                return Err(usage_error(
+                    "datatype",
+                    "the file is a Wi-Fi or Bluetooth dump: say which with --datatype wifi or --datatype blue",
+                ));
+            }
+        }
     } else {
-        ichnaea_pipeline::cell_import::import(&ctx, BufReader::new(opened)).await
+        if datatype.is_some_and(|d| d != "cell") {
+            return Err(usage_error(
+                "datatype",
+                "the file is not a Wi-Fi or Bluetooth dump (header \"mac,lat,lon,...\" expected)",
+            ));
+        }
+        None
+    };
+    let (store, _, ctx) = open_pipeline(&config).await?;
+    let progress = crate::progress::Progress::bytes("import", size);
+    let result = match reader(Some(&progress)) {
+        Err(e) => Err(e),
+        Ok(read) => match dump_kind {
+            Some(kind) => station_dump::import(&ctx, kind, read)
+                .await
+                .map_err(Into::into),
+            None => ichnaea_pipeline::cell_import::import(&ctx, read)
+                .await
+                .map_err(Into::into),
+        },
     };
     drop(progress);
     store.close().await;
-    let report = result.context("importing cells")?;
+    let report = result.context("importing stations")?;
+    let what = match dump_kind {
+        Some(DumpKind::Wifi) => "Wi-Fi networks",
+        Some(DumpKind::Blue) => "Bluetooth beacons",
+        _ => "cells",
+    };
     println!(
-        "read {} rows: {} cells inserted, {} updated, {} skipped",
+        "read {} rows: {} {what} inserted, {} updated, {} skipped",
         report.rows, report.inserted, report.updated, report.skipped
     );
     Ok(())
+}
+
+fn usage_error(field: &'static str, message: &str) -> anyhow::Error {
+    crate::admin::InvalidInput(ichnaea_core::FieldError::new(field, message)).into()
 }
 
 fn version_body(config: &Config) -> anyhow::Result<serde_json::Value> {

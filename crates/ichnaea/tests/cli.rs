@@ -345,7 +345,7 @@ fn serve_operations_admin_api_and_sigterm() {
     assert!(
         metrics
             .body
-            .contains(r#"request{path="__heartbeat__",method="get",status="200"} 1"#),
+            .contains(r#"ichnaea_request_total{path="__heartbeat__",method="get",status="200"} 1"#),
         "{}",
         metrics.body
     );
@@ -1125,7 +1125,305 @@ mod browser;
 mod datamap;
 #[path = "cli/faults.rs"]
 mod faults;
+#[path = "cli/hostile.rs"]
+mod hostile;
+#[path = "cli/readme.rs"]
+mod readme;
 #[path = "cli/redis.rs"]
 mod redis;
+#[path = "cli/sim.rs"]
+mod sim;
 #[path = "cli/site.rs"]
 mod site;
+
+// ---------------------------------------------------------------------------
+// dump → import round trip
+
+ichnaea_testkit::backend_tests!(
+    sync embedded => on_embedded, cluster => on_cluster;
+    dump_and_import_round_trip,
+);
+
+/// Reports at ten places in Berlin with Wi-Fi, Bluetooth, LTE and WCDMA cells,
+/// plus one access point that moves 20 km (so block columns are filled too).
+fn mixed_reports() -> Vec<Value> {
+    let mut reports: Vec<Value> = (0..40)
+        .map(|i| {
+            let site = i % 10;
+            let lat = 52.45 + site as f64 * 0.002 + (i / 10) as f64 * 1e-5;
+            let lon = 13.30 + site as f64 * 0.003;
+            json!({
+                "position": {"latitude": lat, "longitude": lon, "accuracy": 10.0},
+                "wifiAccessPoints": [
+                    {"macAddress": format!("02aa000000{site:02x}"), "signalStrength": -60},
+                    {"macAddress": format!("02aa000001{site:02x}"), "signalStrength": -70},
+                ],
+                "bluetoothBeacons": [
+                    {"macAddress": format!("02bb000000{site:02x}"), "signalStrength": -80},
+                ],
+                "cellTowers": [
+                    {"radioType": "lte", "mobileCountryCode": 262, "mobileNetworkCode": 1,
+                     "locationAreaCode": 100 + site, "cellId": 5000 + site, "primaryScramblingCode": 17},
+                    {"radioType": "wcdma", "mobileCountryCode": 262, "mobileNetworkCode": 2,
+                     "locationAreaCode": 200, "cellId": 70000 + site},
+                ],
+            })
+        })
+        .collect();
+    reports.push(json!({
+        "position": {"latitude": 52.70, "longitude": 13.30, "accuracy": 10.0},
+        "wifiAccessPoints": [{"macAddress": "02aa00000000"}, {"macAddress": "02aa0000ffff"}],
+    }));
+    reports
+}
+
+fn gunzip_text(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+/// What `ichnaea dump` writes, `ichnaea import` reads back: dumping every family,
+/// importing the files into an empty database and dumping again gives the same
+/// files; importing a dump over the data it came from changes nothing.
+fn dump_and_import_round_trip(backend: Backend, dir: DataDir) {
+    let env = backend.env();
+    let mut web = Server::start_roles(&dir, &env, "web");
+    let reports = mixed_reports();
+    let (first, moved) = reports.split_at(reports.len() - 1);
+    submit_all(&web, first, 20);
+    web.terminate();
+    dir.run_with(&["drain"], &env).expect_code(0);
+    let web = Server::start_roles(&dir, &env, "web");
+    submit_all(&web, moved, 1);
+    drop(web);
+    dir.run_with(&["drain"], &env).expect_code(0);
+
+    // The target: an empty database of the same kind.
+    let target_dir = data_dir("import-target");
+    let target = if backend.database_url.starts_with("sqlite") {
+        Backend::embedded(&target_dir)
+    } else {
+        Backend::cluster().expect("cluster backend")
+    };
+    let target_env = target.env();
+    // Cluster runs keep nothing in the data directory, so it may not exist yet.
+    std::fs::create_dir_all(&dir.path).unwrap();
+    let path = |name: &str| dir.path.join(name);
+    for kind in ["wifi", "blue", "cell"] {
+        let first = path(&format!("{kind}-1.csv.gz"));
+        let second = path(&format!("{kind}-2.csv.gz"));
+        let written = dir
+            .run_with(
+                &[
+                    "dump",
+                    "--datatype",
+                    kind,
+                    "--filename",
+                    first.to_str().unwrap(),
+                ],
+                &env,
+            )
+            .expect_code(0);
+        assert!(written.stdout.starts_with("wrote "), "{}", written.stdout);
+        let text = gunzip_text(&first);
+        let rows = text.lines().count() - 1;
+        assert!(rows >= 10, "{kind}: only {rows} rows\n{text}");
+        let mut args = vec!["import", first.to_str().unwrap()];
+        if kind != "cell" {
+            args.extend(["--datatype", kind]);
+        }
+        let run = target_dir.run_with(&args, &target_env).expect_code(0);
+        assert!(
+            run.stdout.starts_with(&format!("read {rows} rows: "))
+                && run.stdout.contains(&format!(" {rows} ")),
+            "{kind}: {}",
+            run.stdout
+        );
+        target_dir
+            .run_with(
+                &[
+                    "dump",
+                    "--datatype",
+                    kind,
+                    "--filename",
+                    second.to_str().unwrap(),
+                ],
+                &target_env,
+            )
+            .expect_code(0);
+        assert_eq!(text, gunzip_text(&second), "{kind}: the dumps differ");
+        // The same file over the data it came from: nothing newer, nothing changed.
+        let again = dir.run_with(&args, &env).expect_code(0);
+        assert!(
+            again
+                .stdout
+                .ends_with(&format!("0 updated, {rows} skipped\n")),
+            "{kind}: {}",
+            again.stdout
+        );
+    }
+    let wifi = gunzip_text(&path("wifi-1.csv.gz"));
+    let blocked = wifi
+        .lines()
+        .find(|l| l.starts_with("02aa00000000,"))
+        .unwrap();
+    assert!(
+        blocked.ends_with(",1"),
+        "block_count of the moved network: {blocked}"
+    );
+    assert!(gunzip_text(&path("cell-1.csv.gz")).contains("\nWCDMA,262,2,200,70000,"));
+
+    // A Wi-Fi/Bluetooth dump needs to be told its family; a wrong one is refused.
+    let wifi_file = path("wifi-1.csv.gz");
+    let run = target_dir
+        .run_with(&["import", wifi_file.to_str().unwrap()], &target_env)
+        .expect_code(2);
+    assert!(
+        run.stderr.contains("--datatype wifi or --datatype blue"),
+        "{}",
+        run.stderr
+    );
+    let cell_file = path("cell-1.csv.gz");
+    target_dir
+        .run_with(
+            &["import", cell_file.to_str().unwrap(), "--datatype", "wifi"],
+            &target_env,
+        )
+        .expect_code(2);
+}
+
+// ---------------------------------------------------------------------------
+// queues of deleted export targets
+
+/// Deleting a target with a backlog needs `--purge`; `queues list` marks the
+/// queues of deleted targets and `queues purge-orphaned` empties them.
+#[test]
+fn deleted_targets_leave_no_queue_behind() {
+    let dir = data_dir("orphans");
+    dir.run(&["export-config", "create", "bk", "--schema", "dummy"])
+        .expect_code(0);
+    let backend = Backend::embedded(&dir);
+    with_store(&backend, async |store| {
+        let queue = ichnaea_queue::Queue::embedded(store.sqlite_pool().unwrap().clone())
+            .await
+            .unwrap();
+        let items = |n: usize| (0..n).map(|i| vec![i as u8]).collect::<Vec<_>>();
+        queue.push("queue_export_bk", items(3)).await.unwrap();
+        queue
+            .push("queue_export_gone:gnss:no_key", items(2))
+            .await
+            .unwrap();
+        queue.push("update_incoming", items(1)).await.unwrap();
+    });
+    let refused = dir.run(&["export-config", "delete", "bk"]).expect_code(2);
+    assert!(
+        refused.stderr.contains("3 queued items") && refused.stderr.contains("--purge"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        dir.json(&["export-config", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let listed = dir.json(&["queues", "list", "--json"]);
+    let rows: Vec<(String, u64, bool)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["queue"].as_str().unwrap().to_string(),
+                r["items"].as_u64().unwrap(),
+                r["orphaned"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("queue_export_bk".to_string(), 3, false),
+            ("queue_export_gone:gnss:no_key".to_string(), 2, true),
+            ("update_incoming".to_string(), 1, false),
+        ]
+    );
+    let deleted = dir
+        .run(&["export-config", "delete", "bk", "--purge"])
+        .expect_code(0);
+    assert_eq!(
+        deleted.stdout,
+        "deleted export config bk\npurged 3 queued items\n"
+    );
+    let purged = dir.run(&["queues", "purge-orphaned"]).expect_code(0);
+    assert_eq!(purged.stdout, "purged 2 items from 1 orphaned queues\n");
+    let left = dir.json(&["queues", "list", "--json"]);
+    assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+    assert_eq!(left[0]["queue"], "update_incoming");
+}
+
+// ---------------------------------------------------------------------------
+// learning without `drain`
+
+ichnaea_testkit::backend_tests!(
+    sync embedded => on_embedded, cluster => on_cluster;
+    submissions_are_learnt_within_seconds,
+);
+
+/// One submitted report is answered from by geolocate within seconds, with all
+/// roles running and no `drain`, although it is far from the internal target's
+/// batch of 100.
+fn submissions_are_learnt_within_seconds(backend: Backend, dir: DataDir) {
+    let env = backend.env();
+    dir.run_with(&["apikey", "create", "learn"], &env)
+        .expect_code(0);
+    let server = Server::start(&dir, &env);
+    let wifi = json!([
+        {"macAddress": "3a:00:00:00:00:01", "signalStrength": -60},
+        {"macAddress": "3a:00:00:00:00:02", "signalStrength": -65},
+        {"macAddress": "3a:00:00:00:00:03", "signalStrength": -70},
+    ]);
+    let report = json!({"items": [{"position": {"latitude": 48.8566, "longitude": 2.3522, "accuracy": 5.0},
+                                   "wifiAccessPoints": wifi}]});
+    let query = json!({"considerIp": false, "wifiAccessPoints": wifi}).to_string();
+    let locate = || {
+        post_bytes(
+            server.port,
+            "/v1/geolocate?key=learn",
+            &[],
+            query.as_bytes(),
+        )
+    };
+    assert_eq!(locate().status, 404);
+    let submitted = Instant::now();
+    let r = post_bytes(
+        server.port,
+        "/v2/geosubmit",
+        &[],
+        report.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    loop {
+        let r = locate();
+        if r.status == 200 {
+            let body = r.json();
+            assert!(
+                (body["location"]["lat"].as_f64().unwrap() - 48.8566).abs() < 0.001,
+                "{body}"
+            );
+            break;
+        }
+        assert_eq!(r.status, 404, "{}", r.body);
+        assert!(
+            submitted.elapsed() < Duration::from_secs(10),
+            "not learnt 10 s after the submission"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("learnt after {:?}", submitted.elapsed());
+}

@@ -1,4 +1,4 @@
-//! `update_cellarea` (spec pipeline §4.1): recomputes the `cell_area` rows of
+//! `update_cellarea` (pipeline §4.1): recomputes the `cell_area` rows of
 //! queued area ids from their cells. Idempotent, so re-delivery is harmless.
 
 use ichnaea_core::area::aggregate_area;

@@ -1,4 +1,4 @@
-//! The public cell export (spec pipeline §4.4): gzip CSV files of the positioned
+//! The public cell export (pipeline §4.4): gzip CSV files of the positioned
 //! cells in the OpenCellID-compatible layout, hourly (cells changed in the last
 //! hour) and daily (cells changed in the last year), written to an `s3://` or
 //! `file://` directory (default `<exports_dir>/export`).

@@ -1,4 +1,4 @@
-//! Importing a public cell export (spec pipeline §4.5, `load_cell_data`): a
+//! Importing a public cell export (pipeline §4.5, `load_cell_data`): a
 //! gzip CSV in the layout of [`crate::cell_export`] (MLS or OpenCellID) is
 //! merged into the cell tables, then the affected cell areas and the region
 //! statistics are recomputed.
@@ -222,4 +222,112 @@ pub async fn import(
     }
     ctx.store.update_region_stats().await?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code: a failed unwrap is a failed test.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const VALID: &str = "LTE,262,1,40503,27263491,112,13.405,52.52,850,12,1,1500000000,1700000000,";
+
+    #[test]
+    fn a_valid_row_parses() {
+        let row = parse_row(VALID, 2).unwrap().unwrap();
+        assert_eq!(
+            (row.key.mcc, row.key.cid, row.psc),
+            (262, 27_263_491, Some(112))
+        );
+        assert_eq!(parse_row(",262,1,1,1,,0,0,0,0,0,,", 2).unwrap(), None);
+    }
+
+    /// A field value worth trying in any column.
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "",
+                " ",
+                "-1",
+                "0",
+                "65535",
+                "65536",
+                "4294967296",
+                "68719476736",
+                "9223372036854775807",
+                "-9223372036854775808",
+                "99999999999999999999",
+                "1e3",
+                "NaN",
+                "inf",
+                "-inf",
+                "90.0001",
+                "-180",
+                "181",
+                "0x10",
+                "GSM",
+                "UMTS",
+                "LTE",
+                "NR",
+                "CDMA",
+                "gsm",
+                "\u{0}",
+                "é",
+                "\"1\"",
+            ])
+            .prop_map(String::from),
+            any::<i64>().prop_map(|i| i.to_string()),
+            any::<f64>().prop_map(|f| f.to_string()),
+            "[ -~]{0,8}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 1024,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Any field of a valid row replaced by anything, any number of
+        /// fields, or any text: a row, a skip, or an error naming the line —
+        /// never a panic, and a parsed row always within the ranges the
+        /// store expects.
+        #[test]
+        fn rows_never_panic_and_stay_in_range(
+            replacements in prop::collection::vec((0usize..16, field()), 0..4),
+            truncate in 0usize..17,
+            line in prop::option::of("[ -~\\r\\n]{0,120}"),
+        ) {
+            let text = match line {
+                Some(line) => line,
+                None => {
+                    let mut f: Vec<String> = VALID.split(',').map(String::from).collect();
+                    for (i, value) in replacements {
+                        if i < f.len() {
+                            f[i] = value;
+                        } else {
+                            f.push(value);
+                        }
+                    }
+                    f.truncate(truncate.max(1));
+                    f.join(",")
+                }
+            };
+            match parse_row(&text, 7) {
+                Ok(Some(row)) => {
+                    prop_assert!(row.key.check_encodable().is_ok());
+                    let lat = row.fields.lat.unwrap();
+                    let lon = row.fields.lon.unwrap();
+                    prop_assert!((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon));
+                    prop_assert!((0..=100_000).contains(&row.fields.radius.unwrap()));
+                    prop_assert!(row.fields.samples.unwrap() >= 0);
+                }
+                Ok(None) => prop_assert!(text.starts_with(',')),
+                Err(e) => prop_assert!(e.to_string().contains("line 7: "), "{e}"),
+            }
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! `update_datamap` (spec pipeline §4.2.3): marks the data-map grid cells of
+//! `update_datamap` (pipeline §4.2.3): marks the data-map grid cells of
 //! contributed reports as seen today. Idempotent, so re-delivery is harmless.
 
 use chrono::Utc;

@@ -1,4 +1,4 @@
-//! `update_incoming`, the multiplexer (spec pipeline §2.4): every incoming report
+//! `update_incoming`, the multiplexer (pipeline §2.4): every incoming report
 //! is copied to the queue of each export target that allows its (api key,
 //! source) pair, in batches of the target's size, and the incoming batch is
 //! acknowledged in the same atomic step.

@@ -17,6 +17,7 @@ pub mod monitor;
 pub mod periodic;
 pub mod rate_control;
 pub mod scheduler;
+pub mod station_dump;
 pub mod stations;
 pub mod tiles;
 pub mod worker;
@@ -28,7 +29,7 @@ use ichnaea_core::geocoder::Geocoder;
 use ichnaea_queue::{Counters, Queue};
 use ichnaea_store::Store;
 
-/// Batch sizes and timings of the pipeline (spec pipeline §6.4: the original's
+/// Batch sizes and timings of the pipeline (pipeline §6.4: the original's
 /// hard-coded constants, made configurable).
 #[derive(Clone, Debug)]
 pub struct PipelineSettings {

@@ -48,7 +48,7 @@ pub async fn prune_applied_batches(ctx: PipelineContext) -> Result<(), PipelineE
 }
 
 /// `monitor_api_key_limits`: gauge `api.limit` (tags `key`, `path`) with today's
-/// request count of every key with traffic (spec pipeline §4.6).
+/// request count of every key with traffic (pipeline §4.6).
 pub async fn monitor_api_key_limits(ctx: PipelineContext) -> Result<(), PipelineError> {
     for (key, path, count) in ctx.counters.daily_requests(Utc::now()).await? {
         metrics::gauge!("api.limit", "key" => metric_label(&key), "path" => path).set(count as f64);
@@ -58,7 +58,7 @@ pub async fn monitor_api_key_limits(ctx: PipelineContext) -> Result<(), Pipeline
 
 /// `monitor_api_users`: gauge `<api type>.user` (tags `key`, `interval:1d|7d`)
 /// with distinct client IPs today and over seven days; older user sets are
-/// deleted on the way (spec pipeline §4.6).
+/// deleted on the way (pipeline §4.6).
 pub async fn monitor_api_users(ctx: PipelineContext) -> Result<(), PipelineError> {
     for usage in ctx.counters.key_usage(Utc::now()).await? {
         let name = format!("{}.user", usage.api_type);

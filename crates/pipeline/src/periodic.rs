@@ -1,4 +1,4 @@
-//! The periodic tasks of the scheduler (spec pipeline §5): statistics, region
+//! The periodic tasks of the scheduler (pipeline §5): statistics, region
 //! statistics, retention, monitoring.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The rate controller (spec pipeline §4.7.2), an option that is off by
+//! The rate controller (pipeline §4.7.2), an option that is off by
 //! default: a PID controller that lowers the global locate sample rate when the
 //! observation backlog approaches a target, so locate queries stop feeding the
 //! pipeline before it falls behind. With the defaults (P only, Kp = 8) the rate

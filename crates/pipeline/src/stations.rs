@@ -1,6 +1,8 @@
-//! The station updaters (spec pipeline §3): a batch of observations of one shard
+//! The station updaters (pipeline §3): a batch of observations of one shard
 //! queue is merged into its station table in one transaction that also records
 //! the batch id and the day's counters; cell batches then queue their areas.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -39,7 +41,7 @@ fn station_type(table: StationTable) -> StationType {
 }
 
 /// Decodes and weighs a batch; observations weighing nothing are dropped
-/// (uncounted, spec §3.1). Groups keep queue order.
+/// (uncounted, §3.1). Groups keep queue order.
 fn group(table: StationTable, items: &[Vec<u8>]) -> BTreeMap<StationKey, Vec<WeightedObs>> {
     let mut groups: BTreeMap<StationKey, Vec<WeightedObs>> = BTreeMap::new();
     for item in items {
@@ -63,7 +65,7 @@ fn group(table: StationTable, items: &[Vec<u8>]) -> BTreeMap<StationKey, Vec<Wei
     groups
 }
 
-/// Tallies of one batch (spec §3.11).
+/// Tallies of one batch (§3.11).
 #[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
     /// Weighted observations.

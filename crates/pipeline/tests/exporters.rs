@@ -236,8 +236,11 @@ async fn object_export_rejects_bad_targets() {
 
 #[test]
 fn s3_url_and_key_layout() {
-    let target =
-        parse_target("s3://bucket/backups/{source}/{api_key}/{year}/{month}/{day}").unwrap();
+    let target = parse_target(
+        "s3://bucket/backups/{source}/{api_key}/{year}/{month}/{day}",
+        None,
+    )
+    .unwrap();
     let Target::S3 { bucket, template } = &target else {
         panic!("{target:?}")
     };
@@ -247,7 +250,7 @@ fn s3_url_and_key_layout() {
     assert_eq!(
         object_key(template, source, key, day(), hex),
         format!("backups/gnss/test/2015/7/5/{hex}.json.gz"),
-        "spec pipeline §2.8 example"
+        "pipeline §2.8 example"
     );
     // Trailing slash kept single; unknown placeholders left alone; values are not re-expanded.
     assert_eq!(
@@ -266,7 +269,7 @@ fn s3_url_and_key_layout() {
     );
     // Bucket root.
     assert_eq!(
-        parse_target("s3://bucket").unwrap(),
+        parse_target("s3://bucket", None).unwrap(),
         Target::S3 {
             bucket: "bucket".into(),
             template: String::new()
@@ -282,29 +285,46 @@ fn s3_url_and_key_layout() {
     );
 
     assert!(matches!(
-        parse_target("s3:///nobucket"),
+        parse_target("s3:///nobucket", None),
         Err(ExportError::InvalidTarget(_))
     ));
     assert!(matches!(
-        parse_target("https://host/x"),
+        parse_target("https://host/x", None),
         Err(ExportError::InvalidTarget(_))
     ));
     assert!(matches!(
-        parse_target("file://"),
+        parse_target("file://", None),
         Err(ExportError::InvalidTarget(_))
     ));
     assert_eq!(
-        parse_target("file:///var/exports/{source}").unwrap(),
+        parse_target("file:///var/exports/{source}", None).unwrap(),
         Target::File {
             template: "/var/exports/{source}".into()
         }
     );
-    let Target::File { template } = parse_target("file://rel/dir").unwrap() else {
+    let Target::File { template } = parse_target("file://rel/dir", None).unwrap() else {
         panic!("file target")
     };
     assert!(
         template.starts_with('/') && template.ends_with("/rel/dir"),
         "{template}"
+    );
+    // Under the configured exports_dir, whatever the working directory.
+    assert_eq!(
+        parse_target(
+            "file://rel/{source}",
+            Some(std::path::Path::new("/srv/ichnaea/exports"))
+        )
+        .unwrap(),
+        Target::File {
+            template: "/srv/ichnaea/exports/rel/{source}".into()
+        }
+    );
+    assert_eq!(
+        parse_target("file:///abs", Some(std::path::Path::new("/srv/x"))).unwrap(),
+        Target::File {
+            template: "/abs".into()
+        }
     );
 
     assert_eq!(

@@ -1,6 +1,8 @@
 //! Pipeline tests: reports pushed to `update_incoming` are drained through the
 //! real queue and store, on SQLite + the embedded queue, and on PostgreSQL +
 //! Redis when `ICHNAEA_TEST_POSTGRES_URL` and `ICHNAEA_TEST_REDIS_URL` are set.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 // Test code: a failed unwrap is a failed test with its message, and test
 // helpers are not public API.
@@ -128,6 +130,7 @@ backend_tests!(
     case_18_failed_export_is_retried_after_its_lease,
     case_19_export_failing_three_times_stays_queued,
     case_20_export_readiness_by_oldest_report_age,
+    internal_target_goes_once_incoming_is_empty,
     hanging_export_target_does_not_stall_the_pipeline,
     case_21_new_station_from_five_observations,
     case_22_new_station_from_five_query_observations,
@@ -457,7 +460,7 @@ async fn rate_control_lowers_the_locate_sample_rate(ctx: PipelineContext) {
     );
 }
 
-// ---- Spec pipeline §9: "Behaviours a test should check" ----
+// ---- pipeline §9: "Behaviours a test should check" ----
 //
 // One test per case that needs queues, the store or exporters, named after the
 // case number; the pure rules are in `crates/core/tests/pipeline_rules.rs`.
@@ -784,7 +787,8 @@ async fn undecodable_incoming_items_are_counted_and_logged(ctx: PipelineContext)
     .chain([b"not json".to_vec()])
     .collect();
     ctx.queue.push(UPDATE_INCOMING, items).await.unwrap();
-    multiplex_and_export(&ctx, false).await;
+    // The multiplexer only: the internal target would take the item at once.
+    while ichnaea_pipeline::incoming::run_once(&ctx).await.unwrap() > 0 {}
 
     assert_eq!(ctx.queue.len(UPDATE_INCOMING).await.unwrap(), 0);
     assert_eq!(metrics.total("data.incoming.undecodable"), 3);
@@ -902,7 +906,7 @@ async fn case_10_ocean_report_is_counted_and_dropped(ctx: PipelineContext) {
     );
 }
 
-/// Spec §2.9 step 2 and §2.10.7 (with §9 case 10's metrics): the internal
+/// §2.9 step 2 and §2.10.7 (with §9 case 10's metrics): the internal
 /// exporter's counters carry a `key` tag only for api keys that exist in
 /// `api_key`; reports of unknown keys are counted without one.
 async fn case_10_metrics_tag_only_known_api_keys(ctx: PipelineContext) {
@@ -1263,6 +1267,48 @@ async fn case_20_export_readiness_by_oldest_report_age(mut ctx: PipelineContext)
         0,
         "the oldest report is old enough: both are sent"
     );
+}
+
+/// A submission reaches the station queues on the next pass although the
+/// `internal` target's batch (100) is not full: its batch size only groups what
+/// streams in, and the queue goes as soon as `update_incoming` is empty.
+async fn internal_target_goes_once_incoming_is_empty(ctx: PipelineContext) {
+    let internal = ctx.store.export_config("internal").await.unwrap().unwrap();
+    assert_eq!(internal.batch, 100);
+    submit(
+        &ctx,
+        None,
+        "gnss",
+        vec![wifi_report(51.0, 10.0, &["0123f456789a", "0123f456789b"])],
+    )
+    .await;
+    // While update_incoming still holds reports, the partial batch waits.
+    while ichnaea_pipeline::incoming::run_once(&ctx).await.unwrap() > 0 {}
+    submit(
+        &ctx,
+        None,
+        "gnss",
+        vec![wifi_report(51.0, 10.0, &["0123f456789c"])],
+    )
+    .await;
+    assert_eq!(
+        ichnaea_pipeline::export::run_once(&ctx, false)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(ctx.queue.len("queue_export_internal").await.unwrap(), 1);
+    // Once it is empty, what is there goes.
+    multiplex_and_export(&ctx, false).await;
+    assert_eq!(ctx.queue.len("queue_export_internal").await.unwrap(), 0);
+    let observations: u64 = {
+        let mut n = 0;
+        for q in ctx.queue.queue_names("update_wifi_").await.unwrap() {
+            n += ctx.queue.len(&q).await.unwrap();
+        }
+        n
+    };
+    assert_eq!(observations, 3);
 }
 
 /// Issue 14: a remote export target that hangs (answers after an hour; the
@@ -2237,7 +2283,7 @@ async fn case_54_update_statregion(ctx: PipelineContext) {
 
 /// §9 case 57 (§4.7.2): the P-only controller (target 1 000, Kp 8) and what
 /// counts as backlog: the station queues, not the export, area or data-map
-/// queues. Deliberate departure (`rate_control.rs`, spec §7.3 item 6):
+/// queues. Deliberate departure (`rate_control.rs`, §7.3 item 6):
 /// `update_incoming` counts too.
 async fn case_57_rate_controller_backlog_and_rates(ctx: PipelineContext) {
     use ichnaea_pipeline::rate_control::{PidState, RateControl, backlog, step};

@@ -276,6 +276,23 @@ impl EmbeddedQueue {
         }))
     }
 
+    pub(crate) async fn purge(&self, queue: &str) -> Result<u64, QueueError> {
+        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let items: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(item_count), 0) FROM queue_entry WHERE queue = $1",
+        )
+        .bind(queue)
+        .fetch_one(&mut *tx)
+        .await?;
+        // The trigger uncounts the entries and drops the queue_stat row.
+        sqlx::query("DELETE FROM queue_entry WHERE queue = $1")
+            .bind(queue)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(items).unwrap_or(0))
+    }
+
     pub(crate) async fn queue_names(&self, prefix: &str) -> Result<Vec<String>, QueueError> {
         let names = sqlx::query_scalar(
             "SELECT queue FROM queue_stat

@@ -220,6 +220,16 @@ impl Queue {
         }
     }
 
+    /// Deletes every entry of `queue`, leased ones included, and returns the number
+    /// of items removed. For the queue of a deleted export target, which nothing
+    /// consumes any more; never for a queue that is still in use.
+    pub async fn purge(&self, queue: &str) -> Result<u64, QueueError> {
+        match self {
+            Queue::Embedded(q) => q.purge(queue).await,
+            Queue::Redis(q) => q.purge(queue).await,
+        }
+    }
+
     /// Names of all queues whose name starts with `prefix` and that hold unacknowledged
     /// items, sorted; for gauges and for finding export partitions such as
     /// `queue_export_backup:gnss:key`.

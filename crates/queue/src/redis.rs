@@ -292,6 +292,29 @@ impl RedisQueue {
         )))
     }
 
+    pub(crate) async fn purge(&self, queue: &str) -> Result<u64, QueueError> {
+        let keys = self.keys(queue);
+        // The queue's keys share one hash slot (the tag), so they go in one
+        // transaction; the registry lives in another slot and follows after.
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("MULTI").ignore();
+        pipe.cmd("GET").arg(&keys.items).ignore();
+        pipe.cmd("DEL")
+            .arg(&keys.stream)
+            .arg(&keys.batches)
+            .arg(&keys.leases)
+            .arg(&keys.items)
+            .ignore();
+        pipe.cmd("EXEC");
+        let ((items, _),): ((Option<i64>, i64),) = pipe.query_async(&mut self.conn.clone()).await?;
+        let _: i64 = ::redis::cmd("SREM")
+            .arg(self.registry())
+            .arg(queue)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(items.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
     pub(crate) async fn queue_names(&self, prefix: &str) -> Result<Vec<String>, QueueError> {
         let mut conn = self.conn.clone();
         let members: Vec<String> = ::redis::cmd("SMEMBERS")

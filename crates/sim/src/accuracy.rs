@@ -124,12 +124,21 @@ pub struct KindReport {
     pub answered: usize,
     /// `answered / positions`.
     pub answered_share: f64,
+    /// `ok` (some answers), `no answer` (nothing sent, or every query 404)
+    /// or `failed` (queries sent, none answered, some failed): the figures
+    /// below are `null` unless `ok`.
+    pub status: &'static str,
     /// Error percentiles of the answers, metres.
-    pub error_m: Errors,
-    /// Share of answers with error ≤ returned accuracy.
-    pub calibration: f64,
-    /// Median returned accuracy, metres.
-    pub accuracy_median_m: f64,
+    pub error_m: Option<Errors>,
+    /// Share of answers with error ≤ returned accuracy (the 95 % circle).
+    pub calibration: Option<f64>,
+    /// Share of answers with error ≤ 0.617 × the returned accuracy: the 68 %
+    /// circle if errors are two-dimensional normal (r68 / r95 =
+    /// √(−2 ln 0.32) / √(−2 ln 0.05)), so the shape of the error
+    /// distribution is checked too, not only one quantile.
+    pub calibration_68: Option<f64>,
+    /// Median returned accuracy (circle radius), metres.
+    pub accuracy_median_m: Option<f64>,
     /// Answers from a cell area (`"fallback": "lacf"`).
     pub lacf: usize,
     /// Queries that failed (not 200/404).
@@ -149,9 +158,28 @@ pub struct AccuracyReport {
     pub positions: usize,
     /// One row per data type.
     pub kinds: Vec<KindReport>,
+    /// The same queries solved locally by the fix with the transmitters' true
+    /// positions (the simulator knows them), kinds named `oracle-wifi` …: what
+    /// the fix alone costs, so the rest of the error is the station estimates'.
+    /// Empty when not computed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub oracle: Vec<KindReport>,
     /// The first failure, for diagnosis.
     pub first_failure: Option<String>,
 }
+
+impl AccuracyReport {
+    /// Whether queries were sent and every one failed (no 200, no 404).
+    pub fn nothing_succeeded(&self) -> bool {
+        let sent: usize = self.kinds.iter().map(|k| k.sent).sum();
+        let failed: usize = self.kinds.iter().map(|k| k.failed).sum();
+        sent > 0 && failed == sent
+    }
+}
+
+/// Radius of the 68 % circle over that of the 95 % circle for a circular
+/// two-dimensional normal error: √(−2 ln 0.32) / √(−2 ln 0.05).
+pub const R68_OF_R95: f64 = 0.6167;
 
 /// Nearest-rank percentile of sorted values.
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -174,7 +202,7 @@ fn round4(v: f64) -> f64 {
 pub fn summarise(kind: &'static str, outcomes: &[Outcome]) -> KindReport {
     let mut errors = Vec::new();
     let mut accuracies = Vec::new();
-    let (mut inside, mut lacf, mut failed, mut sent) = (0, 0, 0, 0);
+    let (mut inside, mut inside_68, mut lacf, mut failed, mut sent) = (0, 0, 0, 0, 0);
     for o in outcomes {
         if !matches!(o, Outcome::NotSent) {
             sent += 1;
@@ -188,6 +216,7 @@ pub fn summarise(kind: &'static str, outcomes: &[Outcome]) -> KindReport {
                 errors.push(*error_m);
                 accuracies.push(*accuracy_m);
                 inside += usize::from(error_m <= accuracy_m);
+                inside_68 += usize::from(*error_m <= R68_OF_R95 * accuracy_m);
                 lacf += usize::from(fallback.as_deref() == Some("lacf"));
             }
             Outcome::Failed(_) => failed += 1,
@@ -204,19 +233,28 @@ pub fn summarise(kind: &'static str, outcomes: &[Outcome]) -> KindReport {
             round4(a as f64 / b as f64)
         }
     };
+    let ok = n > 0;
     KindReport {
         kind,
         positions: outcomes.len(),
         sent,
         answered: n,
         answered_share: share(n, outcomes.len()),
-        error_m: Errors {
+        status: if ok {
+            "ok"
+        } else if failed > 0 {
+            "failed"
+        } else {
+            "no answer"
+        },
+        error_m: ok.then(|| Errors {
             median: round1(percentile(&errors, 0.5)),
             p90: round1(percentile(&errors, 0.9)),
             p95: round1(percentile(&errors, 0.95)),
-        },
-        calibration: share(inside, n),
-        accuracy_median_m: round1(percentile(&accuracies, 0.5)),
+        }),
+        calibration: ok.then(|| share(inside, n)),
+        calibration_68: ok.then(|| share(inside_68, n)),
+        accuracy_median_m: ok.then(|| round1(percentile(&accuracies, 0.5))),
         lacf,
         failed,
     }
@@ -230,7 +268,7 @@ impl AccuracyReport {
             self.url, self.positions, self.size_km, self.seed
         );
         out.push_str(&format!(
-            "{:<6} {:>6} {:>9} {:>10} {:>9} {:>9} {:>9} {:>10} {:>8} {:>6}\n",
+            "{:<6} {:>6} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>6}\n",
             "type",
             "sent",
             "answered",
@@ -238,21 +276,42 @@ impl AccuracyReport {
             "p90 m",
             "p95 m",
             "in circle",
+            "in 68 %",
             "median acc",
             "lacf",
             "failed"
         ));
-        for k in &self.kinds {
+        for k in self.kinds.iter().chain(&self.oracle) {
+            let figures = match (
+                &k.error_m,
+                k.calibration,
+                k.calibration_68,
+                k.accuracy_median_m,
+            ) {
+                (Some(e), Some(c), Some(c68), Some(acc)) => format!(
+                    "{:>10.1} {:>9.1} {:>9.1} {:>8.1}% {:>8.1}% {:>10.1}",
+                    e.median,
+                    e.p90,
+                    e.p95,
+                    c * 100.0,
+                    c68 * 100.0,
+                    acc
+                ),
+                _ => format!(
+                    "{:>10} {:>9} {:>9} {:>9} {:>9} {:>10}",
+                    k.status.to_uppercase(),
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-"
+                ),
+            };
             out.push_str(&format!(
-                "{:<6} {:>6} {:>8.1}% {:>10.1} {:>9.1} {:>9.1} {:>8.1}% {:>10.1} {:>8} {:>6}\n",
+                "{:<6} {:>6} {:>8.1}% {figures} {:>8} {:>6}\n",
                 k.kind,
                 k.sent,
                 k.answered_share * 100.0,
-                k.error_m.median,
-                k.error_m.p90,
-                k.error_m.p95,
-                k.calibration * 100.0,
-                k.accuracy_median_m,
                 k.lacf,
                 k.failed
             ));
@@ -290,12 +349,12 @@ async fn locate(client: &Client, url: &Url, query: &Query, lat: f64, lon: f64) -
         .body(json);
     let response = match request.send().await {
         Ok(r) => r,
-        Err(e) => return Outcome::Failed(e.to_string()),
+        Err(e) => return Outcome::Failed(crate::error_chain(&e)),
     };
     let status = response.status().as_u16();
     let body = match response.bytes().await {
         Ok(b) => b,
-        Err(e) => return Outcome::Failed(e.to_string()),
+        Err(e) => return Outcome::Failed(crate::error_chain(&e)),
     };
     match status {
         404 => Outcome::NotFound,
@@ -388,6 +447,7 @@ pub async fn run_accuracy(args: &AccuracyArgs) -> Result<AccuracyReport, SimErro
             .zip(&outcomes)
             .map(|(kind, o)| summarise(kind, o))
             .collect(),
+        oracle: Vec::new(),
         first_failure,
     })
 }
@@ -416,11 +476,31 @@ mod tests {
         assert_eq!(r.sent, 5);
         assert_eq!(r.answered, 3);
         assert_eq!(r.answered_share, 0.5);
-        assert_eq!(r.error_m.median, 10.0);
-        assert_eq!(r.error_m.p95, 30.0);
-        assert_eq!(r.calibration, 0.6667);
-        assert_eq!(r.accuracy_median_m, 20.0);
+        let e = r.error_m.unwrap();
+        assert_eq!(e.median, 10.0);
+        assert_eq!(e.p95, 30.0);
+        assert_eq!(r.calibration, Some(0.6667));
+        assert_eq!(r.calibration_68, Some(0.6667));
+        assert_eq!(r.accuracy_median_m, Some(20.0));
         assert_eq!(r.failed, 1);
+        assert_eq!(r.status, "ok");
+    }
+
+    #[test]
+    fn a_kind_where_every_query_failed_is_marked_failed() {
+        let o = vec![Outcome::Failed("x".into()), Outcome::NotSent];
+        let r = summarise("cell", &o);
+        assert_eq!(r.status, "failed");
+        assert_eq!(r.error_m, None);
+        assert_eq!(r.calibration, None);
+        let report = AccuracyReport {
+            kinds: vec![r],
+            ..AccuracyReport::default()
+        };
+        assert!(report.nothing_succeeded());
+        let table = report.table();
+        assert!(table.contains("FAILED"), "{table}");
+        assert!(!table.contains(" 0.0 "), "{table}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod load;
 pub mod radio;
 pub mod rng;
 pub mod scan;
+pub mod scenario;
 pub mod streets;
 pub mod summary;
 pub mod target;
@@ -89,6 +90,15 @@ pub enum SimError {
     /// The summary could not be written to stdout.
     #[error("cannot write the summary: {0}")]
     Output(#[source] std::io::Error),
+    /// The run ended without a single success (every request failed): the
+    /// summary was printed, and the command exits non-zero.
+    #[error("sim {command}: nothing succeeded: {cause}")]
+    NothingSucceeded {
+        /// `load`, `traffic` or `accuracy`.
+        command: &'static str,
+        /// The first failure with its causes.
+        cause: String,
+    },
     /// `--out` could not be written.
     #[error("cannot write {path}: {source}")]
     WriteFile {
@@ -98,6 +108,22 @@ pub enum SimError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// An error with its causes, `a: b: c` (reqwest's own message is only "error
+/// sending request"; the cause, e.g. "Connection refused", is in the chain).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// `ichnaea sim …`: the simulation subcommands, embedded in the binary's CLI.
@@ -155,6 +181,11 @@ pub struct WorldArgs {
     /// Simulated time at which they move (e.g. 30m, 1800s).
     #[arg(long, default_value = "30m", value_parser = duration::parse)]
     pub move_at: Duration,
+    /// Scenario file (TOML): densities, radio models, GNSS noise, stumbler mix;
+    /// its `[city]` and `[moves]` members override the flags above. See
+    /// `crates/sim/scenarios/` for examples.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
 }
 
 impl WorldArgs {
@@ -166,29 +197,44 @@ impl WorldArgs {
                 reason: reason.to_string(),
             })
         };
-        if !(self.size_km.is_finite() && (0.5..=40.0).contains(&self.size_km)) {
+        let file = match &self.scenario {
+            Some(path) => scenario::ScenarioFile::read(path)?,
+            None => scenario::ScenarioFile::default(),
+        };
+        let scenario = file.scenario()?;
+        let size_km = file.city.size_km.unwrap_or(self.size_km);
+        let lat = file.city.lat.unwrap_or(self.lat);
+        let lon = file.city.lon.unwrap_or(self.lon);
+        let mcc = file.city.mcc.unwrap_or(self.mcc);
+        let move_share = file.moves.share.unwrap_or(self.move_share);
+        let move_at_s = file.moves.at_s.unwrap_or(self.move_at.as_secs_f64());
+        if !(move_at_s.is_finite() && move_at_s >= 0.0) {
+            return invalid("--move-at", "must be 0 or more seconds");
+        }
+        if !(size_km.is_finite() && (0.5..=40.0).contains(&size_km)) {
             return invalid("--size-km", "must be 0.5 to 40");
         }
-        if !(self.lat.is_finite() && (-80.0..=80.0).contains(&self.lat)) {
+        if !(lat.is_finite() && (-80.0..=80.0).contains(&lat)) {
             return invalid("--lat", "must be -80 to 80");
         }
-        if !(self.lon.is_finite() && (-180.0..=180.0).contains(&self.lon)) {
+        if !(lon.is_finite() && (-180.0..=180.0).contains(&lon)) {
             return invalid("--lon", "must be -180 to 180");
         }
-        if !(1..=999).contains(&self.mcc) {
+        if !(1..=999).contains(&mcc) {
             return invalid("--mcc", "must be 1 to 999");
         }
-        if !(self.move_share.is_finite() && (0.0..=0.5).contains(&self.move_share)) {
+        if !(move_share.is_finite() && (0.0..=0.5).contains(&move_share)) {
             return invalid("--move-share", "must be 0 to 0.5");
         }
         Ok(WorldParams {
             seed: self.seed,
-            size_km: self.size_km,
-            lat: self.lat,
-            lon: self.lon,
-            mcc: self.mcc,
-            move_share: self.move_share,
-            move_at_s: self.move_at.as_secs_f64(),
+            size_km,
+            lat,
+            lon,
+            mcc,
+            move_share,
+            move_at_s,
+            scenario,
         })
     }
 }
@@ -373,7 +419,16 @@ pub async fn run(command: SimCommand) -> Result<(), SimError> {
     match command {
         SimCommand::Load(args) => {
             let summary = run_load(&args).await?;
-            summary.print(args.json)
+            summary.print(args.json)?;
+            if summary.requests > 0 && summary.status.is_empty() {
+                return Err(SimError::NothingSucceeded {
+                    command: "load",
+                    cause: summary
+                        .first_error
+                        .unwrap_or_else(|| "no request was answered".to_string()),
+                });
+            }
+            Ok(())
         }
         SimCommand::World(args) => write_world(&args),
         SimCommand::Traffic(args) => {
@@ -387,15 +442,37 @@ pub async fn run(command: SimCommand) -> Result<(), SimError> {
             };
             if args.dry_run {
                 let mut err = std::io::stderr().lock();
-                err.write_all(text.as_bytes()).map_err(SimError::Output)
+                err.write_all(text.as_bytes()).map_err(SimError::Output)?;
             } else {
                 let mut out = std::io::stdout().lock();
                 out.write_all(text.as_bytes())
                     .and_then(|()| out.flush())
-                    .map_err(SimError::Output)
+                    .map_err(SimError::Output)?;
             }
+            if !args.dry_run && summary.uploads > 0 && summary.reports_accepted == 0 {
+                let cause = summary.first_error.clone().unwrap_or_else(|| {
+                    format!("no upload was accepted (status {:?})", summary.status)
+                });
+                return Err(SimError::NothingSucceeded {
+                    command: "traffic",
+                    cause,
+                });
+            }
+            Ok(())
         }
-        SimCommand::Accuracy(args) => run_accuracy(&args).await?.print(args.json),
+        SimCommand::Accuracy(args) => {
+            let report = run_accuracy(&args).await?;
+            report.print(args.json)?;
+            if report.nothing_succeeded() {
+                return Err(SimError::NothingSucceeded {
+                    command: "accuracy",
+                    cause: report
+                        .first_failure
+                        .unwrap_or_else(|| "every query failed".to_string()),
+                });
+            }
+            Ok(())
+        }
     }
 }
 

@@ -137,6 +137,31 @@ struct Stats {
     reports_accepted: u64,
 }
 
+/// A worker's wait after connection failures: 10 ms after the first, doubling
+/// up to 1 s, reset by any answer. Without it a closed port is refused in
+/// microseconds and the run reports tens of thousands of "requests" a second.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    /// How long to wait after `outcome`, if at all.
+    fn after(&mut self, outcome: &Outcome) -> Option<Duration> {
+        match outcome {
+            Outcome::Failed(e) if e.kind() == "connect" => {
+                self.failures = self.failures.saturating_add(1);
+                let ms = 10u64 << (self.failures - 1).min(7);
+                Some(Duration::from_millis(ms.min(1000)))
+            }
+            _ => {
+                self.failures = 0;
+                None
+            }
+        }
+    }
+}
+
 /// The error with its causes, `a: b: c`.
 fn error_chain(e: &RequestError) -> String {
     let mut text = e.to_string();
@@ -241,6 +266,7 @@ async fn closed_loop(shared: Arc<Shared>, workers: usize) {
         let shared = Arc::clone(&shared);
         set.spawn(async move {
             let mut client = Client::new(&shared.target);
+            let mut backoff = Backoff::default();
             let mut n = w;
             let mut now = Instant::now();
             while now < shared.deadline && shared.budget.take() {
@@ -249,9 +275,15 @@ async fn closed_loop(shared: Arc<Shared>, workers: usize) {
                 };
                 n = n.wrapping_add(workers);
                 let start = Instant::now();
-                let outcome = client.send(&body.bytes).await.into();
+                let outcome: Outcome = client.send(&body.bytes).await.into();
+                let wait = backoff.after(&outcome);
                 now = Instant::now();
                 shared.record(now - start, None, body, outcome);
+                if let Some(wait) = wait {
+                    tokio::time::sleep(wait.min(shared.deadline.saturating_duration_since(now)))
+                        .await;
+                    now = Instant::now();
+                }
             }
         });
     }
@@ -289,18 +321,24 @@ async fn open_loop(shared: Arc<Shared>, rate: f64, max_in_flight: usize) -> Resu
         let idle = Arc::clone(&idle);
         set.spawn(async move {
             let mut client = Client::new(&shared.target);
+            let mut backoff = Backoff::default();
             while let Some(job) = client.idle(rx.recv()).await {
                 let Some(body) = shared.pool.get(job.index as usize) else {
                     break;
                 };
                 let sent = Instant::now();
-                let outcome = client.send(&body.bytes).await.into();
+                let outcome: Outcome = client.send(&body.bytes).await.into();
+                let wait = backoff.after(&outcome);
                 let answered = Instant::now();
                 let split = Split {
                     send_delay: sent.saturating_duration_since(job.due),
                     service: answered - sent,
                 };
                 shared.record(answered - job.due, Some(split), body, outcome);
+                if let Some(wait) = wait {
+                    let left = shared.deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(wait.min(left)).await;
+                }
                 idle.give_back(w);
             }
         });

@@ -9,7 +9,7 @@ use fastrand::Rng;
 use crate::rng::normal;
 
 /// Path loss and detection parameters of one kind of transmitter.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct PathLoss {
     /// Mean received power at 1 m, dBm.
     pub p0: f64,
@@ -142,9 +142,10 @@ pub fn sector_gain(off_axis_deg: f64) -> f64 {
 }
 
 /// Mean cell signal at `d` metres and `off_axis_deg` from the antenna's axis,
-/// for a cell whose signal on the axis at `radius` metres is `edge_dbm`.
-pub fn cell_mean_dbm(edge_dbm: f64, radius: f64, d: f64, off_axis_deg: f64) -> f64 {
-    edge_dbm + 10.0 * CELL_N * (radius / d.max(10.0)).log10() + sector_gain(off_axis_deg)
+/// for a cell whose signal on the axis at `radius` metres is `edge_dbm`, with
+/// path-loss exponent `n` ([`CELL_N`] by default).
+pub fn cell_mean_dbm(edge_dbm: f64, n: f64, radius: f64, d: f64, off_axis_deg: f64) -> f64 {
+    edge_dbm + 10.0 * n * (radius / d.max(10.0)).log10() + sector_gain(off_axis_deg)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use fastrand::Rng;
 
 use crate::geo::Xy;
-use crate::radio::{self, BLUE, CELL_RADIOS, CELL_SIGMA, WIFI_5, WIFI_24};
+use crate::radio::{self, CELL_RADIOS};
 use crate::rng::normal;
 use crate::world::{MNCS, World};
 
@@ -148,15 +148,17 @@ impl<'w> Scanner<'w> {
 
     /// Access points detected at `p` at simulated second `t_s`.
     pub fn wifi(&self, rng: &mut Rng, p: Xy, t_s: f64) -> Vec<SeenWifi> {
+        let sc = &self.world.params.scenario;
         let mut seen = Vec::new();
-        for (i, second_place) in self.wifi.near(p, WIFI_24.max_range) {
+        let range = sc.wifi_24.max_range.max(sc.wifi_5.max_range);
+        for (i, second_place) in self.wifi.near(p, range) {
             let ap = &self.world.wifi[i as usize];
             let after_move = ap.moved.as_ref().is_some_and(|m| t_s >= m.at_s);
             if second_place != after_move {
                 continue;
             }
             let d = ap.position_at(t_s).dist(p);
-            let model = if ap.is_5ghz() { WIFI_5 } else { WIFI_24 };
+            let model = if ap.is_5ghz() { sc.wifi_5 } else { sc.wifi_24 };
             if let Some(rssi) = model.measure(rng, d, ap.tx_offset_db) {
                 seen.push(SeenWifi {
                     ap: i as usize,
@@ -171,10 +173,11 @@ impl<'w> Scanner<'w> {
 
     /// Beacons detected at `p`.
     pub fn blue(&self, rng: &mut Rng, p: Xy) -> Vec<SeenBlue> {
+        let model = self.world.params.scenario.blue;
         let mut seen = Vec::new();
-        for (i, _) in self.blue.near(p, BLUE.max_range) {
+        for (i, _) in self.blue.near(p, model.max_range) {
             let b = &self.world.blue[i as usize];
-            if let Some(rssi) = BLUE.measure(rng, b.xy.dist(p), b.tx_offset_db) {
+            if let Some(rssi) = model.measure(rng, b.xy.dist(p), b.tx_offset_db) {
                 seen.push(SeenBlue {
                     beacon: i as usize,
                     signal: (rssi.round() as i32).clamp(-127, 0),
@@ -190,6 +193,7 @@ impl<'w> Scanner<'w> {
     /// gsm) as serving cell, and up to four neighbours of the same radio.
     pub fn cells(&self, rng: &mut Rng, p: Xy, operator: usize) -> Vec<SeenCell> {
         let ids = &self.cells_by_mnc[operator % self.cells_by_mnc.len()];
+        let cm = self.world.params.scenario.cell;
         let mut heard: Vec<(usize, f64, f64)> = Vec::with_capacity(ids.len());
         for &i in ids {
             let c = &self.world.cells[i];
@@ -197,9 +201,12 @@ impl<'w> Scanner<'w> {
             let d = c.xy.dist(p);
             let bearing = (p.x - c.xy.x).atan2(p.y - c.xy.y).to_degrees();
             let off = ((bearing - c.azimuth + 540.0) % 360.0 - 180.0).abs();
-            let dbm =
-                radio::cell_mean_dbm(model.edge_dbm, c.radius_m, d, off) + CELL_SIGMA * normal(rng);
-            if dbm >= model.floor_dbm {
+            let dbm = radio::cell_mean_dbm(model.edge_dbm, cm.n, c.radius_m, d, off)
+                + cm.sigma * normal(rng);
+            // The miss draw only happens when the scenario asks for misses,
+            // so the default world's random streams stay as they were.
+            let missed = cm.miss > 0.0 && rng.f64() < cm.miss;
+            if dbm >= model.floor_dbm + cm.floor_shift_db && !missed {
                 heard.push((i, dbm, d));
             }
         }

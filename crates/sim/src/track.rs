@@ -149,7 +149,21 @@ impl<'w> Traffic<'w> {
         let mut queue = BinaryHeap::new();
         for i in 0..stumblers {
             let mut rng = stream(seed, "stumbler", i as u64);
-            let mode = MODES[rng.usize(..MODES.len())];
+            let mix = world.params.scenario.stumbler_mix;
+            let mode = if world.params.scenario.uniform_mix() {
+                MODES[rng.usize(..MODES.len())]
+            } else {
+                let mut roll = rng.f64() * mix.iter().sum::<f64>();
+                let mut pick = MODES.len() - 1;
+                for (k, w) in mix.iter().enumerate() {
+                    if roll < *w {
+                        pick = k;
+                        break;
+                    }
+                    roll -= w;
+                }
+                MODES[pick]
+            };
             let operator = rng.usize(..MNCS.len());
             let (segment, t) = world.street_point(&mut rng);
             let from = world.streets.segments[segment].0;
@@ -199,7 +213,8 @@ impl<'w> Traffic<'w> {
         let rng = &mut s.rng;
         let scan = self.scanner.scan(rng, xy, t_s, s.operator);
         // GNSS fix: `accuracy` is the 68 % radius (σ = a / 1.515 per axis).
-        let accuracy = uniform(rng, 3.0, 15.0);
+        let (lo, hi) = world.params.scenario.gnss_accuracy;
+        let accuracy = uniform(rng, lo, hi);
         let sigma = accuracy / 1.515;
         let fix = Xy {
             x: xy.x + sigma * normal(rng),

@@ -291,6 +291,14 @@ pub async fn run_traffic(args: &TrafficArgs) -> Result<TrafficSummary, SimError>
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
+        {
+            // Nothing answered after many tries: the server is not there (or
+            // refuses everything); stop instead of spinning through the run.
+            let s = summary.lock().unwrap_or_else(PoisonError::into_inner);
+            if s.errors >= 20 && s.status.is_empty() {
+                break;
+            }
+        }
         scheduled += b.reports;
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             break;
@@ -354,9 +362,9 @@ async fn send(client: &Client, url: &Url, gzip: Vec<u8>) -> Result<u16, String> 
         .body(gzip)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| crate::error_chain(&e))?;
     let status = response.status().as_u16();
-    response.bytes().await.map_err(|e| e.to_string())?;
+    response.bytes().await.map_err(|e| crate::error_chain(&e))?;
     Ok(status)
 }
 

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::geo::{Plane, Xy, round7};
 use crate::radio::{CELL_RADIOS, CellRadio};
 use crate::rng::{stream, uniform};
+use crate::scenario::Scenario;
 use crate::streets::Streets;
 
 /// Everything the world is generated from.
@@ -36,6 +37,10 @@ pub struct WorldParams {
     pub move_share: f64,
     /// Simulated second at which they move.
     pub move_at_s: f64,
+    /// Densities, radio models, GNSS noise and stumbler mix (`--scenario`);
+    /// left out of the JSON when it is the default.
+    #[serde(skip_serializing_if = "Scenario::is_default")]
+    pub scenario: Scenario,
 }
 
 impl WorldParams {
@@ -50,14 +55,11 @@ impl WorldParams {
             mcc: 262,
             move_share: 0.02,
             move_at_s: 1800.0,
+            scenario: Scenario::default(),
         }
     }
 }
 
-/// Access points per km² in the centre and at the edge.
-const WIFI_DENSITY: (f64, f64) = (1500.0, 150.0);
-/// Shops with beacons per km² in the centre and at the edge.
-const SHOP_DENSITY: (f64, f64) = (120.0, 8.0);
 /// Operators (mobile network codes).
 pub const MNCS: [u16; 3] = [1, 2, 3];
 /// Side of a location/tracking area, metres.
@@ -398,11 +400,11 @@ impl World {
 
     fn generate_wifi(&self) -> Vec<WifiAp> {
         let mut rng = stream(self.params.seed, "wifi", 0);
-        let n = expected_count(WIFI_DENSITY, self.size_m());
+        let n = expected_count(self.params.scenario.wifi_density, self.size_m());
         let mut used = BTreeSet::new();
         let mut aps = Vec::with_capacity(n);
         for _ in 0..n {
-            let (s, t) = self.dense_street_point(&mut rng, WIFI_DENSITY);
+            let (s, t) = self.dense_street_point(&mut rng, self.params.scenario.wifi_density);
             let side = if rng.bool() { 1.0 } else { -1.0 };
             let xy = self
                 .streets
@@ -478,7 +480,7 @@ impl World {
                 "lte" => 1100.0,
                 "wcdma" => 1500.0,
                 _ => 2200.0,
-            };
+            } * self.params.scenario.cell_spacing;
             for mnc in MNCS {
                 let mut rng = stream(self.params.seed, radio.name, u64::from(mnc));
                 let per_side = (size / spacing).ceil().max(1.0) as usize;
@@ -552,11 +554,11 @@ impl World {
 
     fn generate_blue(&self) -> Vec<Beacon> {
         let mut rng = stream(self.params.seed, "blue", 0);
-        let shops = expected_count(SHOP_DENSITY, self.size_m());
+        let shops = expected_count(self.params.scenario.shop_density, self.size_m());
         let mut used = BTreeSet::new();
         let mut beacons = Vec::new();
         for _ in 0..shops {
-            let (s, t) = self.dense_street_point(&mut rng, SHOP_DENSITY);
+            let (s, t) = self.dense_street_point(&mut rng, self.params.scenario.shop_density);
             let side = if rng.bool() { 1.0 } else { -1.0 };
             let shop = self
                 .streets

@@ -340,7 +340,7 @@ impl Store {
         })
     }
 
-    /// Recomputes `region_stat` (spec pipeline §4.3.2): cells per region and radio
+    /// Recomputes `region_stat` (pipeline §4.3.2): cells per region and radio
     /// from `cell_area`, Bluetooth and Wi-Fi stations per region from their shards.
     /// Leaves the table alone when nothing is counted. Returns the new rows.
     pub async fn update_region_stats(&self) -> Result<Vec<ichnaea_core::stats::RegionStat>> {

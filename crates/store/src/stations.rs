@@ -229,8 +229,8 @@ impl Store {
         self.upsert_mac_stations(MacKind::Wifi, &rows).await
     }
 
-    /// Inserts or wholly replaces Bluetooth station rows, in one transaction.
-    #[cfg(feature = "testing")]
+    /// Inserts or wholly replaces Bluetooth station rows, in one transaction
+    /// (dump import, tests).
     pub async fn upsert_blue_stations(&self, rows: &[BlueStation]) -> Result<()> {
         let rows: Vec<_> = rows.iter().map(|r| (r.mac, &r.fields)).collect();
         self.upsert_mac_stations(MacKind::Blue, &rows).await

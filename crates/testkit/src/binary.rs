@@ -50,7 +50,19 @@ impl DataDir {
     /// A command running the binary with only `PATH`, the data directory and
     /// JSON logs in its environment.
     pub fn command(&self) -> Command {
-        let mut command = Command::new(&self.binary);
+        self.configure(Command::new(&self.binary))
+    }
+
+    /// [`DataDir::command`] started through `program args…`, which must run the
+    /// binary given as its last argument in its own place (e.g. `prlimit
+    /// --nofile=256 --`, to start a server with few file descriptors).
+    pub fn command_through(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
+        command.args(args).arg(&self.binary);
+        self.configure(command)
+    }
+
+    fn configure(&self, mut command: Command) -> Command {
         command.env_clear();
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
@@ -306,9 +318,13 @@ impl Server {
 
     /// `serve --roles <roles>`, `env` added; returns once it answers.
     pub fn start_roles(dir: &DataDir, env: &[(&str, &str)], roles: &str) -> Server {
+        Server::start_command(dir.command(), env, roles)
+    }
+
+    /// [`Server::start_roles`] with a command from [`DataDir::command_through`].
+    pub fn start_command(mut command: Command, env: &[(&str, &str)], roles: &str) -> Server {
         let port = free_port();
         let metrics_port = free_port();
-        let mut command = dir.command();
         command
             .args(["serve", "--roles", roles])
             .env("ICHNAEA_LISTEN", format!("127.0.0.1:{port}"))

@@ -309,10 +309,87 @@ async fn check_among_targets(state: &SharedState, row: &ExportConfig) -> Result<
         .map_err(|e| error(StatusCode::CONFLICT, e.to_string(), Some(e.field)))
 }
 
-async fn delete_export(State(state): State<SharedState>, Path(name): Path<String>) -> Response {
-    match state.store.delete_export_config(&name).await {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => not_found("export config", &name).into_response(),
-        Err(e) => store_error(e).into_response(),
+/// `DELETE /admin/export_configs/{name}[?purge=true]`: refused with 409 naming
+/// `purge` while the target's queue holds items, unless `purge=true` drops them.
+async fn delete_export(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let result = async {
+        let mut purge = false;
+        for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+            match (k.as_ref(), v.as_ref()) {
+                ("purge", "true") => purge = true,
+                ("purge", "false") => purge = false,
+                ("purge", _) => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "purge must be true or false",
+                        Some("purge"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if state
+            .store
+            .export_config(&name)
+            .await
+            .map_err(store_error)?
+            .is_none()
+        {
+            return Err(not_found("export config", &name));
+        }
+        let queued = export_queues(&state, &name).await?;
+        let items: u64 = queued.iter().map(|(_, n)| n).sum();
+        if items > 0 && !purge {
+            return Err(error(
+                StatusCode::CONFLICT,
+                format!(
+                    "export target {name} has {items} queued items that would never be exported; \
+                     delete with purge=true to drop them, or wait until they are exported"
+                ),
+                Some("purge"),
+            ));
+        }
+        if !state
+            .store
+            .delete_export_config(&name)
+            .await
+            .map_err(store_error)?
+        {
+            return Err(not_found("export config", &name));
+        }
+        if purge {
+            for (queue, _) in export_queues(&state, &name).await? {
+                state.queue.purge(&queue).await.map_err(queue_error)?;
+            }
+        }
+        Ok(StatusCode::NO_CONTENT.into_response())
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The queues of export target `name` holding items, with their lengths.
+async fn export_queues(state: &SharedState, name: &str) -> Result<Vec<(String, u64)>, AdminError> {
+    use ichnaea_core::queues::{EXPORT_PREFIX, export_target_of};
+    let mut out = Vec::new();
+    let names = state
+        .queue
+        .queue_names(EXPORT_PREFIX)
+        .await
+        .map_err(queue_error)?;
+    for queue in names {
+        if export_target_of(&queue) == Some(name) {
+            let len = state.queue.len(&queue).await.map_err(queue_error)?;
+            out.push((queue, len));
+        }
     }
+    Ok(out)
+}
+
+fn queue_error(e: ichnaea_queue::QueueError) -> AdminError {
+    tracing::error!(error = %e, "admin request failed");
+    error(StatusCode::SERVICE_UNAVAILABLE, "queue unavailable", None)
 }

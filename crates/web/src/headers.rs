@@ -1,4 +1,4 @@
-//! Headers every response carries (spec api §4.2), and those of HTML pages.
+//! Headers every response carries (api §4.2), and those of HTML pages.
 
 use axum::extract::State;
 use axum::http::HeaderValue;

@@ -8,6 +8,7 @@ mod access_log;
 mod admin;
 pub mod api;
 mod headers;
+pub mod metric_names;
 pub mod metrics;
 pub mod server;
 mod service;

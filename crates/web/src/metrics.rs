@@ -30,13 +30,18 @@ pub fn prometheus_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder is already installed; metrics from
             // the macros then go there, and this handle renders what it has.
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(crate::metric_names::PrometheusNames::new(recorder))
+                .is_ok()
+            {
+                crate::metric_names::describe_all();
+            }
             handle
         })
         .clone()
 }
 
-/// Counts every request as `request` and times it as `request_timing` (ms), with
+/// Counts every request as `request` and times it as `request_timing` (ms;
+/// exposed as `ichnaea_request_total` and `ichnaea_request_duration_seconds`), with
 /// the original's tags: `path` (the route with `/` → `.`), `method`, `status`.
 /// Unknown paths (404s), static files and the small files browsers and robots
 /// fetch (icons, `robots.txt`) are not counted, as in the original; so

@@ -209,7 +209,7 @@ async fn robots() -> Response {
         .into_response()
 }
 
-/// Unknown paths: a small HTML 404, never the JSON `notFound` error (spec api §1.1).
+/// Unknown paths: a small HTML 404, never the JSON `notFound` error (api §1.1).
 pub(crate) async fn not_found() -> Response {
     not_found_page()
 }

@@ -1,4 +1,6 @@
-//! Clustering of found networks (spec locate §3.2 and §3.4).
+//! Clustering of found networks (locate §3.2 and §3.4).
+//!
+//! Sections (§) refer to docs/reference/locate.md.
 
 use crate::cell::AreaKey;
 use crate::geo::{GeoPoint, distance};

@@ -1,6 +1,8 @@
-//! GeoIP results (spec locate §4.2) from an already looked-up City record:
+//! GeoIP results (locate §4.2) from an already looked-up City record:
 //! region code mapping, radius rules and scores. Reading the MaxMind database
 //! is the web tier's job.
+//!
+//! Sections (§) refer to docs/reference/locate.md.
 
 use super::result::{FallbackTag, PositionResult, RegionResult, ResultSource, round7};
 use crate::region;

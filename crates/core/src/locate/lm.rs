@@ -1,4 +1,4 @@
-//! The least-squares refinement of spec locate §3.3 step 3: SciPy `leastsq`
+//! The least-squares refinement of locate §3.3 step 3: SciPy `leastsq`
 //! (MINPACK `lmdif`) with its defaults, built on the `levenberg-marquardt`
 //! crate (a port of MINPACK `lmder`).
 //!

@@ -1,4 +1,4 @@
-//! The locate algorithms of `/v1/geolocate` and `/v1/country` (spec locate §1–§4)
+//! The locate algorithms of `/v1/geolocate` and `/v1/country` (locate §1–§4)
 //! as pure functions over plain data.
 //!
 //! The web tier parses the request body (with its own coercion rules), calls
@@ -15,6 +15,8 @@
 //! 5. [`geoip`] — radius and score of a GeoIP record (§4.2).
 //!
 //! Nothing here reads a clock: `now` / `today` are arguments.
+//!
+//! Sections (§) refer to docs/reference/locate.md.
 
 pub mod cluster;
 pub mod geoip;

@@ -1,4 +1,4 @@
-//! Network positioning (spec locate §3): per-network inputs and weights, the
+//! Network positioning (locate §3): per-network inputs and weights, the
 //! aggregate position of WiFi / Bluetooth clusters (weighted mean refined by
 //! Levenberg–Marquardt), cell clusters and cell areas, and the internal
 //! position searches built on them.
@@ -8,6 +8,8 @@
 //! [`search_wifi`], [`search_cells`] and — only when `search_cells` found
 //! nothing and [`Query::effective_areas`] is not empty — [`search_areas`], or
 //! [`search_internal`] with everything at once.
+//!
+//! Sections (§) refer to docs/reference/locate.md.
 
 use std::cmp::Ordering;
 

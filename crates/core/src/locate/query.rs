@@ -1,10 +1,12 @@
-//! Query normalisation (spec locate §1): fallback flags, MAC rules, field
+//! Query normalisation (locate §1): fallback flags, MAC rules, field
 //! ranges of WiFi / Bluetooth / cell entries, de-duplication, minimum counts,
 //! cell → area lookups and the expected accuracy of a query.
 //!
 //! Input entries are *already coerced* by the HTTP layer (integers from JSON
 //! integers, truncated floats, numeric strings or booleans; `null` is `None`).
 //! Nothing here fails: bad values become `None`, bad entries are dropped.
+//!
+//! Sections (§) refer to docs/reference/locate.md.
 
 use std::collections::HashMap;
 use std::hash::Hash;

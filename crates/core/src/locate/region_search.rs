@@ -1,6 +1,8 @@
-//! Internal results of the region searcher `/v1/country` (spec locate §2.7):
+//! Internal results of the region searcher `/v1/country` (locate §2.7):
 //! station regions for WiFi / Bluetooth, MCC regions (plus area scores for
 //! ambiguous MCCs) for cells.
+//!
+//! Sections (§) refer to docs/reference/locate.md.
 
 use chrono::NaiveDateTime;
 

@@ -1,6 +1,8 @@
-//! Position and region results, their combination (`best()`, spec locate
+//! Position and region results, their combination (`best()`, locate
 //! §2.4 and §2.7), the fallback gate `satisfied` (§2.5), rounding and the
 //! response shapes (§2.8).
+//!
+//! Sections (§) refer to docs/reference/locate.md.
 
 use serde::Serialize;
 

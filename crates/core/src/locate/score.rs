@@ -1,5 +1,7 @@
-//! Which stored rows locate may use (spec locate §2.2) and the trust score of
+//! Which stored rows locate may use (locate §2.2) and the trust score of
 //! stations and cell areas at query time (§2.3).
+//!
+//! Sections (§) refer to docs/reference/locate.md.
 
 use chrono::{NaiveDate, NaiveDateTime};
 

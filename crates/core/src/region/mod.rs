@@ -1,4 +1,4 @@
-//! Regions (spec locate §6): GENC region codes and names, the MCC → regions
+//! Regions (locate §6): GENC region codes and names, the MCC → regions
 //! table, region radii, and a reverse geocoder from coordinates to region codes.
 //!
 //! The MCC table (Appendix A) and the GENC names (Appendix B) are static tables
@@ -32,6 +32,8 @@
 //! differ from the original: (42.83256, 20.34221) is in Montenegro in the OSM
 //! data (the original said RS) and (46.2130, 6.1290) is Geneva, CH (the
 //! original's coarse shape said FR).
+//!
+//! Sections (§) refer to docs/reference/locate.md.
 
 mod mcc;
 mod names;
@@ -100,7 +102,7 @@ pub fn all_regions() -> impl Iterator<Item = RegionInfo> {
         .filter_map(|(code, _)| region_for_code(code))
 }
 
-/// The regions of a mobile country code (spec §6.3, Appendix A), in code order;
+/// The regions of a mobile country code (§6.3, Appendix A), in code order;
 /// empty for an unknown MCC.
 pub fn regions_for_mcc(mcc: i64) -> &'static [&'static str] {
     let Ok(mcc) = u16::try_from(mcc) else {
@@ -111,7 +113,7 @@ pub fn regions_for_mcc(mcc: i64) -> &'static [&'static str] {
         .map_or(&[], |i| mcc::MCC_REGIONS[i].1)
 }
 
-/// Whether `mcc` is in the valid-MCC set of spec §1.6 (234 values; 553 excluded).
+/// Whether `mcc` is in the valid-MCC set of §1.6 (234 values; 553 excluded).
 pub fn valid_mcc(mcc: i64) -> bool {
     !regions_for_mcc(mcc).is_empty()
 }
@@ -141,7 +143,7 @@ const PROBE_DIRECTIONS: usize = 16;
 /// Latitude south of which every point is Antarctica (`AQ`).
 const ANTARCTIC_LAT: f64 = -61.0;
 
-/// Reverse geocoder over the bundled OpenStreetMap boundaries (spec §6.2).
+/// Reverse geocoder over the bundled OpenStreetMap boundaries (§6.2).
 ///
 /// Loading parses about 1 MB of bundled data; use [`RegionGeocoder::shared`]
 /// to do it once per process.
@@ -371,7 +373,7 @@ mod tests {
 
     #[test]
     fn spec_geocoder_examples() {
-        // T-M2, spec §6.2
+        // T-M2, §6.2
         let g = geo();
         assert_eq!(g.region(51.5142, -0.0931), Some("GB"));
         assert_eq!(g.region(60.1, 20.0), Some("FI"), "Åland maps to FI");

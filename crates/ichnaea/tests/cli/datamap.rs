@@ -1,4 +1,4 @@
-//! `ichnaea datamap` through the real binary: the flag rules of spec pipeline
+//! `ichnaea datamap` through the real binary: the flag rules of pipeline
 //! §4.2.5 and a create + upload run into a `file://` tile bucket.
 
 use std::path::Path;

@@ -160,11 +160,11 @@ fn live_tiles_show_new_contributions(backend: Backend, dir: DataDir) {
     assert_eq!(again, paris);
     let metrics = server.metrics().body;
     assert_eq!(
-        counter(&metrics, "tiles_render "),
+        counter(&metrics, "ichnaea_tiles_render_total "),
         3,
         "Paris once, the new place before and after: {metrics}"
     );
-    assert!(counter(&metrics, "tiles_request{source=\"memory\"}") >= 1);
+    assert!(counter(&metrics, "ichnaea_tiles_request_total{source=\"memory\"}") >= 1);
     let _ = server.terminate();
 }
 

@@ -1,4 +1,4 @@
-//! Exporter `geosubmit` (spec pipeline §2.7): POSTs a batch of reports as
+//! Exporter `geosubmit` (pipeline §2.7): POSTs a batch of reports as
 //! gzip JSON `{"items": [report, …]}` to another geosubmit v2 endpoint.
 //!
 //! Also home of [`ExportError`], shared with the object-store exporter.
@@ -11,7 +11,7 @@ use flate2::write::GzEncoder;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::Value;
 
-/// Gzip level of geosubmit bodies (spec pipeline §2.7).
+/// Gzip level of geosubmit bodies (pipeline §2.7).
 const GEOSUBMIT_GZIP_LEVEL: u32 = 5;
 
 /// Why an export attempt failed; every failure leaves the batch queued for a later retry.

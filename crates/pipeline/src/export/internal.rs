@@ -1,6 +1,8 @@
-//! The `internal` exporter (spec pipeline §2.9): reports become observations on
+//! The `internal` exporter (pipeline §2.9): reports become observations on
 //! the station queues and grids on the data-map queues, handed on atomically
 //! with the acknowledgement of the export batch.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,7 +16,7 @@ use ichnaea_core::radio::Radio;
 
 use crate::PipelineContext;
 
-/// Counters of one export batch, per api key (spec pipeline §2.10.7).
+/// Counters of one export batch, per api key (pipeline §2.10.7).
 #[derive(Default)]
 struct Counts {
     report_upload: u64,
@@ -98,7 +100,7 @@ pub fn observations_for(
     (outputs.into_iter().collect(), BatchCounts(counts))
 }
 
-/// Emits the exporter's counters (spec §2.10.7); only keys that exist in
+/// Emits the exporter's counters (§2.10.7); only keys that exist in
 /// `api_key` become a `key` tag, looked up once per distinct key of the batch.
 pub async fn emit(ctx: &PipelineContext, counts: BatchCounts) {
     let mut known = std::collections::HashSet::new();

@@ -1,7 +1,9 @@
-//! `export_reports` (spec pipeline §2.5): drains each export target's queue(s)
+//! `export_reports` (pipeline §2.5): drains each export target's queue(s)
 //! when ready and hands the batch to its exporter. A batch is acknowledged only
 //! when its exporter succeeded; a failed remote export stays queued and is
 //! retried after its lease expires — nothing is dropped.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 pub mod geosubmit;
 pub mod internal;
@@ -11,7 +13,7 @@ pub mod s3;
 use chrono::Utc;
 use ichnaea_core::ExportItem;
 use ichnaea_core::export::{ExportConfig, ExportSchema};
-use ichnaea_core::queues::export_queue;
+use ichnaea_core::queues::{UPDATE_INCOMING, export_queue};
 use ichnaea_queue::Batch;
 use serde_json::Value;
 
@@ -40,6 +42,13 @@ impl Exporters {
             objects: s3::ObjectExporter::new(),
         })
     }
+
+    /// Resolves relative `file://dir` export URLs under `exports_dir` instead of
+    /// the working directory of whichever process runs the export.
+    pub fn with_exports_dir(mut self, exports_dir: std::path::PathBuf) -> Exporters {
+        self.objects = s3::ObjectExporter::with_root(exports_dir);
+        self
+    }
 }
 
 /// The queues holding reports for `config`: one, or one per s3 partition.
@@ -55,8 +64,14 @@ pub async fn partitions(
 }
 
 /// Whether an export queue should be sent now: it holds a full batch, or its
-/// oldest report waited `export_max_age` (spec §2.1, judged by oldest element
+/// oldest report waited `export_max_age` (§2.1, judged by oldest element
 /// age rather than time since the last push), or `drain` asks for everything.
+///
+/// The `internal` target (the station tables) also goes as soon as
+/// `update_incoming` is empty: its batch size saves per-batch work while reports
+/// stream in, but must not hold back what was submitted once the stream pauses,
+/// so a submission is learnt on the worker's next pass instead of up to
+/// `export_max_age` later.
 async fn ready(
     ctx: &PipelineContext,
     config: &ExportConfig,
@@ -68,6 +83,9 @@ async fn ready(
         return Ok(false);
     }
     if drain || config.batch <= 0 || len >= config.batch as u64 {
+        return Ok(true);
+    }
+    if config.schema == ExportSchema::Internal && ctx.queue.len(UPDATE_INCOMING).await? == 0 {
         return Ok(true);
     }
     let age = ctx.queue.oldest_age(queue).await?.unwrap_or_default();

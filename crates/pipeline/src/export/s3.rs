@@ -1,4 +1,4 @@
-//! Exporter `s3` (spec pipeline §2.8): writes each batch as one gzip JSON
+//! Exporter `s3` (pipeline §2.8): writes each batch as one gzip JSON
 //! object `{"items": [report, …]}` to S3 (`s3://bucket/template`) or to a
 //! local directory (`file:///dir/template`).
 //!
@@ -8,6 +8,8 @@
 //! integers, `2015/7/5`), then 32 lower-case hex digits of a time-based UUID
 //! and `.json.gz`. The UUID is version 7 rather than the original's version 1
 //! (the `uuid` crate's v1 needs a node id); both are time-based and unique.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,7 +24,7 @@ use serde_json::Value;
 
 use super::geosubmit::{ExportError, gzip_items, install_crypto_provider};
 
-/// Gzip level of exported objects (spec pipeline §2.8).
+/// Gzip level of exported objects (pipeline §2.8).
 const S3_GZIP_LEVEL: u32 = 7;
 
 /// Where an object-store target writes, parsed from its URL.
@@ -36,15 +38,20 @@ pub(crate) enum Target {
         template: String,
     },
     /// `file://<path template>`: an absolute template on the local filesystem
-    /// (a relative one is taken relative to the working directory).
+    /// (a relative one is taken relative to `exports_dir`).
     File {
         /// Absolute path template.
         template: String,
     },
 }
 
-/// Parses an `s3://` or `file://` export URL.
-pub(crate) fn parse_target(url: &str) -> Result<Target, ExportError> {
+/// Parses an `s3://` or `file://` export URL. A relative `file://dir` is taken
+/// relative to `root` (the configured `exports_dir`), or to the working
+/// directory when there is none.
+pub(crate) fn parse_target(
+    url: &str,
+    root: Option<&std::path::Path>,
+) -> Result<Target, ExportError> {
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, template) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -69,15 +76,19 @@ pub(crate) fn parse_target(url: &str) -> Result<Target, ExportError> {
         let template = if rest.starts_with('/') {
             rest.to_string()
         } else {
-            let cwd = std::env::current_dir().map_err(|e| {
+            let base = match root {
+                Some(root) => std::path::absolute(root),
+                None => std::env::current_dir(),
+            }
+            .map_err(|e| {
                 ExportError::InvalidTarget(format!(
-                    "{url:?} is relative and the working directory is unknown: {e}"
+                    "{url:?} is relative and its base directory is unknown: {e}"
                 ))
             })?;
-            let abs = cwd.join(rest);
+            let abs = base.join(rest);
             abs.to_str()
                 .ok_or_else(|| {
-                    ExportError::InvalidTarget(format!("{url:?}: working directory is not UTF-8"))
+                    ExportError::InvalidTarget(format!("{url:?}: base directory is not UTF-8"))
                 })?
                 .to_string()
         };
@@ -125,7 +136,7 @@ fn file_path(dir: &str, file_name: &str) -> Path {
     Path::from_iter(key.split('/'))
 }
 
-/// The object name for a template, partition, date and hex id (spec §2.8).
+/// The object name for a template, partition, date and hex id (§2.8).
 pub(crate) fn object_key(
     template: &str,
     source: &str,
@@ -179,6 +190,8 @@ pub(crate) fn object_key(
 /// built on first use and cached per bucket.
 pub struct ObjectExporter {
     stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// Base of relative `file://` URLs (`exports_dir`).
+    root: Option<std::path::PathBuf>,
 }
 
 impl Default for ObjectExporter {
@@ -192,6 +205,16 @@ impl ObjectExporter {
     pub fn new() -> Self {
         ObjectExporter {
             stores: Mutex::new(HashMap::new()),
+            root: None,
+        }
+    }
+
+    /// An exporter that resolves relative `file://dir` URLs under `root`
+    /// (the configured `exports_dir`) instead of the working directory.
+    pub fn with_root(root: std::path::PathBuf) -> Self {
+        ObjectExporter {
+            root: Some(root),
+            ..Self::new()
         }
     }
 
@@ -234,7 +257,7 @@ impl ObjectExporter {
         reports: &[Value],
         today: NaiveDate,
     ) -> Result<String, ExportError> {
-        let target = parse_target(url)?;
+        let target = parse_target(url, self.root.as_deref())?;
         let (source, api_key) = partition(queue)?;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let body = gzip_items(reports, S3_GZIP_LEVEL)?;
@@ -262,7 +285,7 @@ impl ObjectExporter {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<String, ExportError> {
-        let target = parse_target(dir_url)?;
+        let target = parse_target(dir_url, self.root.as_deref())?;
         // A file that is itself gzip (`.csv.gz`): downloaded as it is, so no
         // Content-Encoding that would make clients unpack it on the way.
         let (store, dir, attributes) = self.destination(&target, content_type, Encoding::None)?;
@@ -280,7 +303,7 @@ impl ObjectExporter {
         dir_url: &str,
         file_name: &str,
     ) -> Result<Option<String>, ExportError> {
-        let target = parse_target(dir_url)?;
+        let target = parse_target(dir_url, self.root.as_deref())?;
         let (store, dir, _) = self.destination(&target, "", Encoding::None)?;
         let path = file_path(&dir, file_name);
         match store.head(&path).await {

@@ -1,4 +1,4 @@
-//! Data-map tile generation (spec pipeline §4.2.5, website §6): the coverage
+//! Data-map tile generation (pipeline §4.2.5, website §6): the coverage
 //! map's PNG tiles, made from the `datamap_*` tables without external tools.
 //!
 //! `create` reads the four tables page by page into sorted quadtree keys

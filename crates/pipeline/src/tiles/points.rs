@@ -1,6 +1,6 @@
 //! Points of the data map as 64-bit Web-Mercator quadtree keys
 //! (`ichnaea_core::tiles::keys`), read from the four `datamap_*` tables page
-//! by page (spec pipeline §4.2.5 steps 1–3). 8 bytes per point, so 10 M grid
+//! by page (pipeline §4.2.5 steps 1–3). 8 bytes per point, so 10 M grid
 //! rows × 6 points take 480 MB at most, and nothing else is kept.
 
 use std::sync::{Arc, Mutex, PoisonError};

@@ -1,4 +1,4 @@
-//! Renders every coverage tile of the data map into files (spec pipeline
+//! Renders every coverage tile of the data map into files (pipeline
 //! §4.2.5 step 4): zooms 0–11 as 256-px tiles `tiles/<z>/<x>/<y>.png`, plus
 //! the 512-px zoom-0 tile `tiles/0/0/0@2x.png`, on plain threads. The drawing
 //! itself (an emulation of datamaps `render` and pngquant) is

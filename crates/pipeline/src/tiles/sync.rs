@@ -1,4 +1,4 @@
-//! Syncs rendered tiles to the tile bucket (spec pipeline §4.2.5 steps 5–6):
+//! Syncs rendered tiles to the tile bucket (pipeline §4.2.5 steps 5–6):
 //! `s3://bucket/prefix` in production, `file:///dir` when embedded, both
 //! through `object_store` with the URL rules of the s3 exporter.
 //!
@@ -177,7 +177,7 @@ impl TileTarget {
 /// Also how the binary hands the tile output and the cell export directory to
 /// the web role's site.
 pub fn open_directory(url: &str) -> Result<(Arc<dyn ObjectStore>, String, bool), TilesError> {
-    let target = parse_target(url).map_err(|e| TilesError::Target(e.to_string()))?;
+    let target = parse_target(url, None).map_err(|e| TilesError::Target(e.to_string()))?;
     Ok(match target {
         Target::S3 { bucket, template } => {
             install_crypto_provider();

@@ -1,4 +1,4 @@
-//! Data-map tiles (spec pipeline §4.2.5): rendering from points, and
+//! Data-map tiles (pipeline §4.2.5): rendering from points, and
 //! `create` + `upload` from the datamap tables to a `file://` bucket.
 
 use std::collections::BTreeMap;

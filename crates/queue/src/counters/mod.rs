@@ -1,7 +1,7 @@
 //! Per-day counters of the web tier: daily API-key request limits and unique users.
 //!
 //! Every request with a known, allowed API key is counted once per UTC day and per
-//! endpoint (the daily limit, spec api §7.5), and its client IP is recorded as a user
+//! endpoint (the daily limit, api §7.5), and its client IP is recorded as a user
 //! of the key (`locate` or `submit`). Two backends implement the same contract:
 //! - [`embedded::EmbeddedCounters`] counts in process memory and persists the request
 //!   counters to the service's SQLite file, for the single-process deployment;
@@ -10,10 +10,12 @@
 //!
 //! The same two backends also hold the web tier's short-lived values: the rate-limit
 //! windows of the external fallback provider, its answer cache, and the global locate
-//! sample rate (Redis keys of spec api §10; in process memory when embedded).
+//! sample rate (Redis keys of api §10; in process memory when embedded).
 //!
 //! Days are UTC and always taken from the `now` the caller passes, so a new day starts
 //! new counters and the counters of earlier days are never incremented again.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 pub mod embedded;
 pub mod redis;
@@ -163,7 +165,7 @@ impl Counters {
 
     /// Counts one call of the external fallback provider `fallback_name` in the
     /// rate-limit window of `interval_secs` seconds that holds `now`, and returns the
-    /// count after the increment (spec locate §5.6).
+    /// count after the increment (locate §5.6).
     ///
     /// The window is `floor(unix seconds / interval)`; its counter is
     /// `fallback_ratelimit:<name>:<window>` and expires 5 × the interval after its
@@ -265,7 +267,7 @@ impl Counters {
     }
 
     /// Distinct users per (api type, key) today and over the last seven days; in
-    /// Redis, user sets older than seven days are deleted on the way (spec §4.6).
+    /// Redis, user sets older than seven days are deleted on the way (§4.6).
     pub async fn key_usage(&self, now: DateTime<Utc>) -> Result<Vec<KeyUsage>, QueueError> {
         let mut rows = match self {
             Counters::Embedded(c) => c.key_usage(now.date_naive()),
@@ -287,7 +289,7 @@ impl Counters {
 
 /// Name of the daily request counter: `apilimit:<key>:<path>:<YYYYMMDD>` (without
 /// prefix).
-/// One API key's usage, for the monitoring gauges (spec pipeline §4.6).
+/// One API key's usage, for the monitoring gauges (pipeline §4.6).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KeyUsage {
     /// `locate`, `region` or `submit`.

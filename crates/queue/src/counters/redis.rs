@@ -1,4 +1,4 @@
-//! The Redis counters: the keys of the original service, exactly (spec api §7.5, §10).
+//! The Redis counters: the keys of the original service, exactly (api §7.5, §10).
 //!
 //! - `<prefix>apilimit:<key>:<path>:<YYYYMMDD>`: string counter of the requests of a
 //!   key on one endpoint on one UTC day; its TTL of 90 000 s (25 h) is refreshed on
@@ -19,6 +19,8 @@
 //! prunes these keys, so their names must not change. The two keys of a request hash
 //! to different Redis Cluster slots, so the transaction needs a non-cluster Redis, as
 //! in the original service.
+//!
+//! Sections (§) refer to docs/reference/pipeline.md.
 
 use ::redis::aio::ConnectionManager;
 use chrono::{DateTime, NaiveDate, Utc};

@@ -25,6 +25,7 @@ ichnaea_testkit::backend_tests!(
     len_counts_items,
     oldest_age_tracks_oldest_unacked_entry,
     queue_names_with_prefix,
+    purge_removes_one_queue_leased_entries_included,
     queues_do_not_interfere,
     concurrent_consumers_see_every_item_once,
     reopened_queue_keeps_unacked_entries,
@@ -530,4 +531,29 @@ async fn leader_lease_is_exclusive_and_expires(f: &Fixture<Queue>) {
         "a released lease is free at once"
     );
     a.release().await.unwrap();
+}
+
+async fn purge_removes_one_queue_leased_entries_included(f: &Fixture<Queue>) {
+    let q = f.queue();
+    q.push("queue_export_gone", items(&["a", "b"]))
+        .await
+        .unwrap();
+    q.push("queue_export_gone", items(&["c"])).await.unwrap();
+    q.push("queue_export_gone2", items(&["x"])).await.unwrap();
+    let leased = lease(q, "queue_export_gone", 2).await.unwrap();
+    assert_eq!(q.purge("queue_export_gone").await.unwrap(), 3);
+    assert_eq!(q.len("queue_export_gone").await.unwrap(), 0);
+    assert_eq!(
+        q.queue_names("queue_export_").await.unwrap(),
+        vec!["queue_export_gone2"]
+    );
+    assert!(lease(q, "queue_export_gone", 100).await.is_none());
+    // Acknowledging a purged batch is harmless and counts nothing twice.
+    q.ack(&leased).await.unwrap();
+    assert_eq!(q.len("queue_export_gone").await.unwrap(), 0);
+    assert_eq!(q.purge("queue_export_gone").await.unwrap(), 0);
+    // The queue works again after a purge.
+    q.push("queue_export_gone", items(&["d"])).await.unwrap();
+    assert_eq!(q.len("queue_export_gone").await.unwrap(), 1);
+    assert_eq!(q.len("queue_export_gone2").await.unwrap(), 1);
 }

@@ -1,13 +1,16 @@
-//! Request body decoding shared by the five API endpoints (spec api §2.3): optional
+//! Request body decoding shared by the five API endpoints (api §2.3): optional
 //! gzip with size limits, charset decoding, and JSON that tolerates the
 //! non-standard literals `NaN`, `Infinity` and `-Infinity`.
 
 use axum::http::{HeaderMap, header};
 use flate2::{Crc, Decompress, FlushDecompress, Status};
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::coerce::NONFINITE;
 use super::error::{ApiError, ParseDetails};
+use super::lean::Shape;
 
 /// Size limits protecting the service from huge or expanding bodies.
 #[derive(Clone, Copy, Debug)]
@@ -52,24 +55,47 @@ fn decode_error(message: impl Into<String>) -> ApiError {
 /// Gunzips when `Content-Encoding` is exactly `gzip`, decodes the declared
 /// charset (default UTF-8), and parses JSON.
 pub fn decode(headers: &HeaderMap, raw: &[u8], limits: BodyLimits) -> Result<Decoded, ApiError> {
+    let text = decode_text(headers, raw, limits)?;
+    if text.is_empty() {
+        return Ok(Decoded::Empty);
+    }
+    serde_json::from_str(&text)
+        .map(Decoded::Json)
+        .map_err(|e| decode_error(format!("invalid JSON: {e}")))
+}
+
+/// The JSON text of a body: gunzipped when `Content-Encoding` is exactly
+/// `gzip`, decoded from the declared charset (default UTF-8), with the
+/// literals `NaN`, `Infinity` and `-Infinity` replaced by the [`NONFINITE`]
+/// marker string. Borrowed from `raw` when nothing needed changing; an empty
+/// text means an empty body.
+pub fn decode_text<'a>(
+    headers: &HeaderMap,
+    raw: &'a [u8],
+    limits: BodyLimits,
+) -> Result<Cow<'a, str>, ApiError> {
     let gzip = headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes() == b"gzip");
-    let inflated;
-    let bytes: &[u8] = if gzip && !raw.is_empty() {
-        inflated = gunzip(raw, limits.max_decoded)?;
-        &inflated
+    let text = if gzip && !raw.is_empty() {
+        let inflated = gunzip(raw, limits.max_decoded)?;
+        Cow::Owned(decode_charset_owned(headers, inflated)?)
     } else {
         if raw.len() > limits.max_decoded {
             return Err(ApiError::PayloadTooLarge);
         }
-        raw
+        decode_charset(headers, raw)?
     };
-    let text = decode_charset(headers, bytes)?;
-    if text.is_empty() {
-        return Ok(Decoded::Empty);
+    if text.contains("NaN") || text.contains("Infinity") {
+        return Ok(Cow::Owned(replace_nonfinite(&text)));
     }
-    parse_json(&text).map(Decoded::Json)
+    Ok(text)
+}
+
+/// Parses a text from [`decode_text`] keeping only what `shape` says (see
+/// [`super::lean`]); invalid JSON is a `parseError` with `details.decode`.
+pub fn parse_lean(text: &str, shape: Shape) -> Result<Value, ApiError> {
+    super::lean::parse(text, shape).map_err(|e| decode_error(format!("invalid JSON: {e}")))
 }
 
 /// Inflates a (multi-member) gzip stream, refusing output beyond `limit` bytes.
@@ -238,21 +264,32 @@ fn charset(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-fn decode_charset<'a>(
-    headers: &HeaderMap,
-    bytes: &'a [u8],
-) -> Result<std::borrow::Cow<'a, str>, ApiError> {
+/// [`decode_charset`] of an owned buffer, which UTF-8 text keeps without a copy.
+fn decode_charset_owned(headers: &HeaderMap, bytes: Vec<u8>) -> Result<String, ApiError> {
+    if resolve_charset(headers)? == encoding_rs::UTF_8 {
+        return String::from_utf8(bytes)
+            .map_err(|e| decode_error(format!("invalid utf-8: {}", e.utf8_error())));
+    }
+    decode_charset(headers, &bytes).map(Cow::into_owned)
+}
+
+/// The body's encoding: the `charset` of `Content-Type`, UTF-8 without one.
+fn resolve_charset(headers: &HeaderMap) -> Result<&'static encoding_rs::Encoding, ApiError> {
     let label = charset(headers);
-    let encoding = match label.as_deref() {
-        None => encoding_rs::UTF_8,
+    match label.as_deref() {
+        None => Ok(encoding_rs::UTF_8),
         // WHATWG labels, plus Python-style spellings such as `latin-1` / `utf_8`.
         Some(label) => encoding_rs::Encoding::for_label(label.as_bytes())
             .or_else(|| encoding_rs::Encoding::for_label(label.replace(['-', '_'], "").as_bytes()))
-            .ok_or_else(|| decode_error(format!("unknown charset {label:?}")))?,
-    };
+            .ok_or_else(|| decode_error(format!("unknown charset {label:?}"))),
+    }
+}
+
+fn decode_charset<'a>(headers: &HeaderMap, bytes: &'a [u8]) -> Result<Cow<'a, str>, ApiError> {
+    let encoding = resolve_charset(headers)?;
     if encoding == encoding_rs::UTF_8 {
         return std::str::from_utf8(bytes)
-            .map(std::borrow::Cow::Borrowed)
+            .map(Cow::Borrowed)
             .map_err(|e| decode_error(format!("invalid utf-8: {e}")));
     }
     encoding

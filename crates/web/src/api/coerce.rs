@@ -1,4 +1,4 @@
-//! The schema coercion rules shared by every API body (spec api §2.4): how a JSON
+//! The schema coercion rules shared by every API body (api §2.4): how a JSON
 //! value of any type becomes an integer, float, string, boolean, array or object,
 //! or "absent", or a type error that fails the whole request.
 
@@ -14,9 +14,18 @@ pub const NONFINITE: &str = "\u{0}nonfinite";
 #[derive(Debug, Default)]
 pub struct Errors(pub BTreeMap<String, String>);
 
+/// Most type errors one request reports: the first ones found, in body order.
+/// A body of a million wrong values would otherwise cost (and answer) a map of a
+/// million paths; no real client makes more than a few mistakes at once.
+pub const MAX_ERRORS: usize = 100;
+
 impl Errors {
-    /// Records a type error at `path`.
+    /// Records a type error at `path` (the first message per path, and only
+    /// the first [`MAX_ERRORS`] paths).
     pub fn add(&mut self, path: &str, message: impl Into<String>) {
+        if self.0.len() >= MAX_ERRORS && !self.0.contains_key(path) {
+            return;
+        }
         self.0
             .entry(path.to_string())
             .or_insert_with(|| message.into());

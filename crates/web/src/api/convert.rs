@@ -1,12 +1,26 @@
-//! Submit bodies of all three versions (spec api §6.2–§6.5) converted into the
+//! Submit bodies of all three versions (api §6.2–§6.5) converted into the
 //! internal report format: type coercion, legacy renaming, vocabularies, and the
 //! filtering of entries without a MAC and of reports without any network.
+//!
+//! The body is converted while it is parsed ([`convert_text`]): one report and
+//! one network entry at a time are held as `serde_json` values, members the
+//! conversion does not read are skipped, and each report is written out as
+//! JSON text as soon as it is complete. A request therefore costs its body plus
+//! its output, not a `Value` tree of the whole body (which cost up to a hundred
+//! times the body's size for bodies of many tiny reports). Reports and entries
+//! that cannot contribute anything are dropped before they cost memory: a cell
+//! entry without any of `mobileCountryCode`, `mobileNetworkCode`,
+//! `locationAreaCode` and `cellId` is dropped (the original kept it as `{}`),
+//! so a report of only such cells is dropped too.
 
 use chrono::NaiveDateTime;
 use ichnaea_core::ReportSource;
+use serde::de::{DeserializeSeed, Deserializer as _, Error as _, IgnoredAny, MapAccess, SeqAccess};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::coerce::{Errors, array, int, join, object, string, try_float, try_int, try_string};
+use super::lean::{Adapt, Container, KeyIndex, Lean, Shape};
 
 /// Builds an error path on demand.
 type LazyPath<'a> = &'a dyn Fn() -> String;
@@ -33,6 +47,33 @@ pub struct Report {
 
 /// Outcome of converting a body: reports, or the type errors that fail it.
 pub type Converted = Result<Vec<Report>, Errors>;
+
+/// One report ready for the incoming queue, as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportJson {
+    /// `position.source` if sent, else `gnss`.
+    pub source: ReportSource,
+    /// The internal report object, serialised.
+    pub json: String,
+}
+
+/// Why a submit body was refused.
+#[derive(Debug)]
+pub enum ConvertError {
+    /// Not JSON (`details.decode`).
+    Json(serde_json::Error),
+    /// Type errors (`details.validation`).
+    Invalid(Errors),
+    /// More than [`MAX_REPORTS`] reports survived filtering (413).
+    TooManyReports,
+}
+
+/// Most reports one submission may queue. Every report costs its queue item
+/// (about 150 bytes at least, with its envelope), so a body of 450,000 tiny
+/// reports (`{"cell":[{"cid":1}]}`, 21 bytes each) cost 30 times its size;
+/// real clients send at most 950 (NeoStumbler), 85 (Tower Collector) or one
+/// (geoclue) per request. Reports that are dropped do not count.
+pub const MAX_REPORTS: usize = 10_000;
 
 const MS_LOW: i64 = 1_000_000_000_000;
 const MS_HIGH: i64 = 10_000_000_000_000;
@@ -179,21 +220,80 @@ const CELL_V0: Fields = &[
 
 /// Names that differ between the versions.
 struct Names {
-    blue: &'static str,
-    cell: &'static str,
-    wifi: &'static str,
     radio: &'static str,
     blue_fields: Fields,
     cell_fields: Fields,
     wifi_fields: Fields,
+    /// `[blue, cell, wifi]`.
+    arrays: &'static [&'static str],
+    /// Report members (other than the arrays) the conversion reads.
+    report: fn(&str) -> Option<Shape>,
+    /// Members of a Bluetooth, cell and Wi-Fi entry the conversion reads.
+    blue_shape: fn(&str) -> Option<Shape>,
+    cell_shape: fn(&str) -> Option<Shape>,
+    wifi_shape: fn(&str) -> Option<Shape>,
+}
+
+fn has(fields: Fields, name: &str) -> bool {
+    fields.iter().any(|(from, _, _)| *from == name)
+}
+
+fn scalar_if(kept: bool) -> Option<Shape> {
+    kept.then_some(Shape::Scalar)
+}
+
+fn position_member(name: &str) -> Option<Shape> {
+    scalar_if(POSITION_FLOATS.contains(&name) || matches!(name, "age" | "source"))
+}
+
+fn report_v2(name: &str) -> Option<Shape> {
+    match name {
+        "position" => Some(Shape::Object(position_member)),
+        "timestamp" | "radioType" => Some(Shape::Scalar),
+        _ => scalar_if(has(REPORT_MEMBERS, name)),
+    }
+}
+
+fn report_v1(name: &str) -> Option<Shape> {
+    scalar_if(
+        matches!(name, "timestamp" | "radioType")
+            || has(REPORT_MEMBERS, name)
+            || position_member(name).is_some(),
+    )
+}
+
+fn report_v0(name: &str) -> Option<Shape> {
+    scalar_if(
+        matches!(name, "time" | "radio" | "age" | "source")
+            || POSITION_V0.iter().any(|(from, _)| *from == name),
+    )
+}
+
+fn blue_new(name: &str) -> Option<Shape> {
+    scalar_if(has(BLUE_NEW, name))
+}
+fn blue_v0(name: &str) -> Option<Shape> {
+    scalar_if(has(BLUE_V0, name))
+}
+fn wifi_new(name: &str) -> Option<Shape> {
+    scalar_if(has(WIFI_NEW, name))
+}
+fn wifi_v0(name: &str) -> Option<Shape> {
+    scalar_if(has(WIFI_V0, name))
+}
+fn cell_v2(name: &str) -> Option<Shape> {
+    scalar_if(name == "radioType" || has(CELL_V2, name))
+}
+fn cell_v1(name: &str) -> Option<Shape> {
+    scalar_if(name == "radioType" || has(CELL_V1, name))
+}
+fn cell_v0(name: &str) -> Option<Shape> {
+    scalar_if(name == "radio" || has(CELL_V0, name))
 }
 
 fn names(version: SubmitVersion) -> Names {
     match version {
         SubmitVersion::V2 | SubmitVersion::V1 => Names {
-            blue: "bluetoothBeacons",
-            cell: "cellTowers",
-            wifi: "wifiAccessPoints",
             radio: "radioType",
             blue_fields: BLUE_NEW,
             cell_fields: if version == SubmitVersion::V2 {
@@ -202,45 +302,386 @@ fn names(version: SubmitVersion) -> Names {
                 CELL_V1
             },
             wifi_fields: WIFI_NEW,
+            arrays: &["bluetoothBeacons", "cellTowers", "wifiAccessPoints"],
+            report: if version == SubmitVersion::V2 {
+                report_v2
+            } else {
+                report_v1
+            },
+            blue_shape: blue_new,
+            cell_shape: if version == SubmitVersion::V2 {
+                cell_v2
+            } else {
+                cell_v1
+            },
+            wifi_shape: wifi_new,
         },
         SubmitVersion::V0 => Names {
-            blue: "blue",
-            cell: "cell",
-            wifi: "wifi",
             radio: "radio",
             blue_fields: BLUE_V0,
             cell_fields: CELL_V0,
             wifi_fields: WIFI_V0,
+            arrays: &["blue", "cell", "wifi"],
+            report: report_v0,
+            blue_shape: blue_v0,
+            cell_shape: cell_v0,
+            wifi_shape: wifi_v0,
         },
     }
 }
 
-/// Converts a decoded submit body. `now_ms` replaces missing or implausible
+/// Converts a decoded submit body held as a `Value` (tests and tools; the
+/// endpoints use [`convert_text`]). `now_ms` replaces missing or implausible
 /// timestamps.
 pub fn convert(body: &Value, version: SubmitVersion, now_ms: i64) -> Converted {
-    let mut errors = Errors::default();
-    let Some(root) = object(body, "", &mut errors) else {
-        return Err(errors);
-    };
-    // The original answered 400 `{"items": "Required"}` here; Tower Collector
-    // sends `{}` for an empty upload and needs 200, so no `items` means no reports.
-    let Some(items) = root.get("items") else {
-        return Ok(Vec::new());
-    };
-    let items = array(Some(items), "items", &mut errors);
-    let mut reports = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let path = join("items", i);
-        if let Some(item) = object(item, &path, &mut errors)
-            && let Some(report) = convert_report(item, &path, version, now_ms, &mut errors)
-        {
-            reports.push(report);
+    match convert_text(&body.to_string(), version, now_ms) {
+        Ok(reports) => Ok(reports
+            .into_iter()
+            .map(|r| Report {
+                source: r.source,
+                report: serde_json::from_str(&r.json).unwrap_or_default(),
+            })
+            .collect()),
+        Err(ConvertError::Invalid(errors)) => Err(errors),
+        Err(ConvertError::Json(e)) => {
+            let mut errors = Errors::default();
+            errors.add("", e.to_string());
+            Err(errors)
+        }
+        Err(ConvertError::TooManyReports) => {
+            let mut errors = Errors::default();
+            errors.add("items", format!("more than {MAX_REPORTS} reports"));
+            Err(errors)
         }
     }
-    if errors.is_empty() {
-        Ok(reports)
+}
+
+/// Converts a submit body's JSON text (from [`super::body::decode_text`])
+/// while parsing it: the reports that survive filtering, in request order, or
+/// why the body was refused. `now_ms` replaces missing or implausible
+/// timestamps.
+pub fn convert_text(
+    text: &str,
+    version: SubmitVersion,
+    now_ms: i64,
+) -> Result<Vec<ReportJson>, ConvertError> {
+    let mut ctx = Ctx {
+        version,
+        now_ms,
+        names: names(version),
+        errors: Errors::default(),
+        out: Vec::new(),
+        too_many: false,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    (&mut de)
+        .deserialize_any(Adapt(Root(&mut ctx)))
+        .map_err(ConvertError::Json)?;
+    de.end().map_err(ConvertError::Json)?;
+    if !ctx.errors.is_empty() {
+        Err(ConvertError::Invalid(ctx.errors))
+    } else if ctx.too_many {
+        Err(ConvertError::TooManyReports)
     } else {
-        Err(errors)
+        Ok(ctx.out)
+    }
+}
+
+/// The state of one conversion.
+struct Ctx {
+    version: SubmitVersion,
+    now_ms: i64,
+    names: Names,
+    errors: Errors,
+    out: Vec<ReportJson>,
+    /// A report past [`MAX_REPORTS`] survived: the rest is only checked
+    /// for type errors, nothing more is kept.
+    too_many: bool,
+}
+
+/// The body: an object whose `items` are the reports; without `items` (Tower
+/// Collector's empty upload, `{}`) there are no reports. The original
+/// answered 400 `{"items": "Required"}` there.
+struct Root<'c>(&'c mut Ctx);
+
+impl<'de> Container<'de> for Root<'_> {
+    type Out = ();
+
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = false;
+        while let Some(key) = map.next_key_seed(KeyIndex(&["items"]))? {
+            if key.is_none() {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            // A repeated member replaces the earlier one, as in a JSON object.
+            if seen {
+                self.0.out.clear();
+                self.0.errors = Errors::default();
+                self.0.too_many = false;
+            }
+            seen = true;
+            map.next_value_seed(Items(&mut *self.0))?;
+        }
+        Ok(())
+    }
+
+    fn other(self, value: Value) {
+        object(&value, "", &mut self.0.errors);
+    }
+}
+
+/// The `items` array, converted report by report.
+struct Items<'c>(&'c mut Ctx);
+
+impl<'de> DeserializeSeed<'de> for Items<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(Adapt(self))
+    }
+}
+
+impl<'de> Container<'de> for Items<'_> {
+    type Out = ();
+
+    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while seq
+            .next_element_seed(Item {
+                ctx: &mut *self.0,
+                index,
+            })?
+            .is_some()
+        {
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn other(self, value: Value) {
+        array(Some(&value), "items", &mut self.0.errors);
+    }
+}
+
+/// One report: its members the conversion reads are kept as values, its
+/// network arrays as JSON text, converted entry by entry once the report's
+/// radio is known.
+struct Item<'c> {
+    ctx: &'c mut Ctx,
+    index: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Item<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(Adapt(self))
+    }
+}
+
+impl<'de> Container<'de> for Item<'_> {
+    type Out = ();
+
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let names = &self.ctx.names;
+        let mut members = Map::new();
+        let mut arrays: [Option<&'de RawValue>; 3] = [None; 3];
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if let Some(slot) = names.arrays.iter().position(|a| *a == name) {
+                arrays[slot] = Some(map.next_value()?);
+            } else if let Some(shape) = (names.report)(&name) {
+                let value = map.next_value_seed(Lean(shape))?;
+                members.insert(name.into_owned(), value);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        self.ctx
+            .report(self.index, &members, arrays)
+            .map_err(A::Error::custom)
+    }
+
+    fn other(self, value: Value) {
+        object(&value, &join("items", self.index), &mut self.ctx.errors);
+    }
+}
+
+impl Ctx {
+    /// Converts one report and keeps it when it has a network entry left
+    /// (and the request no type error so far).
+    fn report(
+        &mut self,
+        index: usize,
+        item: &Map<String, Value>,
+        arrays: [Option<&RawValue>; 3],
+    ) -> Result<(), serde_json::Error> {
+        let path = join("items", index);
+        let (version, errors) = (self.version, &mut self.errors);
+        let mut out = Map::new();
+        let timestamp = report_timestamp(item, &path, version, errors).unwrap_or(self.now_ms);
+        out.insert("timestamp".into(), Value::from(timestamp));
+        if version != SubmitVersion::V0 {
+            let report_path = || path.clone();
+            for (from, to, kind) in REPORT_MEMBERS {
+                copy(item, &mut out, &report_path, from, to, *kind, errors);
+            }
+        }
+        let position = report_position(item, &path, version, errors);
+        let source = position
+            .as_ref()
+            .and_then(|p| p.get("source"))
+            .and_then(Value::as_str)
+            .and_then(ReportSource::from_name)
+            .unwrap_or(ReportSource::Gnss);
+        if let Some(position) = position {
+            out.insert("position".into(), position);
+        }
+        let n = &self.names;
+        let report_radio = radio(string(item.get(n.radio), &join(&path, n.radio), errors));
+        let kinds = [
+            (n.blue_fields, n.blue_shape, EntryKind::Blue),
+            (n.cell_fields, n.cell_shape, EntryKind::Cell(report_radio)),
+            (n.wifi_fields, n.wifi_shape, EntryKind::Wifi),
+        ];
+        let mut lists = [String::new(), String::new(), String::new()];
+        for (slot, (fields, shape, kind)) in kinds.into_iter().enumerate() {
+            let Some(raw) = arrays[slot] else { continue };
+            let mut entries = Entries {
+                list_path: join(&path, n.arrays[slot]),
+                radio_name: n.radio,
+                fields,
+                shape,
+                kind,
+                errors: &mut *errors,
+                out: &mut lists[slot],
+            };
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            (&mut de).deserialize_any(Adapt(&mut entries))?;
+        }
+        if lists.iter().all(String::is_empty) || !errors.is_empty() {
+            return Ok(());
+        }
+        if self.too_many {
+            return Ok(());
+        }
+        let mut json = String::with_capacity(lists.iter().map(String::len).sum::<usize>() + 160);
+        for (name, list) in ["bluetoothBeacons", "cellTowers", "wifiAccessPoints"]
+            .into_iter()
+            .zip(&lists)
+        {
+            json.push_str(if json.is_empty() { "{\"" } else { ",\"" });
+            json.push_str(name);
+            json.push_str("\":[");
+            json.push_str(list);
+            json.push(']');
+        }
+        for (name, value) in &out {
+            json.push(',');
+            json.push_str(&Value::String(name.clone()).to_string());
+            json.push(':');
+            json.push_str(&value.to_string());
+        }
+        json.push('}');
+        if self.out.len() >= MAX_REPORTS {
+            self.too_many = true;
+            self.out = Vec::new();
+        }
+        if !self.too_many {
+            self.out.push(ReportJson { source, json });
+        }
+        Ok(())
+    }
+}
+
+/// Which network array is being converted.
+#[derive(Clone, Copy)]
+enum EntryKind {
+    Blue,
+    Wifi,
+    /// Cells, with the report's radio they inherit.
+    Cell(Option<&'static str>),
+}
+
+/// One network array of a report, converted entry by entry into `out` (the
+/// JSON text of the kept entries, separated by commas).
+struct Entries<'e> {
+    list_path: String,
+    radio_name: &'static str,
+    fields: Fields,
+    shape: fn(&str) -> Option<Shape>,
+    kind: EntryKind,
+    errors: &'e mut Errors,
+    out: &'e mut String,
+}
+
+impl<'de> Container<'de> for &mut Entries<'_> {
+    type Out = ();
+
+    fn seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while let Some(entry) = seq.next_element_seed(Lean(Shape::Object(self.shape)))? {
+            self.entry(index, &entry);
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn other(self, value: Value) {
+        array(Some(&value), &self.list_path, self.errors);
+    }
+}
+
+/// Cell members without which a cell cannot contribute anything.
+const CELL_IDENTITY: [&str; 4] = [
+    "mobileCountryCode",
+    "mobileNetworkCode",
+    "locationAreaCode",
+    "cellId",
+];
+
+impl Entries<'_> {
+    /// Converts entry `index`; Bluetooth and Wi-Fi entries without a MAC and
+    /// cells without any identity member are dropped.
+    fn entry(&mut self, index: usize, entry: &Value) {
+        let list_path = &self.list_path;
+        let entry_path = || join(list_path, index);
+        let Some(input) = entry.as_object() else {
+            object(entry, &entry_path(), self.errors);
+            return;
+        };
+        let mut converted = Map::new();
+        if let EntryKind::Cell(report_radio) = self.kind {
+            let own = radio(
+                self.errors
+                    .value(try_string(input.get(self.radio_name)), || {
+                        join(&entry_path(), self.radio_name)
+                    }),
+            );
+            if let Some(r) = own.or(report_radio) {
+                converted.insert("radioType".into(), Value::from(r));
+            }
+        }
+        for (from, to, kind) in self.fields {
+            copy(
+                input,
+                &mut converted,
+                &entry_path,
+                from,
+                to,
+                *kind,
+                self.errors,
+            );
+        }
+        let usable = match self.kind {
+            EntryKind::Blue | EntryKind::Wifi => converted.contains_key("macAddress"),
+            EntryKind::Cell(_) => CELL_IDENTITY.iter().any(|k| converted.contains_key(*k)),
+        };
+        if !usable || !self.errors.is_empty() {
+            return;
+        }
+        if !self.out.is_empty() {
+            self.out.push(',');
+        }
+        self.out.push_str(&Value::Object(converted).to_string());
     }
 }
 
@@ -262,42 +703,6 @@ const POSITION_V0: [(&str, &str); 8] = [
     ("pressure", "pressure"),
     ("speed", "speed"),
 ];
-
-/// Converts one report; `None` when it has no network entry left.
-fn convert_report(
-    item: &Map<String, Value>,
-    path: &str,
-    version: SubmitVersion,
-    now_ms: i64,
-    errors: &mut Errors,
-) -> Option<Report> {
-    let mut out = Map::new();
-    let timestamp = report_timestamp(item, path, version, errors).unwrap_or(now_ms);
-    out.insert("timestamp".into(), Value::from(timestamp));
-    if version != SubmitVersion::V0 {
-        let report_path = || path.to_string();
-        for (from, to, kind) in REPORT_MEMBERS {
-            copy(item, &mut out, &report_path, from, to, *kind, errors);
-        }
-    }
-    let position = report_position(item, path, version, errors);
-    let source = position
-        .as_ref()
-        .and_then(|p| p.get("source"))
-        .and_then(Value::as_str)
-        .and_then(ReportSource::from_name)
-        .unwrap_or(ReportSource::Gnss);
-    if let Some(position) = position {
-        out.insert("position".into(), position);
-    }
-    if !network_entries(item, path, version, &mut out, errors) {
-        return None;
-    }
-    Some(Report {
-        source,
-        report: out,
-    })
-}
 
 /// The report's time in milliseconds, if sent and plausible (v0 `time` is ISO 8601).
 fn report_timestamp(
@@ -346,42 +751,6 @@ fn report_position(
     }
 }
 
-/// Converts the three network arrays into `out`; false when all are empty.
-/// A cell's radio is its own, else the report's.
-fn network_entries(
-    item: &Map<String, Value>,
-    path: &str,
-    version: SubmitVersion,
-    out: &mut Map<String, Value>,
-    errors: &mut Errors,
-) -> bool {
-    let n = names(version);
-    let report_radio = radio(string(item.get(n.radio), &join(path, n.radio), errors));
-    let blue = entries(item, path, n.blue, n.blue_fields, errors, |_| {}, true);
-    let cells = entries(
-        item,
-        path,
-        n.cell,
-        n.cell_fields,
-        errors,
-        |(entry, input, entry_path, errors)| {
-            let own = radio(errors.value(try_string(input.get(n.radio)), || {
-                join(&entry_path(), n.radio)
-            }));
-            if let Some(r) = own.or(report_radio) {
-                entry.insert("radioType".into(), Value::from(r));
-            }
-        },
-        false,
-    );
-    let wifi = entries(item, path, n.wifi, n.wifi_fields, errors, |_| {}, true);
-    let any = !(blue.is_empty() && cells.is_empty() && wifi.is_empty());
-    out.insert("bluetoothBeacons".into(), Value::Array(blue));
-    out.insert("cellTowers".into(), Value::Array(cells));
-    out.insert("wifiAccessPoints".into(), Value::Array(wifi));
-    any
-}
-
 /// The position members (floats, `age`, `source`) of `input`, renamed by `floats`.
 fn convert_position(
     input: &Map<String, Value>,
@@ -397,47 +766,6 @@ fn convert_position(
     copy(input, &mut out, &lazy, "age", "age", Kind::Int, errors);
     if let Some(s) = source(string(input.get("source"), &join(path, "source"), errors)) {
         out.insert("source".into(), Value::from(s));
-    }
-    out
-}
-
-type EntryHook<'a> = (
-    &'a mut Map<String, Value>,
-    &'a Map<String, Value>,
-    LazyPath<'a>,
-    &'a mut Errors,
-);
-
-/// Converts one array of entries; with `need_mac`, entries without a MAC are dropped.
-fn entries(
-    item: &Map<String, Value>,
-    path: &str,
-    member: &str,
-    fields: Fields,
-    errors: &mut Errors,
-    mut hook: impl FnMut(EntryHook<'_>),
-    need_mac: bool,
-) -> Vec<Value> {
-    let list_path = join(path, member);
-    let mut out = Vec::new();
-    for (i, entry) in array(item.get(member), &list_path, errors)
-        .iter()
-        .enumerate()
-    {
-        let entry_path = || join(&list_path, i);
-        let Some(input) = entry.as_object() else {
-            object(entry, &entry_path(), errors);
-            continue;
-        };
-        let mut converted = Map::new();
-        hook((&mut converted, input, &entry_path, errors));
-        for (from, to, kind) in fields {
-            copy(input, &mut converted, &entry_path, from, to, *kind, errors);
-        }
-        if need_mac && !converted.contains_key("macAddress") {
-            continue;
-        }
-        out.push(Value::Object(converted));
     }
     out
 }
@@ -561,7 +889,7 @@ mod tests {
             ("gps", "gnss", None),
         ] {
             let r = ok(
-                json!({"items": [{"timestamp": 146000000000i64, "position": {"source": sent}, "cellTowers": [{}]}]}),
+                json!({"items": [{"timestamp": 146000000000i64, "position": {"source": sent}, "cellTowers": [{"cellId": 1}]}]}),
                 SubmitVersion::V2,
             );
             assert_eq!(r[0].source.name(), item_source);
@@ -578,16 +906,26 @@ mod tests {
             );
         }
         let r = ok(
-            json!({"items": [{"timestamp": 1460000000000i64, "cellTowers": [{}]}]}),
+            json!({"items": [{"timestamp": 1460000000000i64, "cellTowers": [{}, {"lac": 1}, {"cellId": 1}]}]}),
             SubmitVersion::V2,
         );
         assert_eq!(r[0].report["timestamp"], json!(1_460_000_000_000i64));
         assert_eq!(r[0].report["position"], Value::Null);
         assert_eq!(
             r[0].report["cellTowers"],
-            json!([{}]),
-            "empty cells are kept"
+            json!([{"cellId": 1}]),
+            "cells without an identity member are dropped"
         );
+        for useless in [
+            json!({"items": [{"cellTowers": [{}]}]}),
+            json!({"items": [{"radioType": "gsm", "cellTowers": [{}, {"age": 1, "signalStrength": -60}]}]}),
+            json!({"items": [{"cellTowers": [{"radioType": "lte", "serving": 1}]}]}),
+        ] {
+            assert!(
+                ok(useless.clone(), SubmitVersion::V2).is_empty(),
+                "{useless}: a report of cells that cannot contribute is dropped"
+            );
+        }
     }
 
     #[test]
@@ -642,7 +980,7 @@ mod tests {
             json!([{"cellId": 1, "primaryScramblingCode": 7}])
         );
         let r = ok(
-            json!({"items": [{"position": {"latitude": 1.0}, "cellTowers": [{}]}]}),
+            json!({"items": [{"position": {"latitude": 1.0}, "cellTowers": [{"cellId": 1}]}]}),
             SubmitVersion::V1,
         );
         assert!(

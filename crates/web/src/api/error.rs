@@ -1,4 +1,4 @@
-//! The JSON error envelope of the public API (spec api §3) and its CORS headers.
+//! The JSON error envelope of the public API (api §3) and its CORS headers.
 
 use std::collections::BTreeMap;
 
@@ -37,7 +37,7 @@ pub enum ParseDetails {
     Validation(BTreeMap<String, String>),
 }
 
-/// Adds the CORS headers every API response carries (spec api §4.1).
+/// Adds the CORS headers every API response carries (api §4.1).
 pub fn add_cors(headers: &mut HeaderMap) {
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,

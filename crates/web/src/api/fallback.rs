@@ -1,4 +1,4 @@
-//! The external fallback provider of `/v1/geolocate` (spec api §7.7, locate §5):
+//! The external fallback provider of `/v1/geolocate` (api §7.7, locate §5):
 //! which keys may use it, the outbound request in the four wire schemas, the
 //! answer parsers, the answer cache and the per-provider rate limit.
 //!
@@ -6,7 +6,7 @@
 //! HTTP call → cache write of a definite answer.
 //!
 //! **Cache keys and the grouping fix.** Entries are stored per network of the query
-//! (`cache:fallback:<provider>:v1:1:<blue|cell|wifi>:<raw id bytes>`, spec §5.5), all
+//! (`cache:fallback:<provider>:v1:1:<blue|cell|wifi>:<raw id bytes>`, §5.5), all
 //! holding the same answer. On a read the found answers are grouped and only a
 //! single consistent group is a hit. The original grouped positions by
 //! `(round3(lat), round3(lat), fallback)` — latitude twice, longitude ignored — so
@@ -18,6 +18,8 @@
 //!
 //! Errors of any kind (network, provider, cache backend) never fail the request:
 //! the source then simply has no result.
+//!
+//! Sections (§) refer to docs/reference/locate.md.
 
 use std::time::{Duration, Instant};
 
@@ -60,7 +62,7 @@ pub struct FallbackClient {
 }
 
 impl FallbackClient {
-    /// A client with the provider settings of spec locate §5.3: `User-Agent:
+    /// A client with the provider settings of locate §5.3: `User-Agent:
     /// ichnaea`, 5 s timeout, a pool of 20 connections per host, at most one
     /// redirect, TLS verified (rustls on ring).
     pub fn new() -> Result<FallbackClient, FallbackClientError> {
@@ -94,7 +96,7 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// `can_fallback()` of spec locate §5.1: `allow_fallback`, a non-empty name and
+    /// `can_fallback()` of locate §5.1: `allow_fallback`, a non-empty name and
     /// URL, a non-NULL rate limit and a non-zero interval. An unknown schema text
     /// disables the fallback (the admin layer refuses such values anyway).
     pub fn of_key(key: &ApiKey) -> Option<Provider> {
@@ -192,7 +194,7 @@ fn lacf_tag(body: &Value) -> bool {
     body.get("fallback").and_then(Value::as_str) == Some("lacf")
 }
 
-/// Parses a 2xx answer of `schema` (spec locate §5.4).
+/// Parses a 2xx answer of `schema` (locate §5.4).
 pub fn parse_answer(schema: FallbackSchema, body: &[u8]) -> Result<Outcome, CallError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| CallError::Body(format!("not JSON: {e}")))?;
@@ -295,7 +297,7 @@ pub fn cache_value(outcome: &Outcome) -> Vec<u8> {
     }
 }
 
-/// Combines the values found for a query's keys (spec locate §5.5, with the
+/// Combines the values found for a query's keys (locate §5.5, with the
 /// grouping on latitude **and longitude**, see the module documentation); `Err`
 /// for a value that is not a cache value.
 pub fn combine_cached(values: &[Option<Vec<u8>>]) -> Result<CacheRead, String> {
@@ -449,7 +451,7 @@ impl FallbackClient {
         }
     }
 
-    /// The fallback source (spec locate §5.2): the provider's answer for `query`
+    /// The fallback source (locate §5.2): the provider's answer for `query`
     /// as position results (at most one).
     pub async fn search(
         &self,

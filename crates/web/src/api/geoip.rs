@@ -1,4 +1,4 @@
-//! The GeoIP database (spec locate §4.1–§4.2): a MaxMind City database read with
+//! The GeoIP database (locate §4.1–§4.2): a MaxMind City database read with
 //! the `maxminddb` crate, answering client IPs with the City record fields locate
 //! uses ([`GeoIpRecord`]).
 //!
@@ -151,7 +151,7 @@ impl GeoIp {
         })
     }
 
-    /// The usable location of `ip` (spec locate §4.2): `None` when the address is
+    /// The usable location of `ip` (locate §4.2): `None` when the address is
     /// unknown or its record lacks a country or coordinates.
     pub fn locate(&self, ip: IpAddr) -> Option<GeoIpLocation> {
         geoip_location(&self.record(ip)?)

@@ -1,5 +1,7 @@
-//! API key handling of the public API (spec api §2.2, §7.2–§7.5): the key text of
+//! API key handling of the public API (api §2.2, §7.2–§7.5): the key text of
 //! a request, the per-process lookup cache, and the daily limit.
+//!
+//! Sections (§) refer to docs/reference/api.md.
 
 use std::sync::Arc;
 use std::time::Duration;

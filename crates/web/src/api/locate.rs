@@ -1,4 +1,4 @@
-//! `/v1/geolocate` and `/v1/country` (spec api §5, locate §2): key rules, body,
+//! `/v1/geolocate` and `/v1/country` (api §5, locate §2): key rules, body,
 //! the searchers and their sources, result formatting, and the query reports that
 //! geolocate feeds into `update_incoming` (api §5.6).
 //!
@@ -14,6 +14,8 @@
 //!
 //! Database failures during the search are logged and the affected sub-search
 //! yields nothing: GeoIP and the fallback keep answering while the database is down.
+//!
+//! Sections (§) refer to docs/reference/api.md.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -36,7 +38,7 @@ use ichnaea_core::queues::UPDATE_INCOMING;
 use ichnaea_core::{ApiKey, AreaKey, CellKey, IncomingItem, Mac, ReportSource};
 use serde_json::{Map, Value};
 
-use super::body::{Decoded, decode};
+use super::body::{decode_text, parse_lean};
 use super::error::{ApiError, ApiJson, ParseDetails};
 use super::fallback::Provider;
 use super::keys::{KeyLookup, KnownKey};
@@ -48,7 +50,7 @@ use crate::{AppState, SharedState};
 enum KeyUse {
     /// A stored, allowed key.
     Known(Arc<KnownKey>),
-    /// The key lookup failed: anonymous defaults (spec api §7.2), no checks.
+    /// The key lookup failed: anonymous defaults (api §7.2), no checks.
     Anonymous,
 }
 
@@ -110,7 +112,7 @@ fn allowed(key: &ApiKey, api: ApiType) -> bool {
     }
 }
 
-/// Key rules (spec api §7.4), then body decoding and parsing (§2.3, §5.1).
+/// Key rules (api §7.4), then body decoding and parsing (§2.3, §5.1).
 async fn prepare(
     state: &AppState,
     api: ApiType,
@@ -146,11 +148,15 @@ async fn prepare(
     metrics::counter!(request_metric, "path" => path, "key" => key_tag).increment(1);
 
     let raw = read_body(state, body).await?;
-    let value = match decode(headers, &raw, state.api.body)? {
+    let text = decode_text(headers, &raw, state.api.body)?;
+    let value = if text.is_empty() {
         // An empty body is `{}` (an IP-only lookup).
-        Decoded::Empty => Value::Object(Map::new()),
-        Decoded::Json(value) => value,
+        Value::Object(Map::new())
+    } else {
+        parse_lean(&text, locate_schema::BODY)?
     };
+    drop(text);
+    drop(raw);
     let parsed = locate_schema::parse(&value)
         .map_err(|errors| ApiError::Parse(Some(ParseDetails::Validation(errors.0))))?;
     let mut input = parsed.input;
@@ -182,7 +188,7 @@ fn rows<T>(result: Result<Vec<T>, ichnaea_store::StoreError>, what: &str) -> Vec
     })
 }
 
-/// The internal position source (spec locate §2.1): Bluetooth, WiFi, then cells
+/// The internal position source (locate §2.1): Bluetooth, WiFi, then cells
 /// or — when no cell is known — cell areas.
 async fn internal_position(
     state: &AppState,
@@ -341,7 +347,7 @@ enum NetworkId {
 }
 
 /// Whether every usable network of the query is among the networks the best
-/// internal result used that were seen today (spec api §5.6 condition 2).
+/// internal result used that were seen today (api §5.6 condition 2).
 fn all_seen_today(query: &Query, best: &PositionResult) -> bool {
     let seen: BTreeSet<NetworkId> = best
         .used_networks
@@ -390,7 +396,7 @@ async fn sample_rate(state: &AppState, key: &KeyUse) -> f64 {
 }
 
 /// Turns a located query into a `query` report on `update_incoming` when it
-/// qualifies (spec api §5.6); every failure is logged and swallowed.
+/// qualifies (api §5.6); every failure is logged and swallowed.
 async fn store_query_report(state: &AppState, key: &KeyUse, query: &Query, best: &PositionResult) {
     if all_seen_today(query, best) {
         return;

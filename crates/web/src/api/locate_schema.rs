@@ -1,9 +1,11 @@
-//! The request body of `/v1/geolocate` and `/v1/country` (spec api §5.1): type
+//! The request body of `/v1/geolocate` and `/v1/country` (api §5.1): type
 //! coercion of every known member with the shared rules of [`super::coerce`], the
 //! top-level `radioType` inherited by cells, and the fallback flags (§5.3).
 //!
 //! Range checks and de-duplication are not done here: they belong to
 //! [`ichnaea_core::locate::query::normalize`] and never fail a request.
+//!
+//! Sections (§) refer to docs/reference/api.md.
 
 use ichnaea_core::Radio;
 use ichnaea_core::locate::MAX_RAW_ENTRIES;
@@ -13,6 +15,69 @@ use ichnaea_core::locate::query::{
 use serde_json::{Map, Value};
 
 use super::coerce::{Errors, array, boolean, int, join, object, string, try_int, try_string};
+use super::lean::Shape;
+
+/// What a locate body keeps while it is parsed: the members read below, and
+/// the first [`MAX_RAW_ENTRIES`] entries of each array (the rest are never
+/// read, so they are not kept either).
+pub const BODY: Shape = Shape::Object(body_member);
+
+fn body_member(name: &str) -> Option<Shape> {
+    static BLUE: Shape = Shape::Object(blue_member);
+    static WIFI: Shape = Shape::Object(wifi_member);
+    static CELL: Shape = Shape::Object(cell_member);
+    match name {
+        "carrier"
+        | "homeMobileCountryCode"
+        | "homeMobileNetworkCode"
+        | "radioType"
+        | "considerIp" => Some(Shape::Scalar),
+        "fallbacks" => Some(Shape::Object(fallbacks_member)),
+        "bluetoothBeacons" => Some(Shape::Array(&BLUE, MAX_RAW_ENTRIES)),
+        "wifiAccessPoints" => Some(Shape::Array(&WIFI, MAX_RAW_ENTRIES)),
+        "cellTowers" => Some(Shape::Array(&CELL, MAX_RAW_ENTRIES)),
+        _ => None,
+    }
+}
+
+fn fallbacks_member(name: &str) -> Option<Shape> {
+    matches!(name, "lacf" | "ipf").then_some(Shape::Scalar)
+}
+
+fn blue_member(name: &str) -> Option<Shape> {
+    matches!(name, "macAddress" | "name" | "age" | "signalStrength").then_some(Shape::Scalar)
+}
+
+fn wifi_member(name: &str) -> Option<Shape> {
+    matches!(
+        name,
+        "macAddress"
+            | "ssid"
+            | "age"
+            | "channel"
+            | "frequency"
+            | "signalStrength"
+            | "signalToNoiseRatio"
+    )
+    .then_some(Shape::Scalar)
+}
+
+fn cell_member(name: &str) -> Option<Shape> {
+    matches!(
+        name,
+        "radioType"
+            | "psc"
+            | "mobileCountryCode"
+            | "mobileNetworkCode"
+            | "locationAreaCode"
+            | "cellId"
+            | "primaryScramblingCode"
+            | "age"
+            | "signalStrength"
+            | "timingAdvance"
+    )
+    .then_some(Shape::Scalar)
+}
 
 /// The radio vocabulary of locate bodies, after coercion to a string.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -23,7 +88,7 @@ enum RadioName {
     Cdma,
 }
 
-/// `gsm`, `cdma`, `wcdma`, `lte` (spec api §5.1) and `nr` (5G, this service's
+/// `gsm`, `cdma`, `wcdma`, `lte` (api §5.1) and `nr` (5G, this service's
 /// extension), exact and lower-case; anything else is a type error.
 fn radio(value: Option<&Value>, path: &str, errors: &mut Errors) -> Option<RadioName> {
     let text = string(value, path, errors)?;

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fallback;
 pub mod geoip;
 pub mod keys;
+pub mod lean;
 mod locate;
 pub mod locate_schema;
 mod submit;
@@ -83,7 +84,7 @@ impl Default for ApiSettings {
 }
 
 /// GET/HEAD/POST served by `handler`, OPTIONS answered as a CORS preflight, any
-/// other method 405 without CORS headers (spec api §1.2).
+/// other method 405 without CORS headers (api §1.2).
 fn api_methods<H, T>(handler: H) -> MethodRouter<SharedState>
 where
     H: axum::handler::Handler<T, SharedState>,
@@ -172,7 +173,7 @@ fn body_size_hint(body: &Body, max: usize) -> usize {
 }
 
 /// Counts a known key's request on `path` (e.g. `v1.geolocate`) as a user of
-/// `api_type` (`locate` / `submit`) and enforces its daily limit (spec api §7.5);
+/// `api_type` (`locate` / `submit`) and enforces its daily limit (api §7.5);
 /// counting failures let the request through (fail open).
 pub(crate) async fn check_daily_limit(
     state: &AppState,

@@ -1,4 +1,4 @@
-//! `/v2/geosubmit`, `/v1/geosubmit` and `/v1/submit` (spec api §6): accept
+//! `/v2/geosubmit`, `/v1/geosubmit` and `/v1/submit` (api §6): accept
 //! reports and put them on `update_incoming`, durably, before answering.
 
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use ichnaea_core::queues::UPDATE_INCOMING;
 use ichnaea_core::{ApiKey, IncomingItem};
 use serde_json::json;
 
-use super::body::{Decoded, decode};
-use super::convert::{Report, SubmitVersion, convert};
+use super::body::decode_text;
+use super::convert::{ConvertError, ReportJson, SubmitVersion, convert_text};
 use super::error::{ApiError, ApiJson, ParseDetails, add_cors};
 use super::keys::{KeyLookup, KnownKey};
 use super::{Caller, check_daily_limit, read_body};
@@ -82,7 +82,7 @@ async fn accept(
 ) -> Result<(), ApiError> {
     let path = metric_path(version);
 
-    // Key, permission and limit come before the body (spec api §2).
+    // Key, permission and limit come before the body (api §2).
     let key: Option<Arc<KnownKey>> = match &caller.key {
         None => None,
         Some(text) => match state.api_keys.lookup(&state.store, text).await {
@@ -100,14 +100,23 @@ async fn accept(
     };
     metrics::counter!("submit.request", "path" => path, "key" => key_tag).increment(1);
 
-    let limits = state.api.body;
     let raw = read_body(state, body).await?;
-    let value = match decode(headers, &raw, limits)? {
-        Decoded::Empty => return Err(ApiError::Parse(None)),
-        Decoded::Json(value) => value,
-    };
-    let reports = convert(&value, version, Utc::now().timestamp_millis())
-        .map_err(|errors| ApiError::Parse(Some(ParseDetails::Validation(errors.0))))?;
+    let text = decode_text(headers, &raw, state.api.body)?;
+    if text.is_empty() {
+        return Err(ApiError::Parse(None));
+    }
+    let reports =
+        convert_text(&text, version, Utc::now().timestamp_millis()).map_err(|e| match e {
+            ConvertError::Json(e) => {
+                ApiError::Parse(Some(ParseDetails::Decode(format!("invalid JSON: {e}"))))
+            }
+            ConvertError::Invalid(errors) => {
+                ApiError::Parse(Some(ParseDetails::Validation(errors.0)))
+            }
+            ConvertError::TooManyReports => ApiError::PayloadTooLarge,
+        })?;
+    drop(text);
+    drop(raw);
 
     if reports.is_empty() || !sampled_in(key.as_deref().map(|k| &k.row)) {
         return Ok(());
@@ -129,7 +138,7 @@ fn sampled_in(key: Option<&ApiKey>) -> bool {
 async fn enqueue(
     state: &AppState,
     key: Option<&KnownKey>,
-    reports: Vec<Report>,
+    reports: Vec<ReportJson>,
 ) -> Result<(), ApiError> {
     let backlog = state.queue.len(UPDATE_INCOMING).await.map_err(|e| {
         tracing::error!(error = %e, "queue unavailable");
@@ -144,20 +153,12 @@ async fn enqueue(
         );
         return Err(ApiError::ServiceUnavailable);
     }
-    let api_key = key.map(|k| k.valid_key.clone());
+    let api_key = key.map(|k| k.valid_key.as_str());
     let count = reports.len();
     let mut items = Vec::with_capacity(count);
+    // Each report's text is freed as soon as its item is written.
     for r in reports {
-        let item = IncomingItem {
-            api_key: api_key.clone(),
-            source: r.source,
-            report: r.report,
-        };
-        let bytes = item.encode().map_err(|e| {
-            tracing::error!(error = %e, "cannot serialise a report");
-            ApiError::ServiceUnavailable
-        })?;
-        items.push(bytes);
+        items.push(IncomingItem::encode_raw(api_key, r.source, &r.json));
     }
     state
         .queue

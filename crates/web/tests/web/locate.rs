@@ -1,7 +1,9 @@
-//! Locate API cases: spec api §14 (rows 1–40, 61–64 as they concern
-//! `/v1/geolocate` and `/v1/country`), the worked examples of spec locate §8
+//! Locate API cases: api §14 (rows 1–40, 61–64 as they concern
+//! `/v1/geolocate` and `/v1/country`), the worked examples of locate §8
 //! through HTTP with stations written by the store, the external fallback against
-//! a local provider, and the real clients of clients.md §7, on both backends.
+//! a local provider, and the real clients of clients §7, on both backends.
+//!
+//! Sections (§) refer to docs/reference/locate.md.
 
 use std::sync::Arc;
 
@@ -88,7 +90,7 @@ fn limit_body() -> Value {
                      "code": 403, "message": "You have exceeded your daily limit."}})
 }
 
-/// The fixture keys of spec api §14.
+/// The fixture keys of api §14.
 async fn fixture_keys(fx: &Fx) {
     add_key(fx, ApiKey::new("test")).await;
     add_key(
@@ -223,7 +225,7 @@ fn now() -> NaiveDateTime {
     Utc::now().naive_utc()
 }
 
-/// A fresh station (spec locate §8): created = modified = now, last seen today,
+/// A fresh station (locate §8): created = modified = now, last seen today,
 /// 1 sample, radius 5 (score 0.05).
 fn fresh((lat, lon): (f64, f64)) -> StationFields {
     StationFields {
@@ -350,7 +352,7 @@ fn redis_keys(conn: &mut redis::Connection, pattern: &str) -> Vec<String> {
     redis::cmd("KEYS").arg(pattern).query(conn).unwrap()
 }
 
-// ---- spec api §14 ----------------------------------------------------------------
+// ---- api §14 ----------------------------------------------------------------
 
 async fn case_01_05_missing_malformed_and_unknown_keys(fx: Fx) {
     fixture_keys(&fx).await;
@@ -1109,7 +1111,7 @@ async fn case_64_backends_down_locate_still_answers(fx: Fx) {
     );
 }
 
-// ---- spec locate §8 through HTTP ---------------------------------------------------
+// ---- locate §8 through HTTP ---------------------------------------------------
 
 const T: &str = "/v1/geolocate?key=test";
 
@@ -2244,7 +2246,7 @@ async fn fallback_answers_while_the_database_is_down(fx: Fx) {
     assert_eq!(provider.count(), 2);
 }
 
-// ---- real clients (clients.md §7) --------------------------------------------------
+// ---- real clients (clients §7) --------------------------------------------------
 
 async fn client_firefox(fx: Fx) {
     fixture_keys(&fx).await;
@@ -2564,7 +2566,7 @@ fn test_database_answers_the_spec_blocks() {
     assert!(ichnaea_web::GeoIp::from_bytes(b"garbage".to_vec()).is_err());
 }
 
-// ---- Spec locate §8 cases otherwise only covered by core unit tests ----------------
+// ---- locate §8 cases otherwise only covered by core unit tests ----------------
 //
 // T-M1 (reference distances of §7.1) is pure geodesy with no observable
 // counterpart in an HTTP answer, and the `region(lat, lon)` examples of T-M2 are

@@ -13,6 +13,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use ichnaea_web::{AppState, GeoIp, router};
 
+mod fuzz;
 mod locate;
 mod mmdb;
 mod server;
@@ -30,7 +31,7 @@ const TOKEN: &str = "s3cret-admin-token";
 /// The backends one test runs against.
 pub use ichnaea_testkit::backends::Backends as Fx;
 
-/// The GeoIP test database of spec locate §4.3 (built in memory, once).
+/// The GeoIP test database of locate §4.3 (built in memory, once).
 fn test_geoip() -> Arc<GeoIp> {
     static DB: std::sync::OnceLock<Arc<GeoIp>> = std::sync::OnceLock::new();
     DB.get_or_init(|| Arc::new(GeoIp::from_bytes(mmdb::test_city_db()).expect("test mmdb")))
@@ -186,7 +187,7 @@ async fn heartbeat_reports_every_backend(fx: Fx) {
     members.sort();
     let mut want = vec!["database", "geoip", queue_member];
     want.sort();
-    assert_eq!(members, want, "member order is irrelevant (spec api §4.3)");
+    assert_eq!(members, want, "member order is irrelevant (api §4.3)");
     assert_eq!(body["database"]["up"], json!(true));
     let version = fx.store.schema_version().await.unwrap();
     assert!(version >= 4, "{version}");
@@ -405,22 +406,45 @@ async fn metrics_count_requests(fx: Fx) {
     assert_eq!(r.status, StatusCode::OK);
     let text = String::from_utf8(r.body).unwrap();
     assert!(
-        text.contains(r#"request{path="__version__",method="post",status="200"}"#),
+        text.contains(r#"ichnaea_request_total{path="__version__",method="post",status="200"}"#),
         "{text}"
     );
     assert!(
-        text.contains(r#"request{path="v1.geolocate",method="other",status="405"}"#),
+        text.contains(r#"ichnaea_request_total{path="v1.geolocate",method="other",status="405"}"#),
         "{text}"
     );
     assert!(!text.contains("brew"), "{text}");
     let label = ichnaea_core::apikey::metric_label("metrics-key");
     assert!(
         text.contains(&format!(
-            r#"locate_request{{path="v1.geolocate",key="{label}"}}"#
+            r#"ichnaea_locate_request_total{{path="v1.geolocate",key="{label}"}}"#
         )),
         "{text}"
     );
     assert!(!text.contains("metrics-key"), "{text}");
+    // Prometheus conventions: HELP lines, the prefix, units in seconds.
+    assert!(
+        text.contains("# HELP ichnaea_request_total HTTP requests by route, method and status."),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE ichnaea_request_duration_seconds summary"),
+        "{text}"
+    );
+    let durations: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("ichnaea_request_duration_seconds_sum"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(!durations.is_empty(), "{text}");
+    // Seconds, not milliseconds: a router call in a test takes well under 10 s.
+    assert!(durations.iter().all(|d| *d < 10.0), "{durations:?}");
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(line.starts_with("ichnaea_"), "{line}");
+    }
 }
 
 async fn admin_api_is_absent_without_a_token(fx: Fx) {
@@ -712,6 +736,43 @@ async fn admin_api_manages_export_configs(fx: Fx) {
     let stored = fx.store.export_config("bk").await.unwrap().unwrap();
     assert_eq!(stored.batch, 0);
     assert_eq!(stored.skip_keys, None);
+
+    // A target with a backlog is deleted only with purge=true, which drops it.
+    fx.queue
+        .push(
+            "queue_export_bk:gnss:no_key",
+            vec![b"a".to_vec(), b"b".to_vec()],
+        )
+        .await
+        .unwrap();
+    let kept = call(&app, Method::DELETE, "/admin/export-configs/bk", t, None).await;
+    assert_eq!(kept.status, StatusCode::CONFLICT);
+    assert_eq!(kept.json()["error"]["field"], json!("purge"));
+    assert!(fx.store.export_config("bk").await.unwrap().is_some());
+    let bad = call(
+        &app,
+        Method::DELETE,
+        "/admin/export-configs/bk?purge=yes",
+        t,
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json()["error"]["field"], json!("purge"));
+    let purged = call(
+        &app,
+        Method::DELETE,
+        "/admin/export-configs/bk?purge=true",
+        t,
+        None,
+    )
+    .await;
+    assert_eq!(purged.status, StatusCode::NO_CONTENT);
+    assert_eq!(fx.store.export_config("bk").await.unwrap(), None);
+    assert_eq!(
+        fx.queue.len("queue_export_bk:gnss:no_key").await.unwrap(),
+        0
+    );
 
     assert_eq!(
         call(

@@ -231,7 +231,7 @@ pub fn city_record(
 /// Build time of the test database: 2022-01-06T16:20:21Z.
 pub const BUILD_EPOCH: u64 = 1_641_486_021;
 
-/// The test database: the blocks of spec locate §4.3 that the tests use.
+/// The test database: the blocks of locate §4.3 that the tests use.
 pub fn test_city_db() -> Vec<u8> {
     let london = (51.5142, -0.0931);
     build(

@@ -1,4 +1,4 @@
-//! Submit API cases of spec api §14 and the real clients of spec clients.md,
+//! Submit API cases of api §14 and the real clients of spec clients.md,
 //! through the real router, on both backends.
 
 use std::sync::Arc;
@@ -22,6 +22,8 @@ crate::backend_tests!(
     case_46_tower_collector_empty_object_is_accepted,
     case_47_nothing_to_queue_is_still_success,
     case_48_51_type_errors_fail_the_request,
+    validation_errors_are_capped,
+    at_most_10000_reports_are_queued_per_request,
     case_49_timestamps,
     case_50_52_radio_inheritance_and_unknown_members,
     case_53_v1_geosubmit,
@@ -249,6 +251,9 @@ async fn case_47_nothing_to_queue_is_still_success(fx: Fx) {
     for body in [
         json!({"items": []}),
         json!({"items": [{"wifiAccessPoints": [{"ssid": "x"}]}]}),
+        // Reports whose cells cannot contribute (no identity member) are
+        // dropped: the issue-14 body that cost 1 GB at 500,000 reports.
+        json!({"items": [{"cellTowers": [{}]}, {"radioType": "gsm", "cellTowers": [{}, {"signalStrength": -60}]}]}),
     ] {
         let r = post(&fx, "/v2/geosubmit", body.clone()).await;
         assert_eq!(r.status, StatusCode::OK, "{body}");
@@ -288,6 +293,37 @@ async fn case_48_51_type_errors_fail_the_request(fx: Fx) {
         queued(&fx).await.is_empty(),
         "nothing of a failed request is queued"
     );
+}
+
+async fn validation_errors_are_capped(fx: Fx) {
+    let items: Vec<Value> = (0..500)
+        .map(|_| json!({"wifiAccessPoints": [{"macAddress": 1}]}))
+        .collect();
+    let r = post(&fx, "/v2/geosubmit", json!({ "items": items })).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let validation = r.json()["details"]["validation"].clone();
+    let paths = validation.as_object().unwrap();
+    assert_eq!(paths.len(), 100, "the first 100 errors are listed");
+    assert!(paths.contains_key("items.0.wifiAccessPoints.0.macAddress"));
+    assert!(paths.contains_key("items.99.wifiAccessPoints.0.macAddress"));
+    assert!(!paths.contains_key("items.100.wifiAccessPoints.0.macAddress"));
+    assert!(queued(&fx).await.is_empty());
+}
+
+async fn at_most_10000_reports_are_queued_per_request(fx: Fx) {
+    let report = json!({"cellTowers": [{"cellId": 1}]});
+    let useless = json!({"cellTowers": [{}]});
+    let mut items = vec![report.clone(); 10_000];
+    items.extend(vec![useless; 5_000]);
+    let r = post(&fx, "/v2/geosubmit", json!({ "items": items })).await;
+    assert_eq!(r.status, StatusCode::OK, "dropped reports do not count");
+    assert_eq!(queued(&fx).await.len(), 10_000);
+    items.push(report);
+    let r = post(&fx, "/v2/geosubmit", json!({ "items": items })).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json()["error"]["code"], json!(413));
+    assert_cors(&r);
+    assert!(queued(&fx).await.is_empty(), "nothing of it queued");
 }
 
 async fn case_49_timestamps(fx: Fx) {
@@ -511,7 +547,7 @@ async fn full_backlog_is_503_with_retry_after(fx: Fx) {
     let mut st = state(&fx, false);
     st.api.incoming_queue_max = 2;
     let app = router(st);
-    let body = json!({"items": [{"cellTowers": [{}]}, {"cellTowers": [{}]}]})
+    let body = json!({"items": [{"cellTowers": [{"cellId": 1}]}, {"cellTowers": [{"cellId": 2}]}]})
         .to_string()
         .into_bytes();
     let first = send_app(&app, Method::POST, "/v2/geosubmit", &[], body.clone()).await;
