@@ -29,6 +29,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = config.database_url();
     let options = StoreOptions {
         max_connections: config.db_max_connections,
+        read_timeout: Duration::from_millis(config.locate_read_timeout_ms),
         ..StoreOptions::default()
     };
     let store = Store::connect(&url, &options)
@@ -46,6 +47,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 /// database, in `<data_dir>/queue.db`).
 pub async fn open_queue(config: &Config, store: &Store) -> anyhow::Result<(Queue, Counters)> {
     if let Some(url) = &config.redis_url {
+        check_redis(url, config.redis_allow_volatile).await?;
         let queue = Queue::redis(url, &config.redis_prefix)
             .await
             .with_context(|| format!("connecting to Redis {}", crate::config::redact_url(url)))?;
@@ -75,6 +77,41 @@ pub async fn open_queue(config: &Config, store: &Store) -> anyhow::Result<(Queue
         .await
         .context("opening the embedded counters")?;
     Ok((queue, counters))
+}
+
+/// Refuses a Redis that would lose accepted reports or cannot run the queue
+/// scripts: Redis Cluster always (multi-key scripts, CROSSSLOT); missing
+/// durability (no AOF, `appendfsync no`, an evicting `maxmemory-policy`) or
+/// settings that cannot be read (CONFIG disabled) unless `allow_volatile`,
+/// in which case each problem is a warning.
+async fn check_redis(url: &str, allow_volatile: bool) -> anyhow::Result<()> {
+    let shown = crate::config::redact_url(url);
+    let check = ichnaea_queue::redis_check::check_server(url)
+        .await
+        .with_context(|| format!("connecting to Redis {shown}"))?;
+    if check.cluster_enabled {
+        anyhow::bail!(
+            "Redis {shown} runs in cluster mode (cluster_enabled:1), which ichnaea does not support: \
+             its queue scripts move batches between keys of several queues in one call, which Redis \
+             Cluster refuses (CROSSSLOT). Use one Redis server (with replicas and Sentinel for failover)"
+        );
+    }
+    let problems = check.problems();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    if allow_volatile {
+        for problem in &problems {
+            tracing::warn!(redis = %shown, problem = %problem, "Redis may lose accepted reports (redis_allow_volatile = true)");
+        }
+        return Ok(());
+    }
+    anyhow::bail!(
+        "Redis {shown} may lose accepted reports: {}. Set appendonly yes, appendfsync everysec \
+         (or always) and maxmemory-policy noeviction, or set redis_allow_volatile = true \
+         (ICHNAEA_REDIS_ALLOW_VOLATILE=true) to start anyway",
+        problems.join("; ")
+    )
 }
 
 /// The pipeline's context over an opened store and queue.

@@ -960,6 +960,9 @@ fn crash_test(backend: Backend, dir: DataDir) {
     let mut env = backend.env();
     env.push(("ICHNAEA_QUEUE_VISIBILITY", "2"));
     env.push(("ICHNAEA_LOG_LEVEL", "warn"));
+    // The scheduler folds stat_counter into stat every second, so kills also
+    // land in and around its folds.
+    env.push(("ICHNAEA_INTERVAL_UPDATE_STATCOUNTER", "1"));
     let mut web = Server::start(&dir, &env);
     let reports = berlin_reports(REPORTS, 500, 40, PER_REPORT, 42);
     let accepted = submit_all(&web, &reports, 500);
@@ -988,13 +991,32 @@ fn crash_test(backend: Backend, dir: DataDir) {
         let _ = worker.wait();
     }
     let run = dir.run_with(&["drain"], &env).expect_code(0);
-    let (rows, samples) = with_store(&backend, async |store| {
-        store.station_totals("wifi").await.unwrap()
+    let totals = |stats: &[ichnaea_core::stats::StatRow]| {
+        let get = |key| stats.iter().find(|r| r.key == key).map_or(0, |r| r.value);
+        use ichnaea_core::stats::StatKey::{UniqueWifi, Wifi};
+        (get(Wifi), get(UniqueWifi))
+    };
+    let (rows, samples, folded_before, stat) = with_store(&backend, async |store| {
+        let folded_before = totals(&store.latest_stats().await.unwrap());
+        // The scheduler's next run: fold what the last batches counted.
+        store.fold_stat_counters().await.unwrap();
+        let (rows, samples) = store.station_totals("wifi").await.unwrap();
+        (
+            rows,
+            samples,
+            folded_before,
+            totals(&store.latest_stats().await.unwrap()),
+        )
     });
     let _ = writeln!(
         std::io::stderr(),
-        "crash test: {kills} SIGKILLs; {} observations accepted; {rows} stations, sum(samples) = {samples}; final drain: {}",
+        "crash test: {kills} SIGKILLs; {} observations accepted; {rows} stations, sum(samples) = {samples}; \
+         stat wifi/unique_wifi = {}/{} (folded by the killed schedulers: {}/{}); final drain: {}",
         REPORTS * PER_REPORT,
+        stat.0,
+        stat.1,
+        folded_before.0,
+        folded_before.1,
         run.stdout.trim()
     );
     assert_eq!(
@@ -1003,6 +1025,11 @@ fn crash_test(backend: Backend, dir: DataDir) {
         "every accepted observation applied exactly once"
     );
     assert!(rows > 0 && rows <= 500 * 40);
+    assert_eq!(
+        stat,
+        ((REPORTS * PER_REPORT) as i64, rows),
+        "stat counts every accepted observation and every station exactly once"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1096,10 +1123,14 @@ fn exports_reach_a_geosubmit_server_and_object_files() {
 mod browser;
 #[path = "cli/datamap.rs"]
 mod datamap;
+#[path = "cli/faults.rs"]
+mod faults;
 #[path = "cli/hostile.rs"]
 mod hostile;
 #[path = "cli/readme.rs"]
 mod readme;
+#[path = "cli/redis.rs"]
+mod redis;
 #[path = "cli/sim.rs"]
 mod sim;
 #[path = "cli/site.rs"]

@@ -26,6 +26,7 @@ pub mod embedded;
 mod frame;
 pub mod leader;
 pub mod redis;
+pub mod redis_check;
 
 use std::time::Duration;
 

@@ -49,11 +49,14 @@ impl Store {
                         COLUMNS.split(", ").collect(),
                     )
                 });
-                let lookups: Vec<(&str, &[u8])> = ids
+                let lookups: Vec<(&'static str, Vec<u8>)> = ids
                     .iter()
-                    .map(|id| (POINT.0.as_str(), id.as_slice()))
+                    .map(|id| (POINT.0.as_str(), id.to_vec()))
                     .collect();
-                out.extend(reader.lookup(&POINT.1, &lookups, |row| decode(row))?);
+                let found = reader
+                    .lookup_bounded(POINT.1.as_slice(), lookups, |row| decode(row))
+                    .await?;
+                out.extend(found);
                 continue;
             }
             let sql = format!(

@@ -60,6 +60,10 @@ pub enum StoreError {
         /// What is wrong with it.
         message: String,
     },
+    /// A read did not finish in time: the database is locked (SQLite's locate
+    /// read path, see `StoreOptions::read_timeout`).
+    #[error("database read did not finish within {0:?}: the database is locked")]
+    ReadTimeout(Duration),
     /// A key that cannot be encoded for storage.
     #[error("invalid key: {0}")]
     Key(#[from] ichnaea_core::cell::KeyError),
@@ -86,6 +90,14 @@ pub struct StoreOptions {
     pub pg_schema: Option<String>,
     /// How long to wait for a free connection or a database lock.
     pub acquire_timeout: Duration,
+    /// SQLite only: how long a locate lookup (station and cell-area reads)
+    /// may take, lock waits included. Past it the lookup fails with
+    /// [`StoreError::ReadTimeout`] (the request falls back to GeoIP and the
+    /// external provider, as when the database is down) instead of waiting.
+    /// Zero reads inline on the calling (runtime) thread with a 100 ms busy
+    /// timeout: one thread hop cheaper, but unbounded when SQLite's WAL read
+    /// locks are held.
+    pub read_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -94,6 +106,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             pg_schema: None,
             acquire_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -124,6 +137,21 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Whether a connection coming back to its pool may be used again: not when
+/// it still counts an open transaction. That happens when a COMMIT fails (on
+/// SQLite: the disk full, SQLITE_FULL) and SQLite has already ended the
+/// transaction, so the rollback on drop fails too and sqlx's transaction
+/// depth stays at 1: every later `begin_with` on that connection would fail
+/// with "non-zero transaction depth", for good. Such a connection is closed;
+/// the pool opens a fresh one.
+fn healthy<C: sqlx::Connection>(conn: &mut C) -> bool {
+    if conn.is_in_transaction() {
+        tracing::warn!("closing a database connection left inside a transaction");
+        return false;
+    }
+    true
+}
+
 impl Store {
     /// Opens a pool for `sqlite://PATH` (the file and its directory are created)
     /// or `postgres://…` / `postgresql://…`.
@@ -144,11 +172,20 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.acquire_timeout)
+                .after_release(|conn, _| Box::pin(async move { Ok(healthy(conn)) }))
                 .connect_with(connect)
                 .await?;
             Ok(Store {
                 backend: Backend::Sqlite(pool),
-                reader: Some(Arc::new(SqliteReader::new(path, options.acquire_timeout))),
+                reader: Some(Arc::new(SqliteReader::new(
+                    path,
+                    if options.read_timeout.is_zero() {
+                        Duration::from_millis(100)
+                    } else {
+                        options.read_timeout
+                    },
+                    options.read_timeout,
+                ))),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut connect = PgConnectOptions::from_str(url)?;
@@ -159,6 +196,7 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.acquire_timeout)
+                .after_release(|conn, _| Box::pin(async move { Ok(healthy(conn)) }))
                 .connect_with(connect)
                 .await?;
             Ok(Store {

@@ -1,19 +1,27 @@
 //! The embedded mode's read path for locate lookups: station and cell-area rows
-//! read by key on plain SQLite connections, synchronously, on the calling thread.
+//! read by key on plain SQLite connections, one blocking task per lookup set.
 //!
 //! Why: sqlx runs every SQLite connection on its own worker thread and hands each
 //! query and each row across threads. For a locate request — a few point reads of
 //! microseconds each — those hand-offs cost more than the reads: they dominated the
-//! `/v1/geolocate` profile. A primary-key read of a WAL database never waits for the
-//! writer, so doing it inline is as cheap as any other computation of the request.
+//! `/v1/geolocate` profile. Here a whole lookup set (every key of one station
+//! kind) is one hop to the blocking pool and back.
+//!
+//! Why not inline on the runtime thread (as this path first did): a WAL read
+//! normally never waits, but when its read locks are held (a stuck checkpoint
+//! or writer in another process, a crash mid-recovery) SQLite retries for about
+//! ten seconds whatever its busy timeout. [`SqliteReader::lookup_bounded`]
+//! gives up after `StoreOptions::read_timeout` instead, and while an abandoned
+//! read still runs, further lookups fail at once.
 //!
 //! Writes and everything else keep going through the sqlx pool; the connections
 //! here are opened with `query_only`, lazily (after the pool has created and
 //! migrated the file), and kept in a small idle list.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime};
@@ -42,16 +50,27 @@ pub(crate) struct SqliteReader {
     busy_timeout: Duration,
     idle: Mutex<Vec<Connection>>,
     closed: AtomicBool,
+    /// How long a whole lookup may take before the caller gets an error.
+    read_timeout: Duration,
+    /// Lookups still running after their caller gave up on them: while one
+    /// is, new lookups fail at once instead of piling up blocked threads.
+    stuck: AtomicUsize,
 }
 
 impl SqliteReader {
     /// A reader of the database file at `path`; connects on first use.
-    pub(crate) fn new(path: PathBuf, busy_timeout: Duration) -> SqliteReader {
+    pub(crate) fn new(
+        path: PathBuf,
+        busy_timeout: Duration,
+        read_timeout: Duration,
+    ) -> SqliteReader {
         SqliteReader {
             path,
             busy_timeout,
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            read_timeout,
+            stuck: AtomicUsize::new(0),
         }
     }
 
@@ -126,6 +145,60 @@ impl SqliteReader {
             idle.push(conn);
         }
         result
+    }
+
+    /// [`SqliteReader::lookup`] on the blocking thread pool, bounded by the
+    /// read timeout: a lock held by another process (a writer or checkpoint
+    /// stuck, or the WAL index locked) can make SQLite wait ~10 s whatever its
+    /// busy timeout, and that wait must not freeze a runtime thread nor the
+    /// request. Past the timeout the caller gets [`StoreError::ReadTimeout`]
+    /// and the read finishes (or fails) on its own thread; until it has, new
+    /// lookups fail at once instead of blocking more threads.
+    pub(crate) async fn lookup_bounded<T, D>(
+        self: &Arc<Self>,
+        columns: &'static [&'static str],
+        lookups: Vec<(&'static str, Vec<u8>)>,
+        mut decode: D,
+    ) -> Result<Vec<T>>
+    where
+        T: Send + 'static,
+        D: FnMut(&Columns<'_, '_>) -> Result<T> + Send + 'static,
+    {
+        if self.read_timeout.is_zero() {
+            let keys: Vec<(&str, &[u8])> = lookups
+                .iter()
+                .map(|(sql, key)| (*sql, key.as_slice()))
+                .collect();
+            return self.lookup(columns, &keys, decode);
+        }
+        if self.stuck.load(Ordering::SeqCst) > 0 {
+            return Err(StoreError::ReadTimeout(self.read_timeout));
+        }
+        let reader = Arc::clone(self);
+        let mut task = tokio::task::spawn_blocking(move || {
+            let keys: Vec<(&str, &[u8])> = lookups
+                .iter()
+                .map(|(sql, key)| (*sql, key.as_slice()))
+                .collect();
+            reader.lookup(columns, &keys, &mut decode)
+        });
+        match tokio::time::timeout(self.read_timeout, &mut task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(StoreError::Corrupt {
+                table: "station lookup".into(),
+                message: join.to_string(),
+            }),
+            Err(_) => {
+                self.stuck.fetch_add(1, Ordering::SeqCst);
+                let reader = Arc::clone(self);
+                tokio::spawn(async move {
+                    let _ = task.await;
+                    reader.stuck.fetch_sub(1, Ordering::SeqCst);
+                });
+                tracing::warn!(timeout = ?self.read_timeout, "station lookup timed out: the database is locked");
+                Err(StoreError::ReadTimeout(self.read_timeout))
+            }
+        }
     }
 }
 

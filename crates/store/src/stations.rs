@@ -251,25 +251,28 @@ impl Store {
             let groups = group_by(chunk.iter().copied(), Mac::shard);
             let keys: Vec<[u8; 6]> = groups.values().flatten().map(|m| *m.bytes()).collect();
             if let Some(reader) = &self.reader {
-                let lookups: Vec<(&str, &[u8])> = groups
+                let lookups: Vec<(&'static str, Vec<u8>)> = groups
                     .iter()
                     .flat_map(|(shard, macs)| macs.iter().map(|_| *shard))
                     .zip(&keys)
-                    .map(|(shard, key)| (kind.point_select(shard, estimate), key.as_slice()))
+                    .map(|(shard, key)| (kind.point_select(shard, estimate), key.to_vec()))
                     .collect();
-                let columns: &[&str] = if estimate {
-                    &MAC_EST_COLUMNS
+                let columns: &'static [&'static str] = if estimate {
+                    MAC_EST_COLUMNS.as_slice()
                 } else {
-                    &MAC_COLUMNS
+                    MAC_COLUMNS.as_slice()
                 };
-                out.extend(reader.lookup(columns, &lookups, |row| {
-                    let e = if estimate {
-                        decode_estimate(row)?
-                    } else {
-                        None
-                    };
-                    Ok((decode_mac(row, table)?, station_fields(row, table)?, e))
-                })?);
+                let found = reader
+                    .lookup_bounded(columns, lookups, move |row| {
+                        let e = if estimate {
+                            decode_estimate(row)?
+                        } else {
+                            None
+                        };
+                        Ok((decode_mac(row, table)?, station_fields(row, table)?, e))
+                    })
+                    .await?;
+                out.extend(found);
                 continue;
             }
             let mut parts = Vec::with_capacity(groups.len());
@@ -409,21 +412,24 @@ impl Store {
                     .collect::<Result<Vec<_>, _>>()?;
                 if let Some(reader) = &self.reader {
                     let point = cell_point_select(radio, estimate);
-                    let lookups: Vec<(&str, &[u8])> =
-                        ids.iter().map(|id| (point, id.as_slice())).collect();
-                    let columns: &[&str] = if estimate {
-                        &CELL_EST_COLUMNS
+                    let lookups: Vec<(&'static str, Vec<u8>)> =
+                        ids.iter().map(|id| (point, id.to_vec())).collect();
+                    let columns: &'static [&'static str] = if estimate {
+                        CELL_EST_COLUMNS.as_slice()
                     } else {
-                        &CELL_COLUMNS
+                        CELL_COLUMNS.as_slice()
                     };
-                    out.extend(reader.lookup(columns, &lookups, |row| {
-                        let e = if estimate {
-                            decode_estimate(row)?
-                        } else {
-                            None
-                        };
-                        Ok((decode_cell(row, radio)?, e))
-                    })?);
+                    let found = reader
+                        .lookup_bounded(columns, lookups, move |row| {
+                            let e = if estimate {
+                                decode_estimate(row)?
+                            } else {
+                                None
+                            };
+                            Ok((decode_cell(row, radio)?, e))
+                        })
+                        .await?;
+                    out.extend(found);
                     continue;
                 }
                 let sql = if estimate {

@@ -488,6 +488,9 @@ impl Backend {
                 ("ICHNAEA_DATABASE_URL".into(), database_url.clone()),
                 ("ICHNAEA_REDIS_URL".into(), redis.url().to_string()),
                 ("ICHNAEA_REDIS_PREFIX".into(), redis.prefix().to_string()),
+                // The test Redis runs without an append-only file (CI starts
+                // it with --appendonly no): fine for tests, refused otherwise.
+                ("ICHNAEA_REDIS_ALLOW_VOLATILE".into(), "true".into()),
             ],
             database_url,
             schema: Some(schema),

@@ -31,9 +31,14 @@ mod names;
 mod pg_schema;
 mod redis_prefix;
 mod run;
+mod tcp_proxy;
 
 pub mod binary;
 pub mod servers;
+// The one `unsafe` of the workspace: `fcntl` with an open-file-description
+// lock, which std does not offer (test harness only).
+#[allow(unsafe_code)]
+pub mod sqlite_lock;
 
 #[cfg(feature = "backends")]
 pub mod backends;
@@ -49,6 +54,7 @@ pub use names::unique;
 pub use pg_schema::{DROP_LOCK_TIMEOUT, PgSchema, drop_schema};
 pub use redis_prefix::{RedisPrefix, delete_keys};
 pub use run::{block_on, run_then};
+pub use tcp_proxy::TcpProxy;
 
 /// Generates one test per backend for each listed `async fn name(fixture)`.
 ///

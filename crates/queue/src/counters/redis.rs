@@ -22,7 +22,6 @@
 //!
 //! Sections (§) refer to docs/reference/pipeline.md.
 
-use ::redis::Client;
 use ::redis::aio::ConnectionManager;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -47,7 +46,7 @@ impl std::fmt::Debug for RedisCounters {
 impl RedisCounters {
     /// Connects to `url`; the connection reconnects by itself after failures.
     pub(crate) async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
-        let conn = ConnectionManager::new(Client::open(url)?).await?;
+        let conn = crate::redis::connection_manager(url).await?;
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),

@@ -20,6 +20,7 @@ use crate::submit::{PrivateRedis, add_key, assert_cors, error_reason, limited, q
 use crate::{Fx, Reply, send_app, send_request, state};
 
 crate::backend_tests!(
+    locked_database_bounds_locate_reads,
     case_01_05_missing_malformed_and_unknown_keys,
     case_06_07_permissions_per_api,
     case_08_last_key_wins,
@@ -2937,4 +2938,79 @@ fn city_record_without_radius(code: &str, (lat, lon): (f64, f64)) -> crate::mmdb
             ]),
         ),
     ])
+}
+
+// ---- a locked database (issue 14) -------------------------------------------------
+
+/// Issue 14: on SQLite, every WAL read lock held by someone else makes a new
+/// read wait ~10 s whatever the busy timeout. A locate request then answers
+/// within its read timeout (500 ms) from GeoIP, as when the database is down,
+/// and a request that needs no station read is served meanwhile; once the
+/// lock is gone, stations answer again. The old inline read path held the
+/// request (and its runtime thread) for those ~10 s.
+async fn locked_database_bounds_locate_reads(fx: Fx) {
+    let Some(pool) = fx.store.sqlite_pool() else {
+        return; // the inline read path is SQLite's
+    };
+    let path = pool.connect_options().get_filename().to_path_buf();
+    fixture_keys(&fx).await;
+    put_wifi(&fx, vec![(1, fresh(P0)), (2, fresh((51.5001, -0.1)))]).await;
+    let app = app(&fx);
+    let from_stations = |r: &Reply| {
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let lat = r.json()["location"]["lat"].as_f64().unwrap();
+        assert!(
+            (51.4999..51.5002).contains(&lat),
+            "{:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json().get("fallback"), None);
+    };
+    from_stations(&locate(&app, T, Some(LONDON), wifi_body(&[1, 2])).await);
+
+    let lock = ichnaea_testkit::sqlite_lock::WalReadersLocked::hold(&path);
+    let start = std::time::Instant::now();
+    let (locked, other) = tokio::join!(
+        locate(&app, T, Some(LONDON), wifi_body(&[1, 2])),
+        locate(&app, "/v1/country?key=test", Some(LONDON), json!({})),
+    );
+    let took = start.elapsed();
+    let mut with_ipf = london_body();
+    with_ipf["fallback"] = json!("ipf");
+    assert_json_200(&locked, &with_ipf);
+    assert_country(&other, "GB", "United Kingdom", None);
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "both answered after {took:?}"
+    );
+    // While the stuck read still runs, lookups fail at once.
+    let start = std::time::Instant::now();
+    assert_json_200(
+        &locate(&app, T, Some(LONDON), wifi_body(&[1, 2])).await,
+        &with_ipf,
+    );
+    assert!(start.elapsed() < std::time::Duration::from_millis(400));
+
+    drop(lock);
+    // The abandoned read ends (SQLite gives up after its ~10 s of retries or
+    // succeeds once the lock is gone); then stations answer again.
+    let start = std::time::Instant::now();
+    loop {
+        let r = locate(&app, T, Some(LONDON), wifi_body(&[1, 2])).await;
+        if r.json().get("fallback").is_none() {
+            from_stations(&r);
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
