@@ -652,10 +652,10 @@ fn file_errors_say_what_is_wrong_once() {
 fn migrate_is_idempotent() {
     let dir = data_dir("migrate");
     let first = dir.run(&["migrate"]).expect_code(0);
-    assert_eq!(first.stdout, "database schema at version 4\n");
+    assert_eq!(first.stdout, "database schema at version 5\n");
     assert!(dir.path.join("ichnaea.db").is_file());
     let second = dir.run(&["migrate"]).expect_code(0);
-    assert_eq!(second.stdout, "database schema at version 4\n");
+    assert_eq!(second.stdout, "database schema at version 5\n");
 }
 
 // ---------------------------------------------------------------------------
