@@ -277,6 +277,88 @@ fn source_of(query: bool) -> ReportSource {
     }
 }
 
+/// How the stored row relates to the chosen observations.
+enum Relation {
+    /// No stored row.
+    Unknown,
+    /// A stored row without a position (blocked earlier, block expired).
+    NoPosition,
+    /// Every observation within the spread limit of a GNSS-based position.
+    AgreeGnss,
+    /// Every observation within the spread limit of a query-based position.
+    AgreeQuery,
+    /// An observation too far from the stored position.
+    Disagree,
+    /// Too far, and the stored position unchanged for over a year.
+    DisagreeOld,
+}
+
+fn relation(
+    existing: Option<&StationFields>,
+    chosen: &[&WeightedObs],
+    max_distance: f64,
+    today: NaiveDate,
+) -> Relation {
+    let Some(row) = existing else {
+        return Relation::Unknown;
+    };
+    let (Some(lat), Some(lon)) = (row.lat, row.lon) else {
+        return Relation::NoPosition;
+    };
+    if chosen
+        .iter()
+        .all(|o| distance(lat, lon, o.lat, o.lon) <= max_distance)
+    {
+        if row.source == Some(ReportSource::Query) {
+            Relation::AgreeQuery
+        } else {
+            Relation::AgreeGnss
+        }
+    } else if row
+        .modified
+        .is_some_and(|m| (today - m.date()).num_days() > 365)
+    {
+        Relation::DisagreeOld
+    } else {
+        Relation::Disagree
+    }
+}
+
+/// The decision for one station, carrying what its write needs: an action
+/// that writes a position holds the summary it is computed from, so no
+/// combination can write a row it has no data for.
+enum Decision {
+    /// Nothing to write (and no action counted).
+    Nothing,
+    New(Summary),
+    NewBlock,
+    Change(Summary),
+    Replace(Summary),
+    Confirm,
+    Block,
+}
+
+/// The action table of §3.7: the relation to the stored row, the batch's
+/// summary (absent when the observations spread beyond the limit) and whether
+/// the observations are query-based.
+fn decide(relation: Relation, summary: Option<Summary>, query: bool) -> Decision {
+    match (relation, summary) {
+        (Relation::Unknown, Some(s)) => Decision::New(s),
+        (Relation::Unknown, None) => Decision::NewBlock,
+        (Relation::NoPosition, Some(s)) => Decision::Change(s),
+        (Relation::NoPosition, None) => Decision::Nothing,
+        (Relation::AgreeGnss, Some(s)) if !query => Decision::Change(s),
+        (Relation::AgreeGnss, Some(_)) => Decision::Confirm,
+        (Relation::AgreeQuery, Some(s)) if !query => Decision::Replace(s),
+        (Relation::AgreeQuery, Some(s)) => Decision::Change(s),
+        (Relation::DisagreeOld, Some(s)) => Decision::Replace(s),
+        (Relation::Disagree, _)
+        | (Relation::AgreeGnss | Relation::AgreeQuery | Relation::DisagreeOld, None) => {
+            Decision::Block
+        }
+    }
+}
+
 /// Decides the update of one station (§3.3–§3.9). `existing` is the stored
 /// row (with its `psc` for cells); `obs` are the group's weighted observations
 /// (weight > 0) in queue order.
@@ -288,16 +370,19 @@ pub fn update_station(
     geocoder: &dyn Geocoder,
 ) -> StationUpdate {
     let today = now.date();
-    let none = |observations| StationUpdate {
-        action: None,
-        row: None,
-        psc: existing.and_then(|(_, p)| p),
-        observations,
-    };
+    let stored_psc = existing.and_then(|(_, p)| p);
     let count = obs.len() as u64;
+    let update =
+        |action: Option<Action>, row: Option<StationFields>, psc: Option<i64>| StationUpdate {
+            action,
+            row,
+            psc,
+            observations: count,
+        };
     if obs.is_empty() || existing.is_some_and(|(row, _)| is_blocked(row, today)) {
-        return none(count);
+        return update(None, None, stored_psc);
     }
+    // GNSS-based observations win; query-based ones count only on their own.
     let gnss: Vec<&WeightedObs> = obs.iter().filter(|o| !o.query).collect();
     let (chosen, query) = if gnss.is_empty() {
         (obs.iter().collect::<Vec<_>>(), true)
@@ -305,146 +390,98 @@ pub fn update_station(
         (gnss, false)
     };
     let d = kind.max_distance();
-    let summary = summarize(&chosen, d);
-    let psc = chosen
-        .iter()
-        .rev()
-        .find_map(|o| o.psc)
-        .or(existing.and_then(|(_, p)| p));
-
-    enum State {
-        None,
-        NoPosition,
-        AgreeGnss,
-        AgreeQuery,
-        Disagree,
-        DisagreeOld,
-    }
-    let state = match existing {
-        None => State::None,
-        Some((row, _)) => match (row.lat, row.lon) {
-            (Some(lat), Some(lon)) => {
-                if chosen.iter().all(|o| distance(lat, lon, o.lat, o.lon) <= d) {
-                    if row.source == Some(ReportSource::Query) {
-                        State::AgreeQuery
-                    } else {
-                        State::AgreeGnss
-                    }
-                } else if row
-                    .modified
-                    .is_some_and(|m| (today - m.date()).num_days() > 365)
-                {
-                    State::DisagreeOld
-                } else {
-                    State::Disagree
-                }
-            }
-            _ => State::NoPosition,
-        },
-    };
-    let action = match (state, summary.is_some(), query) {
-        (State::None, true, _) => Action::New,
-        (State::None, false, _) => Action::NewBlock,
-        (State::NoPosition, true, _) => Action::Change,
-        (State::NoPosition, false, _) => return none(count),
-        (State::AgreeGnss, true, false) => Action::Change,
-        (State::AgreeGnss, true, true) => Action::Confirm,
-        (State::AgreeQuery, true, false) => Action::Replace,
-        (State::AgreeQuery, true, true) => Action::Change,
-        (State::DisagreeOld, true, _) => Action::Replace,
-        (_, false, _) | (State::Disagree, _, _) => Action::Block,
-    };
-    let old = existing.map(|(row, _)| row.clone()).unwrap_or_default();
+    let psc = chosen.iter().rev().find_map(|o| o.psc).or(stored_psc);
+    let stored = existing.map(|(row, _)| row);
+    let decision = decide(
+        relation(stored, &chosen, d, today),
+        summarize(&chosen, d),
+        query,
+    );
+    let old = stored.cloned().unwrap_or_default();
     let source = Some(source_of(query));
-    let row = match (action, &summary) {
-        (Action::New, Some(s)) | (Action::Replace, Some(s)) => {
-            let region = geocoder.region(s.lat, s.lon);
-            StationFields {
-                lat: Some(s.lat),
-                lon: Some(s.lon),
-                max_lat: Some(s.max_lat),
-                min_lat: Some(s.min_lat),
-                max_lon: Some(s.max_lon),
-                min_lon: Some(s.min_lon),
-                radius: Some(circle_radius(
-                    s.lat, s.lon, s.max_lat, s.max_lon, s.min_lat, s.min_lon,
-                )),
-                region,
-                samples: Some(s.samples),
-                source,
-                weight: Some(s.weight),
-                created: if action == Action::New {
-                    Some(now)
-                } else {
-                    old.created
-                },
-                modified: Some(now),
+    match decision {
+        Decision::Nothing => update(None, None, stored_psc),
+        Decision::New(s) => {
+            let row = positioned(&s, source, now, geocoder, StationFields::default());
+            update(Some(Action::New), Some(row), psc)
+        }
+        Decision::Replace(s) => {
+            let row = positioned(&s, source, now, geocoder, old);
+            update(Some(Action::Replace), Some(row), psc)
+        }
+        Decision::Change(s) => {
+            let row = merge(&old, &s, &chosen, source, now, geocoder);
+            update(Some(Action::Change), Some(row), psc)
+        }
+        Decision::Confirm => {
+            // Only `last_seen` moves, and only once a day.
+            let row = (old.last_seen != Some(today)).then_some(StationFields {
                 last_seen: Some(today),
-                block_first: if action == Action::New {
-                    None
-                } else {
-                    old.block_first
-                },
-                block_last: if action == Action::New {
-                    None
-                } else {
-                    old.block_last
-                },
-                block_count: if action == Action::New {
-                    None
-                } else {
-                    old.block_count
-                },
-            }
+                ..old
+            });
+            update(Some(Action::Confirm), row, stored_psc)
         }
-        (Action::Change, Some(s)) => merge(&old, s, &chosen, source, now, geocoder),
-        (Action::Confirm, _) => {
-            if old.last_seen == Some(today) {
-                return StationUpdate {
-                    action: Some(Action::Confirm),
-                    row: None,
-                    psc: existing.and_then(|(_, p)| p),
-                    observations: count,
-                };
-            }
-            return StationUpdate {
-                action: Some(Action::Confirm),
-                row: Some(StationFields {
-                    last_seen: Some(today),
-                    ..old
-                }),
-                psc: existing.and_then(|(_, p)| p),
-                observations: count,
+        Decision::NewBlock => {
+            let row = StationFields {
+                created: Some(now),
+                modified: Some(now),
+                block_first: Some(today),
+                block_last: Some(today),
+                block_count: Some(1),
+                ..StationFields::default()
             };
+            update(Some(Action::NewBlock), Some(row), psc)
         }
-        (Action::NewBlock, _) => StationFields {
-            created: Some(now),
-            modified: Some(now),
-            block_first: Some(today),
-            block_last: Some(today),
-            block_count: Some(1),
-            ..StationFields::default()
-        },
-        _ => StationFields {
-            region: old.region.clone(),
-            created: old.created,
-            modified: Some(now),
-            block_first: old.block_first.or(Some(today)),
-            block_last: Some(today),
-            block_count: Some(
-                old.block_count
-                    .unwrap_or(0)
-                    .saturating_add(1)
-                    .min(MAX_BLOCK_COUNT),
-            ),
-            ..StationFields::default()
-        },
-    };
-    StationUpdate {
-        action: Some(action),
-        row: Some(row),
-        psc,
-        observations: count,
+        Decision::Block => {
+            let row = StationFields {
+                region: old.region.clone(),
+                created: old.created,
+                modified: Some(now),
+                block_first: old.block_first.or(Some(today)),
+                block_last: Some(today),
+                block_count: Some(
+                    old.block_count
+                        .unwrap_or(0)
+                        .saturating_add(1)
+                        .min(MAX_BLOCK_COUNT),
+                ),
+                ..StationFields::default()
+            };
+            update(Some(Action::Block), Some(row), psc)
+        }
+    }
+}
+
+/// The row of a *new* or *replace* action: the summary's position, box and
+/// counts; `created` and the block history come from `old` (empty for a new
+/// station, whose `created` is now).
+fn positioned(
+    s: &Summary,
+    source: Option<ReportSource>,
+    now: NaiveDateTime,
+    geocoder: &dyn Geocoder,
+    old: StationFields,
+) -> StationFields {
+    StationFields {
+        lat: Some(s.lat),
+        lon: Some(s.lon),
+        max_lat: Some(s.max_lat),
+        min_lat: Some(s.min_lat),
+        max_lon: Some(s.max_lon),
+        min_lon: Some(s.min_lon),
+        radius: Some(circle_radius(
+            s.lat, s.lon, s.max_lat, s.max_lon, s.min_lat, s.min_lon,
+        )),
+        region: geocoder.region(s.lat, s.lon),
+        samples: Some(s.samples),
+        source,
+        weight: Some(s.weight),
+        created: old.created.or(Some(now)),
+        modified: Some(now),
+        last_seen: Some(now.date()),
+        block_first: old.block_first,
+        block_last: old.block_last,
+        block_count: old.block_count,
     }
 }
 

@@ -746,7 +746,7 @@ async fn station_estimates_are_written_and_read_with_the_rows(store: Store) {
         lac: 3,
         cid: 77,
     };
-    for (table, keys) in [
+    for (i, (table, keys)) in [
         (
             StationTable::Wifi(with.shard()),
             vec![StationKey::Mac(with)],
@@ -756,10 +756,13 @@ async fn station_estimates_are_written_and_read_with_the_rows(store: Store) {
             vec![StationKey::Mac(without)],
         ),
         (StationTable::Cell(Radio::Lte), vec![StationKey::Cell(cell)]),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let est = (keys[0] != StationKey::Mac(without)).then_some(estimate);
         let applied = store
-            .apply_station_batch(table, "q", &format!("{keys:?}"), now, &keys, |stored| {
+            .apply_station_batch(table, "q", &format!("estimate-{i}"), now, &keys, |stored| {
                 assert!(stored.is_empty());
                 StationWrites {
                     rows: vec![(

@@ -31,7 +31,8 @@ fn body_member(name: &str) -> Option<Shape> {
         | "homeMobileCountryCode"
         | "homeMobileNetworkCode"
         | "radioType"
-        | "considerIp" => Some(Shape::Scalar),
+        | "considerIp"
+        | "confidence" => Some(Shape::Scalar),
         "fallbacks" => Some(Shape::Object(fallbacks_member)),
         "bluetoothBeacons" => Some(Shape::Array(&BLUE, MAX_RAW_ENTRIES)),
         "wifiAccessPoints" => Some(Shape::Array(&WIFI, MAX_RAW_ENTRIES)),
