@@ -758,7 +758,7 @@ mod tests {
         }
     }
 
-    /// Issue 14: station rows must not depend on how observations were split
+    /// Station rows must not depend on how observations were split
     /// into batches or in which order the batches came. Sightings of a
     /// stationary beacon from all around its shop (up to 120 m away, GNSS
     /// noise on top) are applied at once, in batches of 7 in order, in

@@ -1,4 +1,4 @@
-//! Issue 14: faults injected on purpose into a running `ichnaea serve` (all
+//! Faults injected on purpose into a running `ichnaea serve` (all
 //! roles): the network to PostgreSQL or to Redis cut for 10 s (a TCP proxy the
 //! test controls, between the service and the shared servers), and the disk of
 //! the embedded database full (a small tmpfs; skipped with a notice where it

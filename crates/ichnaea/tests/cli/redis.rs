@@ -1,62 +1,10 @@
-//! Issue 14: a process using Redis checks at start that Redis keeps what it
+//! A process using Redis checks at start that Redis keeps what it
 //! is given (append-only file synced at least every second, no eviction) and
 //! is not Redis Cluster. Each case runs `ichnaea drain` against a private
 //! `redis-server` on a spare port (skipped where the test Redis is not set).
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use ichnaea_testkit::binary::DataDir;
-use ichnaea_testkit::{TempDir, servers};
-
-/// A `redis-server` of this test, killed when dropped.
-struct PrivateRedis {
-    child: Child,
-    url: String,
-}
-
-impl PrivateRedis {
-    fn start(dir: &Path, args: &[&str]) -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .args(args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed where ICHNAEA_TEST_REDIS_URL is set");
-        let url = format!("redis://127.0.0.1:{port}/0");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return PrivateRedis { child, url };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("private redis-server did not start");
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use ichnaea_testkit::{PrivateRedis, TempDir, servers};
 
 const DURABLE: [&str; 6] = [
     "--appendonly",
@@ -73,7 +21,7 @@ fn drain(redis: &PrivateRedis, allow_volatile: bool) -> ichnaea_testkit::binary:
     dir.run_with(
         &["drain"],
         &[
-            ("ICHNAEA_REDIS_URL", redis.url.as_str()),
+            ("ICHNAEA_REDIS_URL", redis.url()),
             ("ICHNAEA_REDIS_ALLOW_VOLATILE", allow),
         ],
     )
@@ -92,11 +40,11 @@ fn redis_durability_and_topology_are_checked_at_start() {
     };
 
     // Durable: starts without any override.
-    let durable = PrivateRedis::start(&sub("durable"), &DURABLE);
+    let durable = PrivateRedis::start_in(&sub("durable"), &DURABLE);
     drain(&durable, false).expect_code(0);
 
     // No AOF and an evicting policy: refused, naming both and the override.
-    let volatile = PrivateRedis::start(
+    let volatile = PrivateRedis::start_in(
         &sub("volatile"),
         &["--appendonly", "no", "--maxmemory-policy", "allkeys-lru"],
     );
@@ -120,7 +68,7 @@ fn redis_durability_and_topology_are_checked_at_start() {
     // AOF left to the OS to sync: refused.
     let mut lazy = DURABLE;
     lazy[3] = "no";
-    let lazy = PrivateRedis::start(&sub("lazy"), &lazy);
+    let lazy = PrivateRedis::start_in(&sub("lazy"), &lazy);
     let run = drain(&lazy, false).expect_code(1);
     assert!(
         run.stderr.contains("appendfsync is \"no\""),
@@ -131,7 +79,7 @@ fn redis_durability_and_topology_are_checked_at_start() {
     // CONFIG disabled (as on managed services): cannot check, so refused.
     let mut hidden = DURABLE.to_vec();
     hidden.extend(["--rename-command", "CONFIG", ""]);
-    let hidden = PrivateRedis::start(&sub("hidden"), &hidden);
+    let hidden = PrivateRedis::start_in(&sub("hidden"), &hidden);
     let run = drain(&hidden, false).expect_code(1);
     assert!(
         run.stderr.contains("cannot be read (CONFIG GET failed"),
@@ -145,7 +93,7 @@ fn redis_durability_and_topology_are_checked_at_start() {
     let mut cluster = DURABLE.to_vec();
     let nodes = nodes.to_str().unwrap();
     cluster.extend(["--cluster-enabled", "yes", "--cluster-config-file", nodes]);
-    let cluster = PrivateRedis::start(&sub("cluster"), &cluster);
+    let cluster = PrivateRedis::start_in(&sub("cluster"), &cluster);
     let run = drain(&cluster, true).expect_code(1);
     assert!(
         run.stderr

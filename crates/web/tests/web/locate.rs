@@ -12,11 +12,11 @@ use chrono::{Datelike, Duration, NaiveDateTime, Utc};
 use ichnaea_core::geo::distance;
 use ichnaea_core::station::{BlueStation, CellArea, CellStation, StationFields, WifiStation};
 use ichnaea_core::{ApiKey, AreaKey, CellKey, Mac, Radio};
-use ichnaea_testkit::{FakeHttp, gzip};
+use ichnaea_testkit::{FakeHttp, PrivateRedis, gzip};
 use ichnaea_web::router;
 use serde_json::{Value, json};
 
-use crate::submit::{PrivateRedis, add_key, assert_cors, error_reason, limited, queued, send};
+use crate::submit::{add_key, assert_cors, error_reason, limited, queued, send};
 use crate::{Fx, Reply, send_app, send_request, state};
 
 crate::backend_tests!(
@@ -1052,19 +1052,18 @@ async fn case_64_backends_down_locate_still_answers(fx: Fx) {
     fixture_keys(&fx).await;
     if fx.redis.is_some() {
         // Redis stopped: counting fails open, GeoIP still answers.
-        let mut redis = PrivateRedis::start().await;
+        let mut redis = PrivateRedis::start(&["--appendonly", "no"]);
         let down = Fx {
-            queue: ichnaea_queue::Queue::redis(&redis.url, "").await.unwrap(),
+            queue: ichnaea_queue::Queue::redis(redis.url(), "").await.unwrap(),
             counters: Arc::new(
-                ichnaea_queue::Counters::redis(&redis.url, "")
+                ichnaea_queue::Counters::redis(redis.url(), "")
                     .await
                     .unwrap(),
             ),
             ..fx.clone()
         };
         let app = app(&down);
-        let _ = redis.child.kill();
-        let _ = redis.child.wait();
+        redis.stop();
         let r = locate(&app, "/v1/geolocate?key=test", Some(LONDON), json!({})).await;
         assert_json_200(&r, &london_body());
         let r = locate(&app, "/v1/geolocate?key=limited", Some(LONDON), json!({})).await;
@@ -2013,18 +2012,17 @@ async fn t_f5_rate_limit(fx: Fx) {
     assert_eq!(provider.count(), 4);
     // Redis down: treated as limited, the provider is not called.
     if fx.redis.is_some() {
-        let mut redis = PrivateRedis::start().await;
+        let mut redis = PrivateRedis::start(&["--appendonly", "no"]);
         let down = Fx {
             counters: Arc::new(
-                ichnaea_queue::Counters::redis(&redis.url, "")
+                ichnaea_queue::Counters::redis(redis.url(), "")
                     .await
                     .unwrap(),
             ),
             ..fx.clone()
         };
         let app = crate::locate::app(&down);
-        let _ = redis.child.kill();
-        let _ = redis.child.wait();
+        redis.stop();
         let fresh_body = json!({"cellTowers": [cell_json("lte", 234, 1, 2)]});
         assert_not_found(&locate(&app, "/v1/geolocate?key=fb-other", None, fresh_body).await);
         assert_eq!(provider.count(), 4);
@@ -2940,9 +2938,9 @@ fn city_record_without_radius(code: &str, (lat, lon): (f64, f64)) -> crate::mmdb
     ])
 }
 
-// ---- a locked database (issue 14) -------------------------------------------------
+// ---- a locked database ------------------------------------------------------------
 
-/// Issue 14: on SQLite, every WAL read lock held by someone else makes a new
+/// On SQLite, every WAL read lock held by someone else makes a new
 /// read wait ~10 s whatever the busy timeout. A locate request then answers
 /// within its read timeout (500 ms) from GeoIP, as when the database is down,
 /// and a request that needs no station read is served meanwhile; once the

@@ -7,7 +7,7 @@ use axum::http::{Method, StatusCode, header};
 use chrono::Utc;
 use ichnaea_core::ApiKey;
 use ichnaea_core::queues::UPDATE_INCOMING;
-use ichnaea_testkit::gzip;
+use ichnaea_testkit::{PrivateRedis, gzip};
 use ichnaea_web::router;
 use serde_json::{Value, json};
 
@@ -252,7 +252,7 @@ async fn case_47_nothing_to_queue_is_still_success(fx: Fx) {
         json!({"items": []}),
         json!({"items": [{"wifiAccessPoints": [{"ssid": "x"}]}]}),
         // Reports whose cells cannot contribute (no identity member) are
-        // dropped: the issue-14 body that cost 1 GB at 500,000 reports.
+        // dropped: a body of this shape once cost 1 GB at 500,000 reports.
         json!({"items": [{"cellTowers": [{}]}, {"radioType": "gsm", "cellTowers": [{}, {"signalStrength": -60}]}]}),
     ] {
         let r = post(&fx, "/v2/geosubmit", body.clone()).await;
@@ -763,61 +763,12 @@ async fn client_geoclue_old_and_new(fx: Fx) {
     let _ = Arc::new(());
 }
 
-/// A private redis-server on a free port, killed on drop.
-pub(crate) struct PrivateRedis {
-    pub(crate) child: std::process::Child,
-    pub(crate) url: String,
-}
-
-impl PrivateRedis {
-    pub(crate) async fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed where ICHNAEA_TEST_REDIS_URL is set");
-        let url = format!("redis://127.0.0.1:{port}/0");
-        for _ in 0..100 {
-            if let Ok(client) = redis::Client::open(url.as_str())
-                && client.get_multiplexed_async_connection().await.is_ok()
-            {
-                return PrivateRedis { child, url };
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("private redis-server did not start");
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn case_64_queue_backend_down_is_503(fx: Fx) {
     let body = case41_body().to_string().into_bytes();
     match fx.queue.backend() {
         "redis" => {
-            let mut redis = PrivateRedis::start().await;
-            let queue = ichnaea_queue::Queue::redis(&redis.url, "").await.unwrap();
+            let mut redis = PrivateRedis::start(&["--appendonly", "no"]);
+            let queue = ichnaea_queue::Queue::redis(redis.url(), "").await.unwrap();
             let down = Fx {
                 queue,
                 ..fx.clone()
@@ -829,8 +780,7 @@ async fn case_64_queue_backend_down_is_503(fx: Fx) {
                     .status,
                 StatusCode::OK
             );
-            let _ = redis.child.kill();
-            let _ = redis.child.wait();
+            redis.stop();
             let r = send_app(&app, Method::POST, "/v2/geosubmit", &[], body).await;
             assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(error_reason(&r), "serviceUnavailable");
