@@ -44,20 +44,58 @@ pub async fn pass(
             }
         };
     }
-    until_empty!(incoming::run_once(ctx).await?);
-    if drain {
-        until_empty!(export::run_once(ctx, drain).await?);
-    } else {
-        until_empty!(export::run_local(ctx, drain).await?);
+    // The queues holding anything, read once (one cheap query of maintained
+    // counters): an idle pass costs that query instead of a lease transaction
+    // per queue. A stage whose queue was empty at the start is left to the
+    // next pass, which follows at once whenever this one took items.
+    let waiting = Waiting::new(ctx.queue.queue_names("").await?);
+    if waiting.0.is_empty() {
+        return Ok(PassReport { items });
+    }
+    if waiting.has(UPDATE_INCOMING) {
+        until_empty!(incoming::run_once(ctx).await?);
+    }
+    if waiting.has_prefix(ichnaea_core::queues::EXPORT_PREFIX) {
+        if drain {
+            until_empty!(export::run_once(ctx, drain).await?);
+        } else {
+            until_empty!(export::run_local(ctx, drain).await?);
+        }
     }
     for (queue, table) in station_queues() {
-        until_empty!(stations::run_once(ctx, &queue, table).await?);
+        if waiting.has(&queue) {
+            until_empty!(stations::run_once(ctx, &queue, table).await?);
+        }
     }
-    until_empty!(areas::run_once(ctx).await?);
+    if waiting.has(UPDATE_CELLAREA) {
+        until_empty!(areas::run_once(ctx).await?);
+    }
     for q in Quadrant::ALL {
-        until_empty!(datamap::run_once(ctx, q).await?);
+        if waiting.has(&update_datamap(q)) {
+            until_empty!(datamap::run_once(ctx, q).await?);
+        }
     }
     Ok(PassReport { items })
+}
+
+/// The names of the queues that held unacknowledged items when a pass began.
+struct Waiting(Vec<String>);
+
+impl Waiting {
+    fn new(mut names: Vec<String>) -> Waiting {
+        names.sort_unstable();
+        Waiting(names)
+    }
+
+    fn has(&self, queue: &str) -> bool {
+        self.0
+            .binary_search_by(|name| name.as_str().cmp(queue))
+            .is_ok()
+    }
+
+    fn has_prefix(&self, prefix: &str) -> bool {
+        self.0.iter().any(|name| name.starts_with(prefix))
+    }
 }
 
 /// Runs passes until `shutdown`; sleeps `idle_poll` when a pass found nothing.

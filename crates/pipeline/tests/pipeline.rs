@@ -1311,6 +1311,53 @@ async fn internal_target_goes_once_incoming_is_empty(ctx: PipelineContext) {
     assert_eq!(observations, 3);
 }
 
+/// An idle worker's pass leases nothing: with every queue empty it reads the
+/// queues' counters and stops, so an idle server neither spends CPU on a
+/// lease per queue nor takes SQLite's write lock. Shown on SQLite by holding
+/// the write lock on another connection: an idle pass still answers (a lease
+/// would wait for the lock and fail), and a pass with work cannot.
+#[tokio::test]
+async fn idle_pass_takes_no_write_lock() {
+    on_embedded(async |ctx: PipelineContext| {
+        let pool = ctx.store.sqlite_pool().unwrap().clone();
+        let mut writer = pool.acquire().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *writer)
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let idle = tokio::time::timeout(Duration::from_secs(60), worker::pass(&ctx, false, &stop))
+            .await
+            .expect("an idle pass does not wait for the write lock");
+        assert_eq!(idle.unwrap().items, 0);
+        sqlx::query("ROLLBACK").execute(&mut *writer).await.unwrap();
+
+        // With a report waiting, the pass needs the lock to lease it.
+        submit(
+            &ctx,
+            None,
+            "gnss",
+            vec![wifi_report(51.0, 10.0, &["0123f456789a", "0123f456789b"])],
+        )
+        .await;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *writer)
+            .await
+            .unwrap();
+        let busy =
+            tokio::time::timeout(Duration::from_millis(300), worker::pass(&ctx, false, &stop))
+                .await;
+        assert!(
+            !matches!(busy, Ok(Ok(r)) if r.items > 0),
+            "work cannot be leased while another connection writes"
+        );
+        sqlx::query("ROLLBACK").execute(&mut *writer).await.unwrap();
+        let report = worker::pass(&ctx, false, &stop).await.unwrap();
+        assert!(report.items > 0, "{report:?}");
+    })
+    .await;
+}
+
 /// A remote export target that hangs (answers after an hour; the
 /// exporter's timeout is the production 60 s with three attempts) delays
 /// neither the station updates, nor a second `update_incoming` entry, nor the
