@@ -1123,6 +1123,8 @@ fn exports_reach_a_geosubmit_server_and_object_files() {
 mod browser;
 #[path = "cli/datamap.rs"]
 mod datamap;
+#[path = "cli/deploy.rs"]
+mod deploy;
 #[path = "cli/faults.rs"]
 mod faults;
 #[path = "cli/hostile.rs"]
