@@ -283,7 +283,8 @@ fn optional(value: &str) -> Option<String> {
 impl Config {
     /// Loads defaults, then `file` (if given), then every `ICHNAEA_*` variable of
     /// `env`. Variables the service does not know are returned for a warning;
-    /// `ICHNAEA_TEST_*` (test settings) are ignored.
+    /// `ICHNAEA_TEST_*` (test settings) and `ICHNAEA_CONFIG` (the file's name,
+    /// read by the command line) are not settings and are skipped.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -306,7 +307,9 @@ impl Config {
             let Some(key) = var.strip_prefix("ICHNAEA_") else {
                 continue;
             };
-            if key.starts_with("TEST_") {
+            // TEST_*: test settings; CONFIG: the file itself, read by the
+            // command line (`--config`), not a setting.
+            if key.starts_with("TEST_") || key == "CONFIG" {
                 continue;
             }
             if !config.set(&key.to_ascii_lowercase(), &var, &value)? {
@@ -606,6 +609,7 @@ mod tests {
                 ("ICHNAEA_ADMIN_TOKEN", "12345678"),
                 ("ICHNAEA_REDIS_URL", ""),
                 ("ICHNAEA_TEST_POSTGRES_URL", "postgres://x"),
+                ("ICHNAEA_CONFIG", "/etc/ichnaea.toml"),
                 ("ICHNAEA_BOGUS", "1"),
             ]),
         )

@@ -498,6 +498,18 @@ impl Backend {
         })
     }
 
+    /// The same backends with the database at `url` instead (e.g. a
+    /// [`crate::PrivatePostgres`] that a test restarts).
+    pub fn with_database(mut self, url: String) -> Backend {
+        for (key, value) in &mut self.env {
+            if key == "ICHNAEA_DATABASE_URL" {
+                value.clone_from(&url);
+            }
+        }
+        self.database_url = url;
+        self
+    }
+
     /// The variables that point a run at these backends.
     pub fn env(&self) -> Vec<(&str, &str)> {
         self.env

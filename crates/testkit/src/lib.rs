@@ -6,8 +6,8 @@
 //! - Without features, the kit knows nothing of ichnaea's own crates: unique
 //!   names ([`unique`]), the test servers from the environment ([`servers`]), a
 //!   PostgreSQL schema and a Redis key prefix of one's own that are removed
-//!   again ([`PgSchema`], [`RedisPrefix`]), a Redis server of one's own
-//!   ([`PrivateRedis`]), temporary directories ([`TempDir`]),
+//!   again ([`PgSchema`], [`RedisPrefix`]), PostgreSQL and Redis servers of one's own
+//!   ([`PrivatePostgres`], [`PrivateRedis`]), temporary directories ([`TempDir`]),
 //!   gzip helpers, fake HTTP targets ([`FakeHttp`]), the real binary under test
 //!   ([`binary`]), the per-backend test macro ([`backend_tests!`]) and the
 //!   clean-up runner ([`run_then`]).
@@ -30,6 +30,7 @@ mod files;
 mod gzip;
 mod names;
 mod pg_schema;
+mod private_postgres;
 mod private_redis;
 mod redis_prefix;
 mod run;
@@ -54,6 +55,7 @@ pub use files::{TempDir, files, is_object_name, relative_files};
 pub use gzip::{gunzip_json, gzip};
 pub use names::unique;
 pub use pg_schema::{DROP_LOCK_TIMEOUT, PgSchema, drop_schema};
+pub use private_postgres::PrivatePostgres;
 pub use private_redis::PrivateRedis;
 pub use redis_prefix::{RedisPrefix, delete_keys};
 pub use run::{block_on, run_then};

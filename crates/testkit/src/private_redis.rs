@@ -13,6 +13,9 @@ use crate::TempDir;
 pub struct PrivateRedis {
     child: Child,
     url: String,
+    port: u16,
+    dir: std::path::PathBuf,
+    args: Vec<String>,
     _dir: Option<TempDir>,
 }
 
@@ -33,29 +36,31 @@ impl PrivateRedis {
             .local_addr()
             .unwrap()
             .port();
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .arg("--dir")
-            .arg(dir)
-            .args(args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed where ICHNAEA_TEST_REDIS_URL is set");
-        for _ in 0..200 {
-            if pong(port) {
-                let url = format!("redis://127.0.0.1:{port}/0");
-                return PrivateRedis {
-                    child,
-                    url,
-                    _dir: None,
-                };
-            }
-            std::thread::sleep(Duration::from_millis(25));
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = spawn(port, dir, &args);
+        PrivateRedis {
+            child,
+            url: format!("redis://127.0.0.1:{port}/0"),
+            port,
+            dir: dir.to_path_buf(),
+            args,
+            _dir: None,
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("private redis-server did not start");
+    }
+
+    /// Stops the server as an operator's restart does (SIGTERM: it syncs its
+    /// append-only file and exits) and waits for it to exit.
+    pub fn shutdown(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again after [`PrivateRedis::shutdown`] or
+    /// [`PrivateRedis::stop`], on the same port, directory and settings.
+    pub fn start_again(&mut self) {
+        self.child = spawn(self.port, &self.dir, &self.args);
     }
 
     /// The server's URL (database 0).
@@ -74,6 +79,28 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts `redis-server` on `port` and waits until it answers.
+fn spawn(port: u16, dir: &Path, args: &[String]) -> Child {
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", ""])
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed where ICHNAEA_TEST_REDIS_URL is set");
+    for _ in 0..200 {
+        if pong(port) {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("private redis-server did not start");
 }
 
 /// Whether the server on `port` answers `PING` (it accepts connections

@@ -1,6 +1,8 @@
 //! Faults injected on purpose into a running `ichnaea serve` (all
 //! roles): the network to PostgreSQL or to Redis cut for 10 s (a TCP proxy the
-//! test controls, between the service and the shared servers), and the disk of
+//! test controls, between the service and the shared servers), a private
+//! PostgreSQL or Redis (with its append-only file) stopped for 10 s and
+//! started again, and the disk of
 //! the embedded database full (a small tmpfs; skipped with a notice where it
 //! cannot be mounted). In each case the test submits one report per request
 //! before, during and after the fault and checks that
@@ -270,6 +272,82 @@ fn network_cuts_to_postgres_and_redis() {
         let (status, _) = server.terminate();
         assert_eq!(status.code(), Some(0));
     }
+}
+
+/// PostgreSQL (a private server) stopped for 10 s under submissions and
+/// pipeline load and started again (`pg_ctl stop -m fast`, then `start`), as
+/// an operator's restart does: the service reconnects by itself.
+#[test]
+fn postgres_restart() {
+    let Some(backend) = Backend::cluster() else {
+        return;
+    };
+    let Some(mut postgres) = ichnaea_testkit::PrivatePostgres::start() else {
+        return;
+    };
+    let backend = backend.with_database(postgres.url());
+    let dir = data_dir("fault-postgres-restart");
+    let env = env_with(&backend.env(), &[]);
+    internal_batch_of_one(&dir, &env);
+    let mut server = Server::start(&dir, &borrowed(&env));
+    let figures = run(
+        "PostgreSQL restarted, down 10 s",
+        &mut server,
+        &backend,
+        |on| {
+            if on {
+                postgres.stop();
+            } else {
+                postgres.start_again();
+            }
+        },
+    );
+    // Submissions only need Redis: they go on being accepted, and the
+    // pipeline catches up once the database is back.
+    assert!(figures.accepted_during_fault > 0, "{figures:?}");
+    let (status, _) = server.terminate();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Redis (a private one with the append-only file the service requires)
+/// stopped for 10 s under submissions and pipeline load and started again,
+/// as an operator's restart does: what it had accepted survives, and the
+/// service reconnects by itself.
+#[test]
+fn redis_restart_with_append_only_file() {
+    let Some(backend) = Backend::cluster() else {
+        return;
+    };
+    let dir = data_dir("fault-redis-restart");
+    let mut redis = ichnaea_testkit::PrivateRedis::start(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--maxmemory-policy",
+        "noeviction",
+    ]);
+    let env = env_with(
+        &backend.env(),
+        &[("ICHNAEA_REDIS_URL", redis.url().to_string())],
+    );
+    internal_batch_of_one(&dir, &env);
+    let mut server = Server::start(&dir, &borrowed(&env));
+    let figures = run(
+        "Redis restarted (AOF), down 10 s",
+        &mut server,
+        &backend,
+        |on| {
+            if on {
+                redis.shutdown();
+            } else {
+                redis.start_again();
+            }
+        },
+    );
+    assert!(figures.refused_during_fault > 0, "{figures:?}");
+    let (status, _) = server.terminate();
+    assert_eq!(status.code(), Some(0));
 }
 
 /// A tmpfs of `mb` megabytes at `path`; `None` (with a notice) when this
