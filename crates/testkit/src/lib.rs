@@ -31,7 +31,7 @@ mod gzip;
 mod names;
 mod pg_schema;
 mod private_postgres;
-mod private_redis;
+pub mod private_redis;
 mod redis_prefix;
 mod run;
 mod tcp_proxy;

@@ -9,6 +9,17 @@ use std::time::Duration;
 
 use crate::TempDir;
 
+/// The settings the service requires of Redis (an append-only file synced
+/// every second, no eviction): `PrivateRedis::start(&DURABLE)`.
+pub const DURABLE: [&str; 6] = [
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "everysec",
+    "--maxmemory-policy",
+    "noeviction",
+];
+
 /// A private `redis-server`, killed when dropped (or by [`PrivateRedis::stop`]).
 pub struct PrivateRedis {
     child: Child,

@@ -319,14 +319,7 @@ fn redis_restart_with_append_only_file() {
         return;
     };
     let dir = data_dir("fault-redis-restart");
-    let mut redis = ichnaea_testkit::PrivateRedis::start(&[
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "everysec",
-        "--maxmemory-policy",
-        "noeviction",
-    ]);
+    let mut redis = ichnaea_testkit::PrivateRedis::start(&ichnaea_testkit::private_redis::DURABLE);
     let env = env_with(
         &backend.env(),
         &[("ICHNAEA_REDIS_URL", redis.url().to_string())],

@@ -4,16 +4,8 @@
 //! `redis-server` on a spare port (skipped where the test Redis is not set).
 
 use ichnaea_testkit::binary::DataDir;
+use ichnaea_testkit::private_redis::DURABLE;
 use ichnaea_testkit::{PrivateRedis, TempDir, servers};
-
-const DURABLE: [&str; 6] = [
-    "--appendonly",
-    "yes",
-    "--appendfsync",
-    "everysec",
-    "--maxmemory-policy",
-    "noeviction",
-];
 
 fn drain(redis: &PrivateRedis, allow_volatile: bool) -> ichnaea_testkit::binary::Run {
     let dir = DataDir::new(env!("CARGO_BIN_EXE_ichnaea"), "redis-check");
