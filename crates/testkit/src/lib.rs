@@ -28,6 +28,7 @@ mod fake_http;
 mod files;
 mod gzip;
 mod names;
+pub mod pg_replica;
 mod pg_schema;
 mod redis_prefix;
 mod run;
