@@ -356,68 +356,71 @@ impl Checker {
         let at = Instant::now();
         self.history
             .retain(|s| at.saturating_duration_since(s.at) <= HISTORY);
-        let reading = match reading {
-            Ok(r) => r,
-            Err(e) => {
-                return Checked {
-                    at: Some(at),
-                    down: Some(e),
-                    ..Checked::default()
-                };
-            }
-        };
-        if !reading.in_recovery {
-            return Checked {
-                at: Some(at),
-                down: Some("not a standby (pg_is_in_recovery() is false)".into()),
-                ..Checked::default()
-            };
-        }
-        let Some(replay) = reading.replay_lsn else {
-            return Checked {
-                at: Some(at),
-                down: Some("no WAL replayed yet".into()),
-                ..Checked::default()
-            };
-        };
-        let mut note = None;
-        let fresh_as_of = match &primary {
-            Ok((lsn, _)) if replay >= *lsn => Some(t0),
-            other => {
-                if let Err(e) = other {
-                    note = Some(format!("primary position unknown: {e}"));
-                }
-                let from_history = self
-                    .history
-                    .iter()
-                    .rev()
-                    .find(|s| s.lsn <= replay)
-                    .map(|s| s.at);
-                // The last replayed commit, on the primary's clock at t0.
-                let from_commit = match (other, reading.replay_time_ms) {
-                    (Ok((_, primary_now)), Some(commit)) => {
-                        Duration::try_from_secs_f64(((*primary_now - commit) / 1000.0).max(0.0))
-                            .ok()
-                            .and_then(|age| t0.checked_sub(age))
-                    }
-                    _ => None,
-                };
-                let fresh = from_history.max(from_commit);
-                if fresh.is_none() && note.is_none() {
-                    note = Some("behind every primary position of the last minute".into());
-                }
-                fresh
-            }
-        };
+        let outcome = judge(t0, at, &primary, reading, &self.history);
         if let Ok((lsn, _)) = primary {
             self.history.push_back(Sample { at: t0, lsn });
         }
-        Checked {
-            at: Some(at),
-            fresh_as_of,
-            down: None,
-            note,
+        outcome
+    }
+}
+
+/// What a check concludes (see the module documentation): `primary` is the
+/// primary's flush position and clock (ms since the epoch) read at `t0`,
+/// `reading` what the replica said afterwards, `history` the primary's
+/// positions at earlier checks (oldest first); `at` is when the check ended.
+fn judge(
+    t0: Instant,
+    at: Instant,
+    primary: &std::result::Result<(i64, f64), String>,
+    reading: std::result::Result<ReplicaReading, String>,
+    history: &VecDeque<Sample>,
+) -> Checked {
+    let down = |reason: String| Checked {
+        at: Some(at),
+        down: Some(reason),
+        ..Checked::default()
+    };
+    let reading = match reading {
+        Ok(r) => r,
+        Err(e) => return down(e),
+    };
+    if !reading.in_recovery {
+        return down("not a standby (pg_is_in_recovery() is false)".into());
+    }
+    let Some(replay) = reading.replay_lsn else {
+        return down("no WAL replayed yet".into());
+    };
+    let mut note = None;
+    let fresh_as_of = match primary {
+        // Everything acknowledged before t0 is replayed: current as of t0,
+        // however old the last replayed transaction (an idle primary).
+        Ok((lsn, _)) if replay >= *lsn => Some(t0),
+        other => {
+            if let Err(e) = other {
+                note = Some(format!("primary position unknown: {e}"));
+            }
+            let from_history = history.iter().rev().find(|s| s.lsn <= replay).map(|s| s.at);
+            // The last replayed commit, on the primary's clock at t0.
+            let from_commit = match (other, reading.replay_time_ms) {
+                (Ok((_, primary_now)), Some(commit)) => {
+                    Duration::try_from_secs_f64(((*primary_now - commit) / 1000.0).max(0.0))
+                        .ok()
+                        .and_then(|age| t0.checked_sub(age))
+                }
+                _ => None,
+            };
+            let fresh = from_history.max(from_commit);
+            if fresh.is_none() && note.is_none() {
+                note = Some("behind every primary position of the last minute".into());
+            }
+            fresh
         }
+    };
+    Checked {
+        at: Some(at),
+        fresh_as_of,
+        down: None,
+        note,
     }
 }
 
@@ -543,5 +546,148 @@ impl Store {
                 pool.close().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn reading(replay: i64, commit_ms: Option<f64>) -> std::result::Result<ReplicaReading, String> {
+        Ok(ReplicaReading {
+            in_recovery: true,
+            replay_lsn: Some(replay),
+            replay_time_ms: commit_ms,
+        })
+    }
+
+    /// A clock origin an hour in the past, so instants can be taken before "now".
+    fn base() -> Instant {
+        Instant::now()
+            .checked_sub(Duration::from_secs(3600))
+            .unwrap_or_else(Instant::now)
+    }
+
+    /// An idle primary: the last transaction is an hour old, but the replica
+    /// has replayed up to the primary's position, so it is current.
+    #[test]
+    fn idle_primary_is_no_lag() {
+        let t0 = base() + 3000 * S;
+        let now_ms = 1.0e12;
+        let c = judge(
+            t0,
+            t0,
+            &Ok((500, now_ms)),
+            reading(500, Some(now_ms - 3_600_000.0)),
+            &VecDeque::new(),
+        );
+        assert_eq!(c.fresh_as_of, Some(t0));
+        assert!(c.down.is_none());
+    }
+
+    /// A busy primary slightly ahead: the last replayed commit (50 ms before
+    /// t0) bounds the lag more tightly than the check a second earlier.
+    #[test]
+    fn busy_primary_lag_is_the_last_commit_age() {
+        let t0 = base() + 3000 * S;
+        let now_ms = 1.0e12;
+        let history = VecDeque::from([Sample {
+            at: t0 - S,
+            lsn: 400,
+        }]);
+        let c = judge(
+            t0,
+            t0,
+            &Ok((500, now_ms)),
+            reading(490, Some(now_ms - 50.0)),
+            &history,
+        );
+        let lag = t0 - c.fresh_as_of.unwrap();
+        assert!(
+            lag >= Duration::from_millis(49) && lag <= Duration::from_millis(51),
+            "{lag:?}"
+        );
+    }
+
+    /// Replay paused (or the WAL receiver cut off) while the primary writes:
+    /// the replica is as fresh as the last check whose position it reached,
+    /// although its own receive and replay positions may agree.
+    #[test]
+    fn stuck_replica_ages_with_the_primary() {
+        let t0 = base() + 3000 * S;
+        let now_ms = 1.0e12;
+        let history = VecDeque::from([
+            Sample {
+                at: t0 - 10 * S,
+                lsn: 100,
+            },
+            Sample {
+                at: t0 - 9 * S,
+                lsn: 200,
+            },
+            Sample {
+                at: t0 - 8 * S,
+                lsn: 300,
+            },
+        ]);
+        let c = judge(
+            t0,
+            t0,
+            &Ok((900, now_ms)),
+            reading(200, Some(now_ms - 30_000.0)),
+            &history,
+        );
+        assert_eq!(c.fresh_as_of, Some(t0 - 9 * S));
+        // Behind every remembered position and no commit time: unknown, not
+        // usable.
+        let c = judge(t0, t0, &Ok((900, now_ms)), reading(50, None), &history);
+        assert_eq!(c.fresh_as_of, None);
+        assert!(c.note.is_some());
+    }
+
+    /// Not a standby, unreachable, or nothing replayed: down.
+    #[test]
+    fn down_cases() {
+        let t0 = base() + 3000 * S;
+        let none = VecDeque::new();
+        let not_standby = Ok(ReplicaReading {
+            in_recovery: false,
+            replay_lsn: None,
+            replay_time_ms: None,
+        });
+        for r in [
+            not_standby,
+            Err("connection refused".to_string()),
+            Ok(ReplicaReading {
+                in_recovery: true,
+                replay_lsn: None,
+                replay_time_ms: None,
+            }),
+        ] {
+            let c = judge(t0, t0, &Ok((1, 0.0)), r, &none);
+            assert!(c.down.is_some());
+            assert!(c.fresh_as_of.is_none());
+        }
+    }
+
+    /// The primary unreachable: the remembered positions still bound the lag.
+    #[test]
+    fn primary_unknown_uses_the_history() {
+        let t0 = base() + 3000 * S;
+        let history = VecDeque::from([Sample {
+            at: t0 - 2 * S,
+            lsn: 100,
+        }]);
+        let c = judge(
+            t0,
+            t0,
+            &Err("timeout".into()),
+            reading(100, Some(0.0)),
+            &history,
+        );
+        assert_eq!(c.fresh_as_of, Some(t0 - 2 * S));
+        assert!(c.note.is_some());
     }
 }
