@@ -47,6 +47,7 @@ fn station((lat, lon): (f64, f64)) -> StationFields {
         created: Some(now),
         modified: Some(now),
         last_seen: Some(now.date()),
+        region: Some("FR".into()),
         ..Default::default()
     }
 }
@@ -150,6 +151,30 @@ async fn locate_reads_from_a_current_replica() {
         assert!(
             reads(&after, "replica") > reads(&before, "replica"),
             "locate did not read from the replica: {after}"
+        );
+        // /v1/country and the statistics page read there too.
+        let body = json!({"considerIp": false, "wifiAccessPoints": [
+            {"macAddress": mac(1).to_string()}, {"macAddress": mac(2).to_string()}]});
+        let r = send_app(
+            &app,
+            Method::POST,
+            "/v1/country?key=test",
+            &[("content-type", "application/json")],
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(r.json()["country_code"], "FR", "{:?}", r.json());
+        let r = call(&app, Method::GET, "/stats", None, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let later = heartbeat(&app).await;
+        assert!(
+            reads(&later, "replica") >= reads(&after, "replica") + 2,
+            "country and /stats did not read from the replica: {later}"
+        );
+        assert_eq!(
+            reads(&later, "primary"),
+            reads(&after, "primary"),
+            "{later}"
         );
 
         let pause = ReplayPause::new(&replica).await;
