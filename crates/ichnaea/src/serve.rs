@@ -38,6 +38,14 @@ async fn open_store_with_replica(config: &Config, replica: bool) -> anyhow::Resu
     let url = config.database_url();
     let replica = match config.readonly_replica()? {
         Some(options) if replica => {
+            if options.max_lag <= options.check_interval {
+                tracing::warn!(
+                    max_lag_ms = config.database_readonly_max_lag_ms,
+                    check_ms = config.database_readonly_check_ms,
+                    "database_readonly_max_lag_ms is not above database_readonly_check_ms: the lag \
+                     bound grows between checks, so the replica will rarely be used"
+                );
+            }
             tracing::info!(
                 replica = %crate::config::redact_url(&options.url),
                 max_lag_ms = config.database_readonly_max_lag_ms,
