@@ -53,6 +53,18 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `sqlite://PATH` or `postgres://…`; default `sqlite://<data_dir>/ichnaea.db`.
     pub database_url: Option<String>,
+    /// `postgres://…` of a hot standby of `database_url` (as the original's
+    /// read-only database URI): the web role's locate reads and statistics
+    /// pages read from it while it lags by at most
+    /// `database_readonly_max_lag_ms`; unset = every read uses the primary.
+    /// Refused with a SQLite `database_url`.
+    pub database_readonly_url: Option<String>,
+    /// Largest replica lag, in milliseconds, at which reads still use it.
+    pub database_readonly_max_lag_ms: u64,
+    /// Milliseconds between two checks of the replica's health and lag.
+    pub database_readonly_check_ms: u64,
+    /// Replica connections per process.
+    pub database_readonly_max_connections: u32,
     /// Redis for queues, counters and caches (cluster mode); unset = embedded.
     pub redis_url: Option<String>,
     /// Prefix of every Redis key the deployment uses: queues, counters, rate
@@ -185,6 +197,10 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("data"),
             database_url: None,
+            database_readonly_url: None,
+            database_readonly_max_lag_ms: 5_000,
+            database_readonly_check_ms: 1_000,
+            database_readonly_max_connections: 8,
             redis_url: None,
             redis_prefix: String::new(),
             redis_allow_volatile: false,
@@ -256,6 +272,14 @@ pub enum ConfigError {
         /// The parser's message.
         message: String,
     },
+    /// A setting that cannot be used with the others.
+    #[error("invalid {key}: {message}")]
+    Invalid {
+        /// The setting.
+        key: String,
+        /// Why.
+        message: String,
+    },
     /// An environment variable has a value of the wrong type.
     #[error("invalid {var}: {message}")]
     Env {
@@ -324,6 +348,14 @@ impl Config {
         match key {
             "data_dir" => self.data_dir = PathBuf::from(value),
             "database_url" => self.database_url = optional(value),
+            "database_readonly_url" => self.database_readonly_url = optional(value),
+            "database_readonly_max_lag_ms" => {
+                self.database_readonly_max_lag_ms = parse(var, value)?
+            }
+            "database_readonly_check_ms" => self.database_readonly_check_ms = parse(var, value)?,
+            "database_readonly_max_connections" => {
+                self.database_readonly_max_connections = parse(var, value)?
+            }
             "redis_url" => self.redis_url = optional(value),
             "redis_prefix" => self.redis_prefix = value.to_string(),
             "redis_allow_volatile" => self.redis_allow_volatile = parse(var, value)?,
@@ -396,6 +428,40 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ichnaea.db").display()))
     }
 
+    /// The read replica's settings: `None` when `database_readonly_url` is
+    /// unset; an error when it is set but the database is SQLite (embedded
+    /// mode has no replicas; ignoring the key would hide a mistake).
+    pub fn readonly_replica(&self) -> Result<Option<ichnaea_store::ReplicaOptions>, ConfigError> {
+        let Some(url) = &self.database_readonly_url else {
+            return Ok(None);
+        };
+        let database = self.database_url();
+        let postgres = |u: &str| u.starts_with("postgres:") || u.starts_with("postgresql:");
+        if !postgres(&database) {
+            return Err(ConfigError::Invalid {
+                key: "database_readonly_url".into(),
+                message:
+                    "read replicas need a PostgreSQL database_url (cluster mode); the embedded \
+                          SQLite database has none: unset database_readonly_url"
+                        .into(),
+            });
+        }
+        if !postgres(url) {
+            return Err(ConfigError::Invalid {
+                key: "database_readonly_url".into(),
+                message: format!("{:?} is not a postgres:// URL", redact_url(url)),
+            });
+        }
+        Ok(Some(ichnaea_store::ReplicaOptions {
+            max_connections: self.database_readonly_max_connections.max(1),
+            max_lag: std::time::Duration::from_millis(self.database_readonly_max_lag_ms),
+            check_interval: std::time::Duration::from_millis(
+                self.database_readonly_check_ms.max(10),
+            ),
+            ..ichnaea_store::ReplicaOptions::new(url.clone())
+        }))
+    }
+
     /// The export root in effect.
     pub fn exports_dir(&self) -> PathBuf {
         self.exports_dir
@@ -454,6 +520,10 @@ impl Config {
         let mut value = serde_json::json!({
             "data_dir": self.data_dir,
             "database_url": redact_url(&self.database_url()),
+            "database_readonly_url": self.database_readonly_url.as_deref().map(redact_url),
+            "database_readonly_max_lag_ms": self.database_readonly_max_lag_ms,
+            "database_readonly_check_ms": self.database_readonly_check_ms,
+            "database_readonly_max_connections": self.database_readonly_max_connections,
             "redis_url": self.redis_url.as_deref().map(redact_url),
             "redis_prefix": self.redis_prefix,
             "redis_allow_volatile": self.redis_allow_volatile,
@@ -659,6 +729,55 @@ mod tests {
         );
         let err = Config::load(None, env(&[("ICHNAEA_LOG_FORMAT", "xml")])).unwrap_err();
         assert!(err.to_string().contains("ICHNAEA_LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn readonly_replica_needs_postgres() {
+        let (c, _) = Config::load(None, env(&[])).unwrap();
+        assert!(c.readonly_replica().unwrap().is_none());
+        let (c, _) = Config::load(
+            None,
+            env(&[(
+                "ICHNAEA_DATABASE_READONLY_URL",
+                "postgres://u:pw@replica/db",
+            )]),
+        )
+        .unwrap();
+        let err = c.readonly_replica().unwrap_err().to_string();
+        assert!(
+            err.contains("database_readonly_url") && err.contains("SQLite"),
+            "{err}"
+        );
+        let (c, _) = Config::load(
+            None,
+            env(&[
+                ("ICHNAEA_DATABASE_URL", "postgres://u@primary/db"),
+                (
+                    "ICHNAEA_DATABASE_READONLY_URL",
+                    "postgres://u:pw@replica/db",
+                ),
+                ("ICHNAEA_DATABASE_READONLY_MAX_LAG_MS", "2500"),
+                ("ICHNAEA_DATABASE_READONLY_MAX_CONNECTIONS", "3"),
+            ]),
+        )
+        .unwrap();
+        let replica = c.readonly_replica().unwrap().unwrap();
+        assert_eq!(replica.max_lag, std::time::Duration::from_millis(2500));
+        assert_eq!(replica.max_connections, 3);
+        assert_eq!(replica.check_interval, std::time::Duration::from_secs(1));
+        assert_eq!(
+            c.redacted()["database_readonly_url"],
+            "postgres://u:<redacted>@replica/db"
+        );
+        let (c, _) = Config::load(
+            None,
+            env(&[
+                ("ICHNAEA_DATABASE_URL", "postgres://u@primary/db"),
+                ("ICHNAEA_DATABASE_READONLY_URL", "mysql://replica/db"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.readonly_replica().is_err());
     }
 
     #[test]

@@ -25,11 +25,40 @@ use crate::cli::Role;
 use crate::config::Config;
 
 /// Connects to the configured database and brings its schema up to date.
+/// A configured read replica is checked (refused with SQLite) but not used:
+/// only the web role reads from it (see [`open_store_with_replica`]).
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    config.readonly_replica()?;
+    open_store_with_replica(config, false).await
+}
+
+/// [`open_store`], with the read replica of `database_readonly_url` attached
+/// when `replica` and one is configured.
+async fn open_store_with_replica(config: &Config, replica: bool) -> anyhow::Result<Store> {
     let url = config.database_url();
+    let replica = match config.readonly_replica()? {
+        Some(options) if replica => {
+            if options.max_lag <= options.check_interval {
+                tracing::warn!(
+                    max_lag_ms = config.database_readonly_max_lag_ms,
+                    check_ms = config.database_readonly_check_ms,
+                    "database_readonly_max_lag_ms is not above database_readonly_check_ms: the lag \
+                     bound grows between checks, so the replica will rarely be used"
+                );
+            }
+            tracing::info!(
+                replica = %crate::config::redact_url(&options.url),
+                max_lag_ms = config.database_readonly_max_lag_ms,
+                "locate and statistics reads use the read replica while it is fresh enough"
+            );
+            Some(options)
+        }
+        _ => None,
+    };
     let options = StoreOptions {
         max_connections: config.db_max_connections,
         read_timeout: Duration::from_millis(config.locate_read_timeout_ms),
+        replica,
         ..StoreOptions::default()
     };
     let store = Store::connect(&url, &options)
@@ -337,7 +366,7 @@ type Roles = JoinSet<anyhow::Result<&'static str>>;
 
 /// Runs the given roles until a signal arrives or a role fails.
 pub async fn serve(config: Config, roles: Vec<Role>) -> anyhow::Result<()> {
-    let store = open_store(&config).await?;
+    let store = open_store_with_replica(&config, roles.contains(&Role::Web)).await?;
     let (queue, counters) = open_queue(&config, &store).await?;
     let (queue, counters) = (Arc::new(queue), Arc::new(counters));
     tracing::info!(database = store.backend_name(), queue = queue.backend(), roles = ?roles, "starting");

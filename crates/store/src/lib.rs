@@ -16,6 +16,7 @@ pub use datamap::DatamapRow;
 pub use datamap_tiles::GridBox;
 mod exports;
 mod migrate;
+mod replica;
 mod rows;
 pub mod schema;
 mod sqlite_read;
@@ -35,6 +36,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use apply::{BoundingBox, StationKey, StationTable, StationWrites, StoredStation};
 pub use migrate::MigrationReport;
+pub use replica::{ReadFuture, ReplicaOptions, ReplicaState, ReplicaStatus};
 
 /// Errors of the store. Database failures keep their cause; the rest say which
 /// rule was broken.
@@ -49,6 +51,13 @@ pub enum StoreError {
     /// A row with this primary key already exists.
     #[error("{0} already exists")]
     Duplicate(String),
+    /// A read replica was configured for a SQLite (embedded) database: only
+    /// PostgreSQL has replicas.
+    #[error(
+        "a read replica (database_readonly_url) needs a PostgreSQL database_url; the embedded \
+         SQLite database has no replicas"
+    )]
+    ReplicaNeedsPostgres,
     /// The URL names no supported backend.
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
@@ -98,6 +107,9 @@ pub struct StoreOptions {
     /// timeout: one thread hop cheaper, but unbounded when SQLite's WAL read
     /// locks are held.
     pub read_timeout: Duration,
+    /// PostgreSQL only: a hot standby that [`Store::read`] reads from while it
+    /// is fresh enough (in the schema of `pg_schema` too). Refused for SQLite.
+    pub replica: Option<ReplicaOptions>,
 }
 
 impl Default for StoreOptions {
@@ -107,6 +119,7 @@ impl Default for StoreOptions {
             pg_schema: None,
             acquire_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_millis(500),
+            replica: None,
         }
     }
 }
@@ -123,6 +136,8 @@ pub struct Store {
     backend: Backend,
     /// SQLite only: the inline read path for locate lookups.
     reader: Option<Arc<SqliteReader>>,
+    /// PostgreSQL only: the read replica of [`Store::read`], when configured.
+    replica: Option<Arc<replica::Replica>>,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend. The body
@@ -155,8 +170,13 @@ fn healthy<C: sqlx::Connection>(conn: &mut C) -> bool {
 impl Store {
     /// Opens a pool for `sqlite://PATH` (the file and its directory are created)
     /// or `postgres://…` / `postgresql://…`.
+    /// With [`StoreOptions::replica`], the replica is attached (see
+    /// [`Store::read`]).
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Store> {
         if url.starts_with("sqlite:") {
+            if options.replica.is_some() {
+                return Err(StoreError::ReplicaNeedsPostgres);
+            }
             let connect = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -186,6 +206,7 @@ impl Store {
                     },
                     options.read_timeout,
                 ))),
+                replica: None,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut connect = PgConnectOptions::from_str(url)?;
@@ -199,10 +220,15 @@ impl Store {
                 .after_release(|conn, _| Box::pin(async move { Ok(healthy(conn)) }))
                 .connect_with(connect)
                 .await?;
-            Ok(Store {
+            let store = Store {
                 backend: Backend::Postgres(pool),
                 reader: None,
-            })
+                replica: None,
+            };
+            match &options.replica {
+                Some(replica) => store.attach_replica(replica, options.pg_schema.as_deref()),
+                None => Ok(store),
+            }
         } else {
             Err(StoreError::UnsupportedUrl(url.to_string()))
         }
@@ -232,11 +258,13 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the pool, waiting for checked-out connections to return.
+    /// Closes the pool (and the replica's), waiting for checked-out
+    /// connections to return.
     pub async fn close(&self) {
         if let Some(reader) = &self.reader {
             reader.close();
         }
+        self.close_replica().await;
         with_pool!(self, pool => pool.close().await)
     }
 }

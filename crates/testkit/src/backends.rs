@@ -6,7 +6,9 @@ use std::sync::Arc;
 use ichnaea_queue::{Counters, Queue, QueueError};
 use ichnaea_store::Store;
 
-use crate::store::{close, postgres_store, sqlite_store};
+use ichnaea_store::ReplicaOptions;
+
+use crate::store::{close, postgres_options, postgres_store_with, sqlite_store};
 use crate::{PgSchema, RedisPrefix, TempDir, run_then, servers};
 
 /// Store, queue and counters of one test.
@@ -43,13 +45,23 @@ pub async fn on_embedded(body: impl AsyncFnOnce(Backends)) {
 /// Runs `body` on a fresh PostgreSQL schema and Redis key prefix, then removes
 /// both; returns at once (after a notice) unless both servers are configured.
 pub async fn on_cluster(body: impl AsyncFnOnce(Backends)) {
+    on_cluster_with(None, body).await
+}
+
+/// [`on_cluster`] with a read replica attached to the store (the schema,
+/// created on the primary, reaches the replica through replication).
+pub async fn on_cluster_with(replica: Option<ReplicaOptions>, body: impl AsyncFnOnce(Backends)) {
     if servers::cluster_urls().is_none() {
         return;
     }
     let (Some(schema), Some(redis)) = (PgSchema::new("test"), RedisPrefix::new()) else {
         return;
     };
-    let store = postgres_store(&schema).await;
+    let options = ichnaea_store::StoreOptions {
+        replica,
+        ..postgres_options(&schema)
+    };
+    let store = postgres_store_with(&schema, options).await;
     let (url, prefix) = (redis.url(), redis.prefix());
     let backends = Backends::new(
         store.clone(),

@@ -29,6 +29,7 @@ mod fake_http;
 mod files;
 mod gzip;
 mod names;
+pub mod pg_replica;
 mod pg_schema;
 mod private_postgres;
 pub mod private_redis;

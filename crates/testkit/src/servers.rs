@@ -10,6 +10,9 @@ use std::sync::Once;
 
 /// The variable naming the PostgreSQL server of the tests.
 pub const POSTGRES_URL: &str = "ICHNAEA_TEST_POSTGRES_URL";
+/// The variable naming a streaming replica of the PostgreSQL server of the
+/// tests (`.ci/pg-replica` sets one up on port 5433).
+pub const POSTGRES_REPLICA_URL: &str = "ICHNAEA_TEST_POSTGRES_REPLICA_URL";
 /// The variable naming the Redis server of the tests.
 pub const REDIS_URL: &str = "ICHNAEA_TEST_REDIS_URL";
 
@@ -17,6 +20,13 @@ pub const REDIS_URL: &str = "ICHNAEA_TEST_REDIS_URL";
 pub fn postgres_url() -> Option<String> {
     static NOTICE: Once = Once::new();
     url(POSTGRES_URL, "PostgreSQL", &NOTICE)
+}
+
+/// The URL of a hot standby streaming from the PostgreSQL test server, or
+/// `None` when unset (with a notice either way).
+pub fn postgres_replica_url() -> Option<String> {
+    static NOTICE: Once = Once::new();
+    url(POSTGRES_REPLICA_URL, "PostgreSQL replica", &NOTICE)
 }
 
 /// The Redis URL of the tests, or `None` when unset (with a notice either way).

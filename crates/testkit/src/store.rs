@@ -53,7 +53,12 @@ pub fn postgres_options(schema: &PgSchema) -> StoreOptions {
 
 /// A migrated store in `schema` (created by the connection).
 pub async fn postgres_store(schema: &PgSchema) -> Store {
-    let store = Store::connect(schema.url(), &postgres_options(schema))
+    postgres_store_with(schema, postgres_options(schema)).await
+}
+
+/// A migrated store in `schema` with `options` (a read replica, say).
+pub async fn postgres_store_with(schema: &PgSchema, options: StoreOptions) -> Store {
+    let store = Store::connect(schema.url(), &options)
         .await
         .expect("connect to PostgreSQL");
     store.migrate().await.expect("migrate");

@@ -127,12 +127,34 @@ async fn heartbeat(State(state): State<SharedState>) -> Response {
     if db_up && let Some(exports) = export_health(&state).await {
         body["exports"] = exports;
     }
+    if let Some(replica) = store.replica_status() {
+        body["database_readonly"] = replica_health(&replica);
+    }
     let status = if db_up && queue_up && geoip_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// The read replica as its background check last found it. Informative
+/// only: a lagging or unreachable replica leaves the heartbeat at 200, since
+/// reads then use the primary (which the `database` member covers).
+fn replica_health(status: &ichnaea_store::ReplicaStatus) -> Value {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let mut member = json!({
+        "status": status.state.as_str(),
+        "up": status.state != ichnaea_store::ReplicaState::Down,
+        "lag_ms": status.lag.map(millis),
+        "max_lag_ms": millis(status.max_lag),
+        "checked_ms_ago": status.checked_ago.map(millis),
+        "reads": {"replica": status.replica_reads, "primary": status.primary_reads},
+    });
+    if let Some(error) = &status.error {
+        member["error"] = json!(error);
+    }
+    member
 }
 
 /// The remote export targets as the worker last recorded them (`None` when

@@ -214,21 +214,27 @@ async fn internal_position_calibrated(
             if blue_macs.is_empty() {
                 Ok(Vec::new())
             } else {
-                store.blue_stations_estimated(&blue_macs).await
+                store
+                    .read(|s| Box::pin(s.blue_stations_estimated(&blue_macs)))
+                    .await
             }
         },
         async {
             if wifi_macs.is_empty() {
                 Ok(Vec::new())
             } else {
-                store.wifi_stations_estimated(&wifi_macs).await
+                store
+                    .read(|s| Box::pin(s.wifi_stations_estimated(&wifi_macs)))
+                    .await
             }
         },
         async {
             if cell_keys.is_empty() {
                 Ok(Vec::new())
             } else {
-                store.cell_stations_estimated(&cell_keys).await
+                store
+                    .read(|s| Box::pin(s.cell_stations_estimated(&cell_keys)))
+                    .await
             }
         },
     );
@@ -243,7 +249,10 @@ async fn internal_position_calibrated(
         if area_keys.is_empty() {
             Vec::new()
         } else {
-            rows(store.cell_areas(&area_keys).await, "cell_area")
+            rows(
+                store.read(|s| Box::pin(s.cell_areas(&area_keys))).await,
+                "cell_area",
+            )
         }
     };
     search_internal_calibrated(
@@ -299,21 +308,21 @@ async fn internal_position(
             if blue_macs.is_empty() {
                 Ok(Vec::new())
             } else {
-                store.blue_stations(&blue_macs).await
+                store.read(|s| Box::pin(s.blue_stations(&blue_macs))).await
             }
         },
         async {
             if wifi_macs.is_empty() {
                 Ok(Vec::new())
             } else {
-                store.wifi_stations(&wifi_macs).await
+                store.read(|s| Box::pin(s.wifi_stations(&wifi_macs))).await
             }
         },
         async {
             if cell_keys.is_empty() {
                 Ok(Vec::new())
             } else {
-                store.cell_stations(&cell_keys).await
+                store.read(|s| Box::pin(s.cell_stations(&cell_keys))).await
             }
         },
     );
@@ -324,7 +333,10 @@ async fn internal_position(
         if found.is_empty() {
             let area_keys: Vec<AreaKey> = query.effective_areas().iter().map(|a| a.key).collect();
             if !area_keys.is_empty() {
-                let areas = rows(store.cell_areas(&area_keys).await, "cell_area");
+                let areas = rows(
+                    store.read(|s| Box::pin(s.cell_areas(&area_keys))).await,
+                    "cell_area",
+                );
                 results.extend(search_areas(query, &areas, now));
             }
         } else {
@@ -437,12 +449,18 @@ async fn search_region(state: &AppState, req: Prepared) -> Result<Value, ApiErro
         let store = &state.store;
         if !query.blue.is_empty() {
             let macs: Vec<Mac> = query.blue.iter().map(|b| b.mac).collect();
-            let stations = rows(store.blue_stations(&macs).await, "blue");
+            let stations = rows(
+                store.read(|s| Box::pin(s.blue_stations(&macs))).await,
+                "blue",
+            );
             results.extend(region_search_blue(&query, &stations, now));
         }
         if !query.wifi.is_empty() {
             let macs: Vec<Mac> = query.wifi.iter().map(|w| w.mac).collect();
-            let stations = rows(store.wifi_stations(&macs).await, "wifi");
+            let stations = rows(
+                store.read(|s| Box::pin(s.wifi_stations(&macs))).await,
+                "wifi",
+            );
             results.extend(region_search_wifi(&query, &stations, now));
         }
         // Cells count by MCC; only MCCs of several regions need their areas.
@@ -450,7 +468,10 @@ async fn search_region(state: &AppState, req: Prepared) -> Result<Value, ApiErro
         let areas = if ambiguous.is_empty() {
             Vec::new()
         } else {
-            rows(store.cell_areas(&ambiguous).await, "cell_area")
+            rows(
+                store.read(|s| Box::pin(s.cell_areas(&ambiguous))).await,
+                "cell_area",
+            )
         };
         results.extend(region_search_cells(&query, &areas, now));
     }

@@ -95,7 +95,9 @@ struct StatsPage<'a> {
 async fn stats_page(State(state): State<SharedState>) -> Response {
     let store = &state.store;
     let stats = cached(&state.counters, GLOBAL_STATS_KEY, STATS_TTL, || async {
-        Ok::<_, StoreError>(global_stats(&store.latest_stats().await?))
+        Ok::<_, StoreError>(global_stats(
+            &store.read(|s| Box::pin(s.latest_stats())).await?,
+        ))
     })
     .await;
     let stats = match stats {
@@ -166,7 +168,7 @@ async fn chart(state: SharedState, series: Series) -> Response {
     let today = Utc::now().date_naive();
     let data = cached(&state.counters, series.cache_key, STATS_TTL, || async {
         let since = today - chrono::Duration::days(CHART_DAYS);
-        let rows = store.stats(series.key, since).await?;
+        let rows = store.read(|s| Box::pin(s.stats(series.key, since))).await?;
         Ok::<_, StoreError>(vec![monthly_max(&rows)])
     })
     .await;
@@ -298,7 +300,11 @@ async fn regions_page(State(state): State<SharedState>) -> Response {
         &state.counters,
         REGION_STATS_CACHE_KEY,
         STATS_TTL,
-        || async { Ok::<_, StoreError>(region_rows(&store.region_stats().await?)) },
+        || async {
+            Ok::<_, StoreError>(region_rows(
+                &store.read(|s| Box::pin(s.region_stats())).await?,
+            ))
+        },
     )
     .await;
     let rows = match rows {

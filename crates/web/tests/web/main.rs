@@ -17,6 +17,7 @@ mod confidence;
 mod fuzz;
 mod locate;
 mod mmdb;
+mod replica;
 mod server;
 mod site;
 mod site_api;
