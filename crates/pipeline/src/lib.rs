@@ -48,8 +48,14 @@ pub struct PipelineSettings {
     /// An export queue holding fewer than `batch` reports is sent anyway once its
     /// oldest report is this old.
     pub export_max_age: Duration,
-    /// How long an idle worker waits before looking at the queues again.
+    /// How long an idle worker first waits before looking at the queues again.
+    /// Each further idle pass doubles the wait up to `idle_poll_max`; a push
+    /// through the worker's own process (the web role beside it) wakes it at
+    /// once, so the longer wait only delays work pushed by other processes.
     pub idle_poll: Duration,
+    /// The longest wait of an idle worker (and of the remote export loop while
+    /// no remote target is configured) between looks at the queues.
+    pub idle_poll_max: Duration,
     /// HTTP timeout of the geosubmit exporter.
     pub export_timeout: Duration,
     /// The longest wait between runs of a remote export target that keeps
@@ -68,6 +74,7 @@ impl Default for PipelineSettings {
             export_visibility: Duration::from_secs(300),
             export_max_age: Duration::from_secs(3600),
             idle_poll: Duration::from_millis(250),
+            idle_poll_max: Duration::from_secs(1),
             export_timeout: Duration::from_secs(60),
             export_backoff_max: Duration::from_secs(300),
         }

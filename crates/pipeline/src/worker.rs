@@ -98,7 +98,9 @@ impl Waiting {
     }
 }
 
-/// Runs passes until `shutdown`; sleeps `idle_poll` when a pass found nothing.
+/// Runs passes until `shutdown`; when a pass found nothing it waits
+/// `idle_poll`, doubling up to `idle_poll_max` while nothing comes, or until a
+/// push in this process.
 /// A failing pass is logged and retried after a pause: leased batches come
 /// back after their visibility timeout, so nothing is lost. Remote export
 /// targets are served beside the passes by [`export::remote::run`].
@@ -110,19 +112,32 @@ pub async fn run(ctx: PipelineContext, shutdown: CancellationToken) {
 
 async fn passes(ctx: &PipelineContext, shutdown: &CancellationToken) {
     let ctx = ctx.clone();
+    let first = ctx.settings.idle_poll;
+    let longest = ctx.settings.idle_poll_max.max(first);
+    let mut idle = first;
     while !shutdown.is_cancelled() {
         let pause = match pass(&ctx, false, shutdown).await {
-            Ok(report) if report.items > 0 => continue,
-            Ok(_) => ctx.settings.idle_poll,
+            Ok(report) if report.items > 0 => {
+                idle = first;
+                continue;
+            }
+            Ok(_) => {
+                let pause = idle;
+                idle = (idle * 2).min(longest);
+                pause
+            }
             Err(e) => {
                 tracing::error!(error = %e, "worker pass failed");
                 metrics::counter!("worker.error").increment(1);
-                Duration::from_secs(1).max(ctx.settings.idle_poll)
+                Duration::from_secs(1).max(first)
             }
         };
+        // A push in this process (the web role beside the worker) ends the
+        // wait at once; work pushed by other processes waits for the timer.
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(pause) => {}
+            _ = ctx.queue.pushed().notified() => idle = first,
         }
     }
 }

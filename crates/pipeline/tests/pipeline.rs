@@ -1358,6 +1358,41 @@ async fn idle_pass_takes_no_write_lock() {
     .await;
 }
 
+/// An idle worker polls rarely, but a push through its own process (the web
+/// role beside it) wakes it at once: with both waits set to a minute, a
+/// submission made while the worker sleeps is still applied within seconds.
+#[tokio::test]
+async fn a_push_in_the_same_process_wakes_the_idle_worker() {
+    on_embedded(async |mut ctx: PipelineContext| {
+        ctx.settings.idle_poll = Duration::from_secs(60);
+        ctx.settings.idle_poll_max = Duration::from_secs(60);
+        let shutdown = CancellationToken::new();
+        let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));
+        // Let the worker find nothing and start its minute of waiting.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        submit(
+            &ctx,
+            None,
+            "gnss",
+            vec![wifi_report(51.0, 10.0, &["0123f456789a", "0123f456789b"])],
+        )
+        .await;
+        let began = std::time::Instant::now();
+        let mut applied = 0;
+        while began.elapsed() < Duration::from_secs(30) {
+            applied = ctx.store.station_totals("wifi").await.unwrap().1;
+            if applied == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        shutdown.cancel();
+        worker.await.unwrap();
+        assert_eq!(applied, 2, "the push did not wake the worker");
+    })
+    .await;
+}
+
 /// A remote export target that hangs (answers after an hour; the
 /// exporter's timeout is the production 60 s with three attempts) delays
 /// neither the station updates, nor a second `update_incoming` entry, nor the

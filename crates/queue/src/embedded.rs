@@ -66,6 +66,8 @@ const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
 #[derive(Debug, Clone)]
 pub struct EmbeddedQueue {
     pool: SqlitePool,
+    /// Signalled after each push through this handle or a clone of it.
+    pub(crate) pushed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl EmbeddedQueue {
@@ -76,7 +78,10 @@ impl EmbeddedQueue {
             sqlx::query(*statement).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            pushed: Default::default(),
+        })
     }
 
     pub(crate) async fn ping(&self) -> Result<(), QueueError> {

@@ -146,8 +146,22 @@ impl Queue {
             return Ok(());
         }
         match self {
-            Queue::Embedded(q) => q.push(queue, &items).await,
-            Queue::Redis(q) => q.push(queue, &items).await,
+            Queue::Embedded(q) => q.push(queue, &items).await?,
+            Queue::Redis(q) => q.push(queue, &items).await?,
+        }
+        self.pushed().notify_one();
+        Ok(())
+    }
+
+    /// Signalled after every successful [`Queue::push`] through this queue or
+    /// a clone of it (one process): an idle worker of the same process waits
+    /// on it, so work submitted there is taken at once while the worker polls
+    /// rarely for work pushed by other processes. A push while nobody waits
+    /// leaves one permit, so the next wait returns at once.
+    pub fn pushed(&self) -> &tokio::sync::Notify {
+        match self {
+            Queue::Embedded(q) => &q.pushed,
+            Queue::Redis(q) => &q.pushed,
         }
     }
 

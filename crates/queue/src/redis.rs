@@ -52,6 +52,8 @@ pub struct RedisQueue {
     conn: ConnectionManager,
     prefix: String,
     consumer: String,
+    /// Signalled after each push through this handle or a clone of it.
+    pub(crate) pushed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -96,6 +98,7 @@ impl RedisQueue {
             conn,
             prefix: prefix.to_owned(),
             consumer: format!("ichnaea-{}", uuid::Uuid::new_v4().simple()),
+            pushed: Default::default(),
         })
     }
 

@@ -47,7 +47,8 @@ enum Outcome {
     Failed(String),
 }
 
-/// Runs the remote targets until `shutdown`: every `idle_poll`, each remote
+/// Runs the remote targets until `shutdown`: every `idle_poll` (every
+/// `idle_poll_max` while none is configured), each remote
 /// target that is neither running nor backing off gets a task that sends its
 /// ready queues once. On shutdown running sends are abandoned; their batches
 /// stay leased and come back after `export_visibility`, as after a crash.
@@ -59,8 +60,14 @@ pub async fn run(ctx: PipelineContext, shutdown: CancellationToken) {
         if shutdown.is_cancelled() {
             break;
         }
+        // Without remote targets the loop only watches for new ones: look
+        // less often.
+        let mut pause = ctx.settings.idle_poll_max.max(ctx.settings.idle_poll);
         match ctx.store.export_configs().await {
             Ok(configs) => {
+                if configs.iter().any(|c| c.schema.is_remote()) {
+                    pause = ctx.settings.idle_poll;
+                }
                 let busy: HashSet<&String> = running.values().collect();
                 let now = Instant::now();
                 let mut start = Vec::new();
@@ -86,7 +93,7 @@ pub async fn run(ctx: PipelineContext, shutdown: CancellationToken) {
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(ctx.settings.idle_poll) => {}
+            _ = tokio::time::sleep(pause) => {}
             Some(joined) = tasks.join_next_with_id() => {
                 let (id, outcome) = match joined {
                     Ok((id, outcome)) => (id, outcome),
