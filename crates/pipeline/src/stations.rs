@@ -129,18 +129,63 @@ pub struct Tally {
     pub block: i64,
 }
 
-/// Runs one batch of one station queue; returns observations taken (0 = empty).
+/// Runs one batch of one station queue; returns observations taken (0 = empty,
+/// or the table's writer lock is held by another worker: see [`StationRun`]).
 pub async fn run_once(
     ctx: &PipelineContext,
     queue: &str,
     table: StationTable,
 ) -> Result<usize, PipelineError> {
-    let Some(batch) = ctx
+    Ok(match run_batch(ctx, queue, table).await? {
+        StationRun::Applied(n) => n,
+        StationRun::Empty | StationRun::Busy => 0,
+    })
+}
+
+/// What [`run_batch`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StationRun {
+    /// A batch of this many items was taken and applied (or found applied
+    /// before and acknowledged).
+    Applied(usize),
+    /// The queue had nothing to lease.
+    Empty,
+    /// Another worker holds the table's writer lock (PostgreSQL): nothing was
+    /// leased, so the queue's items wait for the next pass, or for the worker
+    /// that holds the lock.
+    Busy,
+}
+
+/// Runs one batch of one station queue. On PostgreSQL the table's writer
+/// lock is taken first, without waiting, and the batch is leased only under
+/// it: a worker never holds a lease while it waits for another worker, and
+/// one whose table is busy moves on to the next table instead of queueing
+/// behind it.
+pub async fn run_batch(
+    ctx: &PipelineContext,
+    queue: &str,
+    table: StationTable,
+) -> Result<StationRun, PipelineError> {
+    let Some(lock) = ctx.store.try_lock_station_table(table).await? else {
+        metrics::counter!("worker.station_table_busy", "queue" => queue.to_string()).increment(1);
+        return Ok(StationRun::Busy);
+    };
+    let leased = ctx
         .queue
         .lease(queue, ctx.settings.station_batch, ctx.settings.visibility)
-        .await?
-    else {
-        return Ok(0);
+        .await;
+    let batch = match leased {
+        Ok(Some(batch)) => batch,
+        Ok(None) => {
+            lock.release().await?;
+            return Ok(StationRun::Empty);
+        }
+        Err(e) => {
+            // The lease error is the one to report; the lock goes with the
+            // transaction's rollback either way.
+            let _ = lock.release().await;
+            return Err(e.into());
+        }
     };
     let kind = station_type(table);
     let groups = group(table, &batch.items);
@@ -151,8 +196,8 @@ pub async fn run_once(
     let mut touched_areas = Vec::new();
     let applied = ctx
         .store
-        .apply_station_batch(
-            table,
+        .apply_station_batch_locked(
+            lock,
             queue,
             &batch.id,
             now,
@@ -250,6 +295,7 @@ pub async fn run_once(
         }
     }
     ctx.queue.ack(&batch).await?;
+    let taken = batch.items.len();
     if applied {
         let t = kind.stat_name();
         for (name, n) in [
@@ -265,5 +311,5 @@ pub async fn run_once(
     } else {
         metrics::counter!("data.batch.replayed", "queue" => queue.to_string()).increment(1);
     }
-    Ok(batch.items.len())
+    Ok(StationRun::Applied(taken))
 }

@@ -2,6 +2,7 @@
 //! station updaters, cell areas, data map — taking work as soon as it is there,
 //! and `drain`, which runs until every queue is empty.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ichnaea_core::datamap::Quadrant;
@@ -62,9 +63,15 @@ pub async fn pass(
             until_empty!(export::run_local(ctx, drain).await?);
         }
     }
-    for (queue, table) in station_queues() {
-        if waiting.has(&queue) {
-            until_empty!(stations::run_once(ctx, &queue, table).await?);
+    // Workers with a backlog would all start at the same station queue and
+    // take turns at its table's lock; each pass starts somewhere else instead
+    // (per process and per pass), and a table whose lock another worker holds
+    // is skipped for this pass (`Busy`: nothing leased, nothing lost).
+    let queues = station_queues();
+    let start = station_start(queues.len());
+    for (queue, table) in queues.iter().cycle().skip(start).take(queues.len()) {
+        if waiting.has(queue) {
+            until_empty!(stations::run_once(ctx, queue, *table).await?);
         }
     }
     if waiting.has(UPDATE_CELLAREA) {
@@ -76,6 +83,20 @@ pub async fn pass(
         }
     }
     Ok(PassReport { items })
+}
+
+/// Passes started by this process, for [`station_start`].
+static PASSES: AtomicUsize = AtomicUsize::new(0);
+
+/// The station queue a pass starts at: different for concurrent passes of
+/// one process (a counter) and for processes (their id), so that workers
+/// under a backlog spread over the tables rather than meet at the first one.
+fn station_start(queues: usize) -> usize {
+    let pass = PASSES.fetch_add(1, Ordering::Relaxed);
+    let process = std::process::id() as usize;
+    // A stride coprime with 36 (the station queues), so that successive
+    // passes of one process visit every starting point.
+    process.wrapping_mul(7).wrapping_add(pass.wrapping_mul(5)) % queues.max(1)
 }
 
 /// The names of the queues that held unacknowledged items when a pass began.

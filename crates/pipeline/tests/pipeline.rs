@@ -150,6 +150,7 @@ backend_tests!(
     case_54_update_statregion,
     case_57_rate_controller_backlog_and_rates,
     case_58_rate_controller_needs_a_target,
+    concurrent_passes_apply_every_observation_once,
 );
 
 /// The metric label of the API key `test` (SHA-256 "9f86d081884c…").
@@ -1389,6 +1390,118 @@ async fn a_push_in_the_same_process_wakes_the_idle_worker() {
         shutdown.cancel();
         worker.await.unwrap();
         assert_eq!(applied, 2, "the push did not wake the worker");
+    })
+    .await;
+}
+
+/// One observation for each of the Wi-Fi shards `shards`, queued in their
+/// station queues; returns how many.
+async fn queue_wifi_shards(
+    ctx: &PipelineContext,
+    shards: std::ops::Range<u8>,
+    per_shard: usize,
+) -> i64 {
+    let mut n = 0;
+    for shard in shards {
+        let items: Vec<Vec<u8>> = (0..per_shard)
+            .map(|i| {
+                let mac = format!("0caa{shard:x}0{i:06x}");
+                assert_eq!(Mac::from_hex(&mac).unwrap().shard(), shard);
+                wifi_obs(&mac, LAT, LON, ReportSource::Gnss)
+            })
+            .collect();
+        n += items.len() as i64;
+        ctx.queue.push(&update_wifi(shard), items).await.unwrap();
+    }
+    n
+}
+
+fn counted(counters: &[(StatKey, i64)], key: StatKey) -> i64 {
+    counters
+        .iter()
+        .filter(|(k, _)| *k == key)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Passes running at once (two workers) share a backlog over many station
+/// tables: every observation is applied exactly once and the queues end empty.
+async fn concurrent_passes_apply_every_observation_once(mut ctx: PipelineContext) {
+    ctx.settings.station_batch = 7;
+    let queued = queue_wifi_shards(&ctx, 0..16, 40).await;
+    let stop = CancellationToken::new();
+    loop {
+        let (a, b) = tokio::join!(
+            worker::pass(&ctx, false, &stop),
+            worker::pass(&ctx, false, &stop)
+        );
+        if a.unwrap().items + b.unwrap().items == 0 {
+            break;
+        }
+    }
+    for shard in 0..16 {
+        assert_eq!(ctx.queue.len(&update_wifi(shard)).await.unwrap(), 0);
+    }
+    assert_eq!(counted(&counters_today(&ctx).await, StatKey::Wifi), queued);
+    assert_eq!(
+        counted(&counters_today(&ctx).await, StatKey::UniqueWifi),
+        queued
+    );
+}
+
+/// On PostgreSQL, a worker does not wait for a station table whose writer
+/// lock another worker holds: it leases nothing from that table's queue and
+/// applies the other tables (two passes at once, both finishing while the
+/// lock is held). The skipped items are not lost and not stuck behind a
+/// lease: once the lock is free the next pass applies them at once (the
+/// visibility timeout is 10 minutes), and every observation counts once.
+/// Before, the passes waited on `pg_advisory_xact_lock` as long as the lock
+/// was held.
+#[tokio::test]
+async fn busy_station_table_is_skipped_not_waited_for() {
+    on_cluster(async |mut ctx: PipelineContext| {
+        ctx.settings.visibility = Duration::from_secs(600);
+        let queued = queue_wifi_shards(&ctx, 0..4, 3).await;
+        let held = ctx
+            .store
+            .try_lock_station_table(StationTable::Wifi(0))
+            .await
+            .unwrap()
+            .expect("the lock is free");
+        assert!(
+            ctx.store
+                .try_lock_station_table(StationTable::Wifi(0))
+                .await
+                .unwrap()
+                .is_none(),
+            "a second writer does not get the lock"
+        );
+        let stop = CancellationToken::new();
+        let (a, b) = tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::join!(
+                worker::pass(&ctx, false, &stop),
+                worker::pass(&ctx, false, &stop)
+            )
+        })
+        .await
+        .expect("passes do not wait for a table another worker holds");
+        let (a, b) = (a.unwrap().items, b.unwrap().items);
+        assert_eq!(a + b, 9, "shards 1–3 applied: {a} + {b}");
+        assert_eq!(ctx.queue.len(&update_wifi(0)).await.unwrap(), 3);
+        for shard in 1..4 {
+            assert_eq!(ctx.queue.len(&update_wifi(shard)).await.unwrap(), 0);
+        }
+        assert_eq!(counted(&counters_today(&ctx).await, StatKey::Wifi), 9);
+
+        held.release().await.unwrap();
+        let report =
+            tokio::time::timeout(Duration::from_secs(30), worker::pass(&ctx, false, &stop))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(report.items, 3, "shard 0 applied without a lease to expire");
+        assert_eq!(ctx.queue.len(&update_wifi(0)).await.unwrap(), 0);
+        assert_eq!(counted(&counters_today(&ctx).await, StatKey::Wifi), queued);
     })
     .await;
 }

@@ -5,7 +5,9 @@
 //!
 //! Writers of one station table are serialised (SQLite's write lock; a
 //! PostgreSQL advisory lock per table), so the rows read are the rows replaced:
-//! no lost updates when two workers drain the same shard.
+//! no lost updates when two workers drain the same shard. Workers take the
+//! PostgreSQL lock without waiting ([`Store::try_lock_station_table`]) and
+//! move on to another table when it is held.
 
 use std::collections::HashMap;
 
@@ -104,11 +106,87 @@ fn lock_key(table: &str) -> i64 {
     (h >> 1) as i64
 }
 
+/// The writer lock of one station table, taken without waiting by
+/// [`Store::try_lock_station_table`] and held until the batch applied under it
+/// ([`Store::apply_station_batch_locked`]) commits, or until it is released.
+pub struct StationLock {
+    table: StationTable,
+    /// PostgreSQL: the open transaction holding the table's advisory lock, in
+    /// which the batch will be applied. SQLite: none; its single write lock is
+    /// taken when the batch is applied.
+    tx: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+}
+
+impl std::fmt::Debug for StationLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StationLock")
+            .field("table", &self.table)
+            .field("held", &self.tx.is_some())
+            .finish()
+    }
+}
+
+impl StationLock {
+    /// The table this lock is for.
+    pub fn table(&self) -> StationTable {
+        self.table
+    }
+
+    /// Gives the lock up without applying anything (rolls its transaction
+    /// back). Dropping the lock does the same, a little later.
+    pub async fn release(self) -> Result<()> {
+        if let Some(tx) = self.tx {
+            tx.rollback().await?;
+        }
+        Ok(())
+    }
+}
+
 impl Store {
+    /// The advisory lock key of `name`, scoped by the schema when the store
+    /// has one of its own.
+    fn scoped_lock_key(&self, name: &str) -> i64 {
+        match &self.lock_scope {
+            Some(scope) => lock_key(&format!("{scope}.{name}")),
+            None => lock_key(name),
+        }
+    }
+
+    /// Takes the writer lock of `table` if no other writer holds it, without
+    /// waiting: `None` when it is held. On PostgreSQL this opens the
+    /// transaction the batch will be applied in and takes the table's advisory
+    /// lock in it (`pg_try_advisory_xact_lock`); a worker that gets `None`
+    /// leases nothing from the table's queue and moves on to another table, so
+    /// workers never queue up behind one table's lock. On SQLite, whose single
+    /// write lock covers every table, it always succeeds and takes nothing:
+    /// the batch waits for the write lock when it is applied, as before.
+    pub async fn try_lock_station_table(&self, table: StationTable) -> Result<Option<StationLock>> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Some(StationLock { table, tx: None })),
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin_with("BEGIN").await?;
+                let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                    .bind(self.scoped_lock_key(&table.name()))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if taken {
+                    Ok(Some(StationLock {
+                        table,
+                        tx: Some(tx),
+                    }))
+                } else {
+                    tx.rollback().await?;
+                    Ok(None)
+                }
+            }
+        }
+    }
+
     /// Applies one batch of `queue` to `table`: reads the rows of `keys`, calls
     /// `compute` with them, writes its rows and counters and records `batch_id`, all
     /// in one transaction. Returns `false` (and writes nothing) when `batch_id` was
-    /// applied before.
+    /// applied before. Waits for the table's writer lock; see
+    /// [`Store::apply_station_batch_locked`] for the variant that does not.
     pub async fn apply_station_batch<F>(
         &self,
         table: StationTable,
@@ -121,106 +199,164 @@ impl Store {
     where
         F: FnOnce(&HashMap<StationKey, StoredStation>) -> StationWrites,
     {
+        self.apply_station_batch_in(None, table, queue, batch_id, now, keys, compute)
+            .await
+    }
+
+    /// [`Store::apply_station_batch`] under a lock taken by
+    /// [`Store::try_lock_station_table`], in the lock's transaction and table.
+    pub async fn apply_station_batch_locked<F>(
+        &self,
+        lock: StationLock,
+        queue: &str,
+        batch_id: &str,
+        now: NaiveDateTime,
+        keys: &[StationKey],
+        compute: F,
+    ) -> Result<bool>
+    where
+        F: FnOnce(&HashMap<StationKey, StoredStation>) -> StationWrites,
+    {
+        self.apply_station_batch_in(
+            Some(lock.tx),
+            lock.table,
+            queue,
+            batch_id,
+            now,
+            keys,
+            compute,
+        )
+        .await
+    }
+
+    /// Both of the above: `held` is `Some` for a lock of
+    /// [`Store::try_lock_station_table`] (its PostgreSQL transaction, if any).
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_station_batch_in<F>(
+        &self,
+        held: Option<Option<sqlx::Transaction<'static, sqlx::Postgres>>>,
+        table: StationTable,
+        queue: &str,
+        batch_id: &str,
+        now: NaiveDateTime,
+        keys: &[StationKey],
+        compute: F,
+    ) -> Result<bool>
+    where
+        F: FnOnce(&HashMap<StationKey, StoredStation>) -> StationWrites,
+    {
         let name = table.name();
-        let postgres = matches!(self.backend, Backend::Postgres(_));
-        with_pool!(self, pool => {
-            let mut tx = pool.begin_with(if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" }).await?;
-            if postgres {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key(&name)).execute(&mut *tx).await?;
-            }
-            let recorded = sqlx::query(
-                "INSERT INTO applied_batch (queue, batch_id, applied_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (queue, batch_id) DO NOTHING",
-            )
-            .bind(queue)
-            .bind(batch_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if recorded == 0 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            let mut stored = HashMap::with_capacity(keys.len());
-            for chunk in keys.chunks(LOOKUP_CHUNK) {
-                let sql = match table {
-                    StationTable::Cell(_) => cell_select_estimate_sql(&name, chunk.len()),
-                    _ => mac_select_estimate_sql(&name, chunk.len()),
-                };
-                let mut q = sqlx::query(AssertSqlSafe(&*sql));
-                for key in chunk {
-                    q = match key {
-                        StationKey::Mac(mac) => q.bind(mac.bytes().to_vec()),
-                        StationKey::Cell(cell) => q.bind(cell.to_bytes()?),
-                    };
+        macro_rules! apply_in {
+            ($tx:ident) => {{
+                let recorded = sqlx::query(
+                    "INSERT INTO applied_batch (queue, batch_id, applied_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (queue, batch_id) DO NOTHING",
+                )
+                .bind(queue)
+                .bind(batch_id)
+                .bind(now)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+                if recorded == 0 {
+                    $tx.rollback().await?;
+                    return Ok(false);
                 }
-                for row in q.fetch_all(&mut *tx).await? {
-                    match table {
-                        StationTable::Cell(radio) => {
-                            let cell = decode_cell(&row, radio)?;
-                            stored.insert(
-                                StationKey::Cell(cell.key),
-                                StoredStation {
-                                    fields: cell.fields,
-                                    psc: cell.psc.map(i64::from),
-                                    estimate: decode_estimate(&row)?,
-                                },
-                            );
-                        }
-                        _ => {
-                            stored.insert(
-                                StationKey::Mac(decode_mac(&row, &name)?),
-                                StoredStation {
-                                    fields: station_fields(&row, &name)?,
-                                    psc: None,
-                                    estimate: decode_estimate(&row)?,
-                                },
-                            );
+                let mut stored = HashMap::with_capacity(keys.len());
+                for chunk in keys.chunks(LOOKUP_CHUNK) {
+                    let sql = match table {
+                        StationTable::Cell(_) => cell_select_estimate_sql(&name, chunk.len()),
+                        _ => mac_select_estimate_sql(&name, chunk.len()),
+                    };
+                    let mut q = sqlx::query(AssertSqlSafe(&*sql));
+                    for key in chunk {
+                        q = match key {
+                            StationKey::Mac(mac) => q.bind(mac.bytes().to_vec()),
+                            StationKey::Cell(cell) => q.bind(cell.to_bytes()?),
+                        };
+                    }
+                    for row in q.fetch_all(&mut *$tx).await? {
+                        match table {
+                            StationTable::Cell(radio) => {
+                                let cell = decode_cell(&row, radio)?;
+                                stored.insert(
+                                    StationKey::Cell(cell.key),
+                                    StoredStation {
+                                        fields: cell.fields,
+                                        psc: cell.psc.map(i64::from),
+                                        estimate: decode_estimate(&row)?,
+                                    },
+                                );
+                            }
+                            _ => {
+                                stored.insert(
+                                    StationKey::Mac(decode_mac(&row, &name)?),
+                                    StoredStation {
+                                        fields: station_fields(&row, &name)?,
+                                        psc: None,
+                                        estimate: decode_estimate(&row)?,
+                                    },
+                                );
+                            }
                         }
                     }
                 }
-            }
-            let writes = compute(&stored);
-            let upsert = match table {
-                StationTable::Cell(_) => cell_upsert_estimate_sql(&name),
-                _ => mac_upsert_estimate_sql(&name),
-            };
-            for (key, row) in &writes.rows {
-                let q = sqlx::query(AssertSqlSafe(&*upsert));
-                let q = match key {
-                    StationKey::Mac(mac) => q.bind(mac.bytes().to_vec()),
-                    StationKey::Cell(k) => q
-                        .bind(k.to_bytes()?)
-                        .bind(i64::from(k.radio.code()))
-                        .bind(i64::from(k.mcc))
-                        .bind(i64::from(k.mnc))
-                        .bind(i64::from(k.lac))
-                        .bind(cid_column(k.cid)?)
-                        .bind(row.psc),
+                let writes = compute(&stored);
+                let upsert = match table {
+                    StationTable::Cell(_) => cell_upsert_estimate_sql(&name),
+                    _ => mac_upsert_estimate_sql(&name),
                 };
-                bind_station_fields!(q, row.fields)
-                    .bind(row.estimate.map(|e| e.to_bytes()))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if let Some(day) = writes.day {
-                // In key order, the order in which the fold locks them, so the
-                // two never wait on each other in a cycle.
-                let mut stats: Vec<&(StatKey, i64)> =
-                    writes.stats.iter().filter(|(_, n)| *n != 0).collect();
-                stats.sort_by_key(|(key, _)| key.code());
-                for (key, n) in stats {
-                    sqlx::query(STAT_INCREMENT)
-                        .bind(i64::from(key.code()))
-                        .bind(day)
-                        .bind(*n)
-                        .execute(&mut *tx)
+                for (key, row) in &writes.rows {
+                    let q = sqlx::query(AssertSqlSafe(&*upsert));
+                    let q = match key {
+                        StationKey::Mac(mac) => q.bind(mac.bytes().to_vec()),
+                        StationKey::Cell(k) => q
+                            .bind(k.to_bytes()?)
+                            .bind(i64::from(k.radio.code()))
+                            .bind(i64::from(k.mcc))
+                            .bind(i64::from(k.mnc))
+                            .bind(i64::from(k.lac))
+                            .bind(cid_column(k.cid)?)
+                            .bind(row.psc),
+                    };
+                    bind_station_fields!(q, row.fields)
+                        .bind(row.estimate.map(|e| e.to_bytes()))
+                        .execute(&mut *$tx)
                         .await?;
                 }
+                if let Some(day) = writes.day {
+                    // In key order, the order in which the fold locks them, so the
+                    // two never wait on each other in a cycle.
+                    let mut stats: Vec<&(StatKey, i64)> =
+                        writes.stats.iter().filter(|(_, n)| *n != 0).collect();
+                    stats.sort_by_key(|(key, _)| key.code());
+                    for (key, n) in stats {
+                        sqlx::query(STAT_INCREMENT)
+                            .bind(i64::from(key.code()))
+                            .bind(day)
+                            .bind(*n)
+                            .execute(&mut *$tx)
+                            .await?;
+                    }
+                }
+                $tx.commit().await?;
+            }};
+        }
+        match (&self.backend, held) {
+            (Backend::Postgres(_), Some(Some(mut tx))) => apply_in!(tx),
+            (Backend::Postgres(pool), _) => {
+                let mut tx = pool.begin_with("BEGIN").await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(self.scoped_lock_key(&name))
+                    .execute(&mut *tx)
+                    .await?;
+                apply_in!(tx)
             }
-            tx.commit().await?;
-        });
+            (Backend::Sqlite(pool), _) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                apply_in!(tx)
+            }
+        }
         Ok(true)
     }
 
@@ -280,7 +416,7 @@ impl Store {
         with_pool!(self, pool => {
             let mut tx = pool.begin_with(if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" }).await?;
             if postgres {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key("stat")).execute(&mut *tx).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(self.scoped_lock_key("stat")).execute(&mut *tx).await?;
             }
             let rows = sqlx::query(if postgres { FOLD_TAKE_POSTGRES } else { FOLD_TAKE_SQLITE })
                 .fetch_all(&mut *tx)

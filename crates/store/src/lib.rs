@@ -34,7 +34,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use apply::{BoundingBox, StationKey, StationTable, StationWrites, StoredStation};
+pub use apply::{BoundingBox, StationKey, StationLock, StationTable, StationWrites, StoredStation};
 pub use migrate::MigrationReport;
 pub use replica::{ReadFuture, ReplicaOptions, ReplicaState, ReplicaStatus};
 
@@ -138,6 +138,10 @@ pub struct Store {
     reader: Option<Arc<SqliteReader>>,
     /// PostgreSQL only: the read replica of [`Store::read`], when configured.
     replica: Option<Arc<replica::Replica>>,
+    /// PostgreSQL only: the schema of `StoreOptions::pg_schema`, which scopes
+    /// the advisory lock keys (tests share one database in several schemas;
+    /// advisory locks are per database). `None`: the unscoped keys.
+    lock_scope: Option<Arc<str>>,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend. The body
@@ -207,6 +211,7 @@ impl Store {
                     options.read_timeout,
                 ))),
                 replica: None,
+                lock_scope: None,
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut connect = PgConnectOptions::from_str(url)?;
@@ -224,6 +229,7 @@ impl Store {
                 backend: Backend::Postgres(pool),
                 reader: None,
                 replica: None,
+                lock_scope: options.pg_schema.as_deref().map(Arc::from),
             };
             match &options.replica {
                 Some(replica) => store.attach_replica(replica, options.pg_schema.as_deref()),

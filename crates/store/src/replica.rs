@@ -477,6 +477,7 @@ impl Store {
                 backend: Backend::Postgres(pool),
                 reader: None,
                 replica: None,
+                lock_scope: None,
             },
             options: options.clone(),
             origin: Instant::now(),
