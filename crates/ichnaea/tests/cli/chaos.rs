@@ -467,13 +467,15 @@ fn chaos_many_processes_killed_at_random() {
     while chaos_start.elapsed() < CHAOS {
         std::thread::sleep(KILL_EVERY + KILL_EVERY.mul_f64(rng.f64()));
         // The first kill hits a web process while the limited key is being
-        // counted; every third one the scheduler leader (when one leads).
-        let victim = match round {
-            0 => rng.usize(0..3),
-            r if r % 3 == 1 => procs
+        // counted; then in turn the scheduler leader (when one leads), a
+        // worker and any process.
+        let victim = match round % 3 {
+            _ if round == 0 => rng.usize(0..3),
+            1 => procs
                 .iter()
                 .position(|p| p.role == Role::Scheduler && p.leads())
                 .unwrap_or_else(|| rng.usize(0..procs.len())),
+            2 => rng.usize(3..6),
             _ => rng.usize(0..procs.len()),
         };
         round += 1;
@@ -746,7 +748,10 @@ fn chaos_many_processes_killed_at_random() {
         "periodic tasks ran twice within their interval:\n{}",
         twice.join("\n")
     );
-    assert!(killed.values().sum::<usize>() >= 10, "{killed:?}");
+    assert!(
+        killed.values().sum::<usize>() >= 10 && killed.len() == 3,
+        "{killed:?}"
+    );
 }
 
 fn tail(text: &str) -> String {
