@@ -1121,6 +1121,8 @@ fn exports_reach_a_geosubmit_server_and_object_files() {
 
 #[path = "cli/browser.rs"]
 mod browser;
+#[path = "cli/chaos.rs"]
+mod chaos;
 #[path = "cli/datamap.rs"]
 mod datamap;
 #[path = "cli/deploy.rs"]

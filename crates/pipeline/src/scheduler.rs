@@ -89,9 +89,13 @@ impl Scheduler {
     /// Runs every task once right away and then every `interval`, until
     /// `shutdown` is cancelled; a run in progress is finished, not abandoned.
     /// A failing run is logged and counted; the next tick tries again. Ticks are
-    /// skipped while this process does not hold `lease` (cluster mode: another
+    /// held while this process does not hold `lease` (cluster mode: another
     /// scheduler leads); the lease is renewed every third of `lease_ttl` and
-    /// released at shutdown so a spare takes over at once.
+    /// released at shutdown so a spare takes over at once. Each run is claimed
+    /// through the lease ([`LeaderLease::claim_run`]) for one interval: across
+    /// the deployment a task runs at most once per interval, also when the
+    /// leader changes (a new leader waits for the rest of the interval its
+    /// predecessor's run started).
     pub async fn run(
         self,
         ctx: PipelineContext,
@@ -132,6 +136,7 @@ impl Scheduler {
             let ctx = ctx.clone();
             let shutdown = shutdown.clone();
             let leading = leading.clone();
+            let lease = lease.clone();
             set.spawn(async move {
                 let start = match task.offset {
                     None => tokio::time::Instant::now(),
@@ -149,14 +154,32 @@ impl Scheduler {
                         _ = shutdown.cancelled() => break,
                         _ = ticker.tick() => {}
                     }
-                    // Not leading: hold this tick until leadership comes (a spare
-                    // then runs its tasks at once) or shutdown.
-                    while !leading.load(Ordering::SeqCst) {
+                    // Not leading: hold this tick until leadership comes or
+                    // shutdown. Leading: claim the run for the deployment, so
+                    // that a new leader does not repeat a run its predecessor
+                    // made less than an interval ago; it waits for the rest of
+                    // that interval instead.
+                    loop {
+                        while !leading.load(Ordering::SeqCst) {
+                            tokio::select! {
+                                _ = shutdown.cancelled() => return,
+                                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                            }
+                        }
+                        let wait = match lease.claim_run(task.name, task.interval).await {
+                            Ok(None) => break,
+                            Ok(Some(wait)) => wait,
+                            Err(e) => {
+                                tracing::warn!(task = task.name, error = %e, "cannot claim the periodic task's run");
+                                Duration::from_secs(1)
+                            }
+                        };
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                            _ = tokio::time::sleep(wait) => {}
                         }
                     }
+                    tracing::debug!(task = task.name, "periodic task started");
                     let start = Instant::now();
                     let result = (task.run)(ctx.clone()).await;
                     let ms = start.elapsed().as_secs_f64() * 1000.0;

@@ -41,6 +41,19 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
+/// Claims a periodic task's run for `ARGV[2]` ms unless a claim is still
+/// running: `{1, 0}` when claimed, else `{0, ms left}`.
+static CLAIM_RUN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then
+            return {1, 0}
+        end
+        return {0, redis.call('PTTL', KEYS[1])}
+        ",
+    )
+});
+
 /// A named lease shared by every process of a deployment.
 #[derive(Clone, Debug)]
 pub enum LeaderLease {
@@ -83,6 +96,40 @@ impl LeaderLease {
                     .invoke_async(&mut conn.clone())
                     .await?;
                 Ok(held == 1)
+            }
+        }
+    }
+
+    /// Claims a run of the periodic task `task`, due every `interval`, for the
+    /// whole deployment: `None` when no process claimed one within the last
+    /// `interval` (this process runs it now), else the time until one may be
+    /// claimed. The claim is a key `<lease key>:ran:<task>` expiring after
+    /// `interval`, so it survives the leader that made it.
+    pub async fn claim_run(
+        &self,
+        task: &str,
+        interval: Duration,
+    ) -> Result<Option<Duration>, QueueError> {
+        match self {
+            LeaderLease::Local => Ok(None),
+            LeaderLease::Redis { conn, key, holder } => {
+                let ms = u64::try_from(interval.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                let (claimed, left): (i64, i64) = CLAIM_RUN
+                    .key(format!("{key}:ran:{task}"))
+                    .arg(holder)
+                    .arg(ms)
+                    .invoke_async(&mut conn.clone())
+                    .await?;
+                Ok(if claimed == 1 {
+                    None
+                } else {
+                    // A claim without expiry cannot be made here; wait a
+                    // second rather than spin if one is found.
+                    let left = u64::try_from(left).unwrap_or(1000).max(1);
+                    Some(Duration::from_millis(left))
+                })
             }
         }
     }

@@ -31,6 +31,7 @@ ichnaea_testkit::backend_tests!(
     reopened_queue_keeps_unacked_entries,
     transfer_hands_items_on_exactly_once,
     leader_lease_is_exclusive_and_expires,
+    periodic_runs_are_claimed_once_per_interval_across_leaders,
 );
 
 fn items(names: &[&str]) -> Vec<Vec<u8>> {
@@ -531,6 +532,32 @@ async fn leader_lease_is_exclusive_and_expires(f: &Fixture<Queue>) {
         "a released lease is free at once"
     );
     a.release().await.unwrap();
+}
+
+async fn periodic_runs_are_claimed_once_per_interval_across_leaders(f: &Fixture<Queue>) {
+    let interval = std::time::Duration::from_millis(400);
+    let a = ichnaea_queue::LeaderLease::for_queue(f.queue(), "scheduler");
+    let b = ichnaea_queue::LeaderLease::for_queue(f.queue(), "scheduler");
+    assert_eq!(a.claim_run("task", interval).await.unwrap(), None);
+    if matches!(a, ichnaea_queue::LeaderLease::Local) {
+        // One process: its own timer is the only one.
+        return;
+    }
+    // Another process (a new leader) waits for the rest of the interval.
+    let left = b
+        .claim_run("task", interval)
+        .await
+        .unwrap()
+        .expect("claimed");
+    assert!(
+        left <= interval && left > std::time::Duration::ZERO,
+        "{left:?}"
+    );
+    assert!(a.claim_run("task", interval).await.unwrap().is_some());
+    // Other tasks are claimed on their own.
+    assert_eq!(b.claim_run("other", interval).await.unwrap(), None);
+    tokio::time::sleep(left + std::time::Duration::from_millis(50)).await;
+    assert_eq!(b.claim_run("task", interval).await.unwrap(), None);
 }
 
 async fn purge_removes_one_queue_leased_entries_included(f: &Fixture<Queue>) {
