@@ -3,7 +3,7 @@
 //! which the shared test server must never be.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use crate::TempDir;
 
@@ -25,8 +25,10 @@ impl PrivatePostgres {
         };
         // The server refuses to run as root: CI runs tests as root, so the
         // cluster then belongs to the `postgres` user.
-        let as_postgres = run_output(Command::new("id").arg("-u"))
-            .is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
         let dir = TempDir::new("private-postgres");
         if as_postgres {
             let status = Command::new("chown")
@@ -91,19 +93,28 @@ impl PrivatePostgres {
         format!("{}/data", self.dir.as_str())
     }
 
-    /// Runs one of the server's programs (as `postgres` when this is root),
-    /// panicking with its output when it fails.
-    fn program(&self, name: &str, args: &[&str]) {
+    /// A command running one of the server's programs, as `postgres` when
+    /// this is root.
+    fn command(&self, name: &str) -> Command {
         let path = self.bin.join(name);
-        let mut command = if self.as_postgres {
+        if self.as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&path);
             c
         } else {
             Command::new(&path)
-        };
-        command.args(args).current_dir(self.dir.path());
-        let output = command.output().expect("run a PostgreSQL program");
+        }
+    }
+
+    /// Runs one of the server's programs, panicking with its output when it
+    /// fails.
+    fn program(&self, name: &str, args: &[&str]) {
+        let output = self
+            .command(name)
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run a PostgreSQL program");
         assert!(
             output.status.success(),
             "{name} {args:?} failed: {}{}",
@@ -115,18 +126,11 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let path = self.bin.join("pg_ctl");
         let data = self.data();
-        let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
-        let _ = if self.as_postgres {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&path)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&path).args(args).output()
-        };
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", data.as_str(), "-m", "immediate", "-w", "stop"])
+            .output();
     }
 }
 
@@ -151,8 +155,4 @@ fn server_programs() -> Option<PathBuf> {
         .collect();
     versions.sort();
     versions.pop().map(|(_, bin)| bin)
-}
-
-fn run_output(command: &mut Command) -> Option<Output> {
-    command.output().ok()
 }
